@@ -1,0 +1,190 @@
+"""The ``embpipe`` command line: run, ui, eval, cost, fetch-models.
+
+Example:
+    embpipe run                         # the whole pipeline on data/sample, only what is stale
+    embpipe run --documents ~/technotes --teacher openai/gpt-4o-mini
+    embpipe eval --beir ../shared/data/techqa --model data/models/embedding_model
+    embpipe cost
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from embpipe.paths import data_dir
+
+
+def run_config_from(args: argparse.Namespace) -> dict:
+    """Stage config from command-line options (unset options keep the stage defaults)."""
+    ops: dict[str, dict] = {}
+    if args.documents:
+        ops["read_documents"] = {"config": {"folder": args.documents}}
+    if args.max_chunks is not None:
+        ops["synthetic_queries"] = {"config": {"max_chunks": args.max_chunks}}
+    if args.epochs is not None:
+        ops["embedding_model"] = {"config": {"epochs": args.epochs}}
+    if args.beir:
+        ops["retrieval_report"] = {"config": {"beir_folder": args.beir}}
+    return {"ops": ops, "loggers": {"console": {"config": {"log_level": args.log_level}}}}
+
+
+def resources_from(args: argparse.Namespace) -> dict:
+    """The default resources with the teacher options applied (API keys only from the environment)."""
+    from dagster import EnvVar
+
+    from embpipe.definitions import default_resources
+    from embpipe.resources.teacher import TeacherResource
+
+    resources = default_resources()
+    teacher = {"model": args.teacher} if args.teacher else {}
+    if args.api_base:
+        teacher["api_base"] = args.api_base
+    if args.api_key_env:
+        teacher["api_key"] = EnvVar(args.api_key_env)
+    if args.token_budget:
+        teacher["token_budget"] = args.token_budget
+    if teacher:
+        resources["teacher"] = TeacherResource(**teacher)
+    return resources
+
+
+def print_summary(outcome, started: float) -> None:
+    """The before/after table and where the model, report, MLflow run and ledger are."""
+    import pandas as pd
+
+    from embpipe.core.report import wide_table
+    from embpipe.llm.store import TeacherStore
+    from embpipe.resources.teacher import TeacherResource
+
+    report_path = data_dir() / "assets" / "retrieval_report.parquet"
+    if report_path.is_file():
+        report = pd.read_parquet(report_path)
+        for target, part in report.groupby("target", sort=False):
+            print(f"\nRetrieval on {target} (BM25 / base / tuned):")
+            print(wide_table(part).round(4).to_string())
+    store = TeacherStore(TeacherResource().store_path)
+    paid = sum(u.prompt_tokens + u.completion_tokens for run_id in outcome.run_ids for u in store.usage(run_id))
+    cached = sum(u.cached_calls for run_id in outcome.run_ids for u in store.usage(run_id))
+    print(f"\nRebuilt: {', '.join(outcome.rebuilt) or 'nothing (everything was fresh)'}")
+    print(f"Teacher tokens paid in this run: {paid} (calls served from cache: {cached})")
+    print(f"Model:   {data_dir() / 'models' / 'embedding_model'}")
+    print(f"Report:  {report_path}")
+    print(f"MLflow:  mlflow ui --backend-store-uri sqlite:///{data_dir() / 'mlflow' / 'mlflow.db'}")
+    print(f"Wall time: {time.perf_counter() - started:.1f} s")
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from embpipe.definitions import all_assets, all_checks
+    from embpipe.orchestration.instance import dagster_instance
+    from embpipe.orchestration.runner import run_stale
+
+    started = time.perf_counter()
+    instance = dagster_instance()
+
+    def on_pass(number: int, names: list[str]) -> None:
+        print(f"[embpipe] pass {number}: materializing {', '.join(names)}", flush=True)
+
+    outcome = run_stale(
+        all_assets, all_checks, resources_from(args), run_config_from(args), instance, force=args.force, on_pass=on_pass
+    )
+    print_summary(outcome, started)
+    return 0
+
+
+def command_ui(args: argparse.Namespace) -> int:
+    import signal
+    import subprocess
+
+    from embpipe.orchestration.instance import prepare_dagster_home
+
+    prepare_dagster_home()
+    cmd = ["dagster", "dev", "-w", "workspace.yaml", "-p", str(args.port), "-h", args.host]
+    return subprocess.call(cmd, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def command_eval(args: argparse.Namespace) -> int:
+    from embpipe.core.beir import load_beir
+    from embpipe.core.report import wide_table
+    from embpipe.defs.evaluation import compare_on
+    from embpipe.resources.embedder import EmbedderResource, load_model
+
+    embedder = EmbedderResource(max_seq_length=args.max_seq_length)
+    dataset = load_beir(args.beir, args.split)
+    base = embedder.load()
+    tuned = load_model(args.model, args.max_seq_length, "auto") if args.model else base
+    table = compare_on(dataset, base, tuned, embedder.batch_size, 100)
+    print(f"{dataset.name}: {len(dataset.queries)} queries, {len(dataset.corpus)} documents")
+    print(wide_table(table).round(4).to_string())
+    if args.output:
+        table.to_csv(args.output, index=False)
+    return 0
+
+
+def command_cost(args: argparse.Namespace) -> int:
+    from embpipe.llm.store import TeacherStore
+    from embpipe.resources.teacher import TeacherResource
+
+    rows = TeacherStore(TeacherResource().store_path).usage(args.run_id)
+    print(f"{'stage':<22}{'model':<32}{'calls':>7}{'cached':>8}{'prompt':>10}{'completion':>12}{'cost $':>10}")
+    for r in rows:
+        print(
+            f"{r.stage:<22}{r.model:<32}{r.calls:>7}{r.cached_calls:>8}{r.prompt_tokens:>10}{r.completion_tokens:>12}{r.cost:>10.4f}"
+        )
+    return 0
+
+
+def command_fetch_models(args: argparse.Namespace) -> int:
+    from embpipe.llm.model_store import main
+
+    return main(args.names)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="embpipe", description=__doc__.split("\n")[0])
+    commands = root.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="materialize every stale asset in process (headless)")
+    run.add_argument("--documents", help="documents folder (default data/sample)")
+    run.add_argument("--teacher", help="litellm model string (default local/qwen2.5-coder-1.5b)")
+    run.add_argument("--api-base", help="endpoint for a served teacher (Ollama, vLLM)")
+    run.add_argument("--api-key-env", help="name of the environment variable that holds the teacher API key")
+    run.add_argument("--token-budget", type=int, help="most teacher tokens this run may pay for")
+    run.add_argument("--max-chunks", type=int, help="chunks to write questions for")
+    run.add_argument("--epochs", type=int, help="most training epochs")
+    run.add_argument("--beir", help="also score on this BEIR folder (never trained on)")
+    run.add_argument("--force", action="store_true", help="rebuild every asset (LLM replies still come from cache)")
+    run.add_argument("--log-level", default="INFO", help="Dagster console log level")
+    run.set_defaults(func=command_run)
+
+    ui = commands.add_parser("ui", help="start the Dagster web UI (dagster dev) with the instance under data/")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.set_defaults(func=command_ui)
+
+    evaluate = commands.add_parser("eval", help="score BM25, the base model and a model on a BEIR folder")
+    evaluate.add_argument("--beir", required=True, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
+    evaluate.add_argument("--model", help="model folder to compare with the base model")
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--max-seq-length", type=int, default=256)
+    evaluate.add_argument("--output", help="write the metric table as CSV")
+    evaluate.set_defaults(func=command_eval)
+
+    cost = commands.add_parser("cost", help="teacher tokens by stage and model (the ledger)")
+    cost.add_argument("--run-id", help="one Dagster run (default: all runs)")
+    cost.set_defaults(func=command_cost)
+
+    fetch = commands.add_parser("fetch-models", help="download and verify the local teacher weights")
+    fetch.add_argument("names", nargs="*")
+    fetch.set_defaults(func=command_fetch_models)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

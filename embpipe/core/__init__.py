@@ -1,0 +1,1 @@
+"""Dagster-free logic of every stage: plain typed functions that tests call directly."""

@@ -1,0 +1,59 @@
+"""From pipeline tables to training examples and BEIR-style retrieval targets.
+
+Example:
+    >>> target = retrieval_target(test_queries, chunks)  # doctest: +SKIP
+    >>> len(target.corpus) == len(chunks)  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from embpipe.core.beir import BeirDataset, passage_text
+from embpipe.core.questions import flatten_ids
+from embpipe.core.training import TrainingExample
+
+
+def queries_in_split(queries: pd.DataFrame, splits: pd.DataFrame, split: str) -> pd.DataFrame:
+    """The queries assigned to ``split``."""
+    ids = set(splits.loc[splits["split"] == split, "query_id"])
+    return queries[queries["query_id"].isin(ids)].reset_index(drop=True)
+
+
+def chunk_corpus(chunks: pd.DataFrame) -> dict[str, str]:
+    """chunk id → the text it is embedded as."""
+    return {
+        str(c): passage_text(t, x) for c, t, x in zip(chunks["chunk_id"], chunks["title"], chunks["text"], strict=True)
+    }
+
+
+def example_weight(score: float) -> float:
+    """Loss weight of a query: its validator score, or 1 when it was not scored."""
+    return 1.0 if score is None or (isinstance(score, float) and math.isnan(score)) else float(score)
+
+
+def training_examples(queries: pd.DataFrame, chunks: pd.DataFrame) -> list[TrainingExample]:
+    """One example per (query, positive chunk): multi-hop questions are unrolled."""
+    corpus = chunk_corpus(chunks)
+    examples = []
+    for query in queries.itertuples(index=False):
+        for chunk_id in flatten_ids(query.positive_chunk_ids):
+            if chunk_id in corpus:
+                examples.append(
+                    TrainingExample(query.text, corpus[chunk_id], weight=example_weight(query.validator_score))
+                )
+    return examples
+
+
+def retrieval_target(queries: pd.DataFrame, chunks: pd.DataFrame, name: str = "synthetic") -> BeirDataset:
+    """The chunk corpus with ``queries`` and their positive chunks as binary qrels."""
+    qrels = {
+        str(q): dict.fromkeys(flatten_ids(p), 1)
+        for q, p in zip(queries["query_id"], queries["positive_chunk_ids"], strict=True)
+    }
+    return BeirDataset(
+        name, chunk_corpus(chunks), dict(zip(queries["query_id"].astype(str), queries["text"], strict=True)), qrels
+    )

@@ -1,0 +1,166 @@
+"""Reading a documents folder into rows, with every file that cannot be used recorded and skipped.
+
+Supported: ``.txt``, ``.md``, ``.html``/``.htm``, ``.pdf`` (when ``pypdf`` is installed) and BEIR
+``corpus.jsonl`` files (one document per line, ``_id`` kept as the document id). Text must be UTF-8 (a UTF-8
+or UTF-16 byte-order mark is honoured); anything else is rejected with the reason, never guessed.
+
+Example:
+    >>> from embpipe.core.documents import read_folder
+    >>> result = read_folder("data/sample")  # doctest: +SKIP
+    >>> len(result.documents), len(result.rejected)  # doctest: +SKIP
+    (20, 0)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from embpipe.core.text_extraction import extract_text, title_of
+
+SUPPORTED_SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".jsonl"}
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Document:
+    """One readable document."""
+
+    doc_id: str
+    path: str
+    content_sha256: str
+    title: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A file (or corpus line) that was skipped, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class FolderReadResult:
+    """The documents read from a folder and the files rejected on the way."""
+
+    documents: list[Document] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+def doc_id_for(relative_path: str) -> str:
+    """Stable document id: the first 16 hex digits of the sha256 of the relative path."""
+    return hashlib.sha256(relative_path.encode("utf-8")).hexdigest()[:16]
+
+
+def list_files(folder: Path) -> tuple[list[Path], list[Rejection]]:
+    """Every regular file under ``folder`` (symlinks to files followed, directory links not), sorted."""
+    files: list[Path] = []
+    problems: list[Rejection] = []
+    for root, dirs, names in os.walk(
+        folder,
+        followlinks=False,
+        onerror=lambda e: problems.append(Rejection(str(e.filename), f"cannot list directory: {e.strerror}")),
+    ):
+        dirs.sort()
+        for name in sorted(names):
+            files.append(Path(root) / name)
+    return files, problems
+
+
+def decode_text(raw: bytes) -> str:
+    """Decode UTF-8 (with or without BOM) or BOM-marked UTF-16; ``ValueError`` for anything else."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw.decode("utf-16")
+    if b"\x00" in raw[:8192]:
+        raise ValueError("binary file (NUL bytes); only text, HTML, Markdown, PDF and corpus.jsonl are read")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"not UTF-8 text (byte {error.start}); convert the file to UTF-8") from error
+
+
+def read_file_bytes(path: Path, max_bytes: int) -> bytes:
+    """The file's bytes; ``ValueError`` with the reason when it is not a readable regular file of sane size."""
+    try:
+        if not path.is_file():
+            raise ValueError("not a regular file (broken symlink, socket or device)")
+        size = path.stat().st_size
+        if size == 0:
+            raise ValueError("empty file (0 bytes)")
+        if size > max_bytes:
+            raise ValueError(f"too large ({size} bytes > max_bytes {max_bytes}); split it or raise max_bytes")
+        return path.read_bytes()
+    except OSError as error:
+        raise ValueError(f"unreadable: {error.strerror or error}") from error
+
+
+def documents_from_file(path: Path, relative: str, max_bytes: int) -> list[Document]:
+    """The documents one file holds (one, or one per line of a BEIR corpus)."""
+    raw = read_file_bytes(path, max_bytes)
+    if path.suffix.lower() == ".jsonl":
+        return documents_from_jsonl(decode_text(raw), relative)
+    text = extract_text(path.suffix.lower(), raw, decode_text)
+    if not text.strip():
+        raise ValueError("no text (empty or whitespace only after extraction)")
+    title = title_of(path.suffix.lower(), raw, text, decode_text) or path.stem
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return [Document(doc_id_for(relative), relative, digest, title, text)]
+
+
+def documents_from_jsonl(content: str, relative: str) -> list[Document]:
+    """Documents of a BEIR ``corpus.jsonl``: ``_id``, optional ``title``, ``text``."""
+    documents = []
+    for number, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            doc_id, text = str(row["_id"]), str(row.get("text") or "")
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ValueError(f"line {number} is not a BEIR corpus row with _id and text: {error}") from error
+        if text.strip():
+            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            documents.append(Document(doc_id, f"{relative}#{doc_id}", digest, str(row.get("title") or ""), text))
+    return documents
+
+
+def read_folder(folder: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> FolderReadResult:
+    """Read every supported file under ``folder``; unusable files and duplicates become rejections."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise ValueError(f"Documents folder {root.resolve()} does not exist; set the documents folder config.")
+    files, problems = list_files(root)
+    result = FolderReadResult(rejected=problems)
+    seen: dict[str, str] = {}
+    for path in files:
+        relative = path.relative_to(root).as_posix()
+        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            result.rejected.append(Rejection(relative, f"unsupported file type {path.suffix or '(none)'}"))
+            continue
+        try:
+            documents = documents_from_file(path, relative, max_bytes)
+        except (ValueError, UnicodeDecodeError) as error:
+            result.rejected.append(Rejection(relative, str(error)))
+            continue
+        for document in documents:
+            if document.content_sha256 in seen:
+                result.rejected.append(
+                    Rejection(document.path, f"duplicate content of {seen[document.content_sha256]}")
+                )
+                continue
+            seen[document.content_sha256] = document.path
+            result.documents.append(document)
+    return result
+
+
+def manifest_hash(documents: list[Document]) -> str:
+    """A content hash of the document manifest (path + content hash): the ``documents`` data version."""
+    digest = hashlib.sha256()
+    for document in sorted(documents, key=lambda d: d.path):
+        digest.update(f"{document.path}\0{document.content_sha256}\n".encode())
+    return digest.hexdigest()[:24]

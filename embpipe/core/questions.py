@@ -1,0 +1,180 @@
+"""Synthetic questions from single chunks: prompt, JSON schema, validation, chunk sampling, deduplication.
+
+The teacher is asked for ``n`` search questions that the passage answers. Replies are validated
+(``parse_questions``): each question is a string of 12–300 characters ending in ``?``; copies of the
+passage's first sentence are refused, and duplicates removed.
+
+Example:
+    >>> parse_questions({"questions": ["How do I fix error E217?", "x"]}, 2)
+    ['How do I fix error E217?']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from embpipe.llm.teacher import Teacher, TeacherOutputError, TokenBudgetExhausted
+
+PROMPT_VERSION = "single-chunk-questions-v1"
+SYSTEM_PROMPT = (
+    "You write realistic search queries for training a document retrieval system. "
+    "Given one passage from a technical document, write questions that a user with a real problem would "
+    "type, which this passage answers. Each question must be specific to this passage: name the symptom, "
+    "error code, component or setting it is about, so that it could not be answered by a similar passage. "
+    "Use the user's words, do not copy sentences from the passage, and make each question self-contained. "
+    'Reply with JSON: {"questions": ["...", "..."]}.'
+)
+
+
+def question_schema(count: int) -> dict:
+    """JSON schema of a reply with up to ``count`` questions."""
+    return {
+        "type": "object",
+        "properties": {"questions": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": count}},
+        "required": ["questions"],
+    }
+
+
+def question_messages(title: str, passage: str, count: int) -> list[dict]:
+    """Chat messages asking for ``count`` questions about ``passage`` from the document ``title``."""
+    user = f"Document: {title}\nWrite {count} different questions answered by this passage.\nPASSAGE: {passage}"
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def parse_questions(reply: dict, count: int, passage: str = "") -> list[str]:
+    """Valid, distinct questions from a decoded reply; ``TeacherOutputError`` when none is usable."""
+    raw = reply.get("questions")
+    if not isinstance(raw, list):
+        raise TeacherOutputError("reply has no 'questions' list")
+    lead = passage.strip()[:80].lower()
+    questions: list[str] = []
+    for item in raw:
+        if not isinstance(item, str):
+            continue
+        text = " ".join(item.split())
+        if not 12 <= len(text) <= 300 or not text.endswith("?"):
+            continue
+        if lead and text.lower().startswith(lead[:60]):
+            continue
+        if text.lower() not in {q.lower() for q in questions}:
+            questions.append(text)
+    if not questions:
+        raise TeacherOutputError(f"no usable question among {raw!r:.200}")
+    return questions[:count]
+
+
+def select_chunks(chunks: pd.DataFrame, max_chunks: int, min_tokens: int, seed: int) -> pd.DataFrame:
+    """Up to ``max_chunks`` chunks of at least ``min_tokens``, spread over documents round-robin.
+
+    Documents are visited in a seeded random order and chunks within each document in a seeded random
+    order, so every document contributes before any contributes twice.
+    """
+    eligible = chunks[chunks["n_tokens"] >= min_tokens]
+    rng = random.Random(seed)
+    by_doc = {doc: list(group.index) for doc, group in eligible.groupby("doc_id", sort=True)}
+    for rows in by_doc.values():
+        rng.shuffle(rows)
+    order = sorted(by_doc)
+    rng.shuffle(order)
+    picked: list = []
+    while len(picked) < max_chunks and any(by_doc.values()):
+        for doc in order:
+            if by_doc[doc] and len(picked) < max_chunks:
+                picked.append(by_doc[doc].pop())
+    return eligible.loc[picked]
+
+
+def query_id_for(source_id: str, text: str) -> str:
+    """Stable query id from the chunk it came from and its text."""
+    return "q" + hashlib.sha256(f"{source_id}\0{text}".encode()).hexdigest()[:15]
+
+
+def near_duplicate_mask(vectors: np.ndarray, threshold: float = 0.9) -> np.ndarray:
+    """Boolean keep-mask: a row is dropped when its cosine to an earlier kept row exceeds ``threshold``."""
+    keep = np.ones(len(vectors), dtype=bool)
+    kept: list[int] = []
+    for i, vector in enumerate(vectors):
+        if kept and float(np.max(vectors[kept] @ vector)) > threshold:
+            keep[i] = False
+        else:
+            kept.append(i)
+    return keep
+
+
+def flatten_ids(values: Sequence) -> list[str]:
+    """A list-valued cell (list, tuple or numpy array from Parquet) as a list of strings."""
+    return [str(v) for v in list(values)]
+
+
+@dataclass
+class GenerationStats:
+    """What a generation pass did: items tried, items that failed validation, whether the budget stopped it."""
+
+    attempted: int = 0
+    failed: int = 0
+    budget_exhausted: bool = False
+    budget_message: str = ""
+
+
+QUERY_COLUMNS = [
+    "query_id",
+    "text",
+    "positive_chunk_ids",
+    "doc_ids",
+    "strategy",
+    "hops",
+    "validator_score",
+    "source_chunk_id",
+]
+
+
+def generate_single_chunk_questions(
+    teacher: Teacher,
+    chunks: pd.DataFrame,
+    count: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[pd.DataFrame, GenerationStats]:
+    """Ask the teacher for ``count`` questions per chunk; stops cleanly when the token budget is reached."""
+    stats = GenerationStats()
+    rows = []
+    for number, chunk in enumerate(chunks.itertuples(index=False), start=1):
+        messages = question_messages(chunk.title, chunk.text, count)
+        try:
+            questions = teacher.generate_json(
+                "synthetic_queries",
+                chunk.chunk_id,
+                messages,
+                lambda r, c=chunk: parse_questions(r, count, c.text),
+                schema=question_schema(count),
+                prompt_version=PROMPT_VERSION,
+                max_tokens=64 * count + 32,
+            )
+        except TokenBudgetExhausted as error:
+            stats.budget_exhausted, stats.budget_message = True, str(error)
+            break
+        stats.attempted += 1
+        if questions is None:
+            stats.failed += 1
+        for text in questions or []:
+            rows.append(
+                {
+                    "query_id": query_id_for(chunk.chunk_id, text),
+                    "text": text,
+                    "positive_chunk_ids": [chunk.chunk_id],
+                    "doc_ids": [chunk.doc_id],
+                    "strategy": "single_chunk",
+                    "hops": 1,
+                    "validator_score": np.nan,
+                    "source_chunk_id": chunk.chunk_id,
+                }
+            )
+        if progress:
+            progress(number, len(chunks))
+    frame = pd.DataFrame(rows, columns=QUERY_COLUMNS).drop_duplicates("query_id")
+    return frame.reset_index(drop=True), stats

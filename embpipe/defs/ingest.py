@@ -1,0 +1,135 @@
+"""Ingest: the documents folder → documents (and rejected files) → chunks."""
+
+import pandas as pd
+from dagster import (
+    AssetExecutionContext,
+    AssetOut,
+    Config,
+    DataVersion,
+    MetadataValue,
+    Output,
+    asset,
+    multi_asset,
+)
+from pydantic import Field
+
+from embpipe.core.chunking import ChunkingParams, ChunkStrategy, chunk_id_for, chunk_text
+from embpipe.core.documents import DEFAULT_MAX_BYTES, manifest_hash, read_folder
+from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_version, preview
+from embpipe.defs.types import ChunksFrame, DocumentsFrame, RejectedDocumentsFrame
+from embpipe.resources.embedder import EmbedderResource, encode
+
+
+class DocumentsConfig(Config):
+    """Where the documents are and which files are too large."""
+
+    folder: str = Field(
+        default="data/sample", description="Folder of .txt/.md/.html/.pdf files or a BEIR corpus.jsonl."
+    )
+    max_bytes: int = Field(default=DEFAULT_MAX_BYTES, description="Files larger than this are rejected.")
+
+
+@multi_asset(
+    outs={
+        "documents": AssetOut(
+            dagster_type=DocumentsFrame,
+            code_version="1",
+            description=("One row per readable document: id (hash of relative path), path, content hash, title, text."),
+        ),
+        "rejected_documents": AssetOut(
+            dagster_type=RejectedDocumentsFrame,
+            code_version="1",
+            description=(
+                "Files that could not be used (empty, binary, not UTF-8, unreadable, too large, duplicate) and why."
+            ),
+        ),
+    },
+    group_name="ingest",
+)
+def read_documents(context: AssetExecutionContext, config: DocumentsConfig):
+    """Read the documents folder; data version = hash of the document manifest."""
+    result = read_folder(config.folder, config.max_bytes)
+    documents = pd.DataFrame(
+        [vars(d) for d in result.documents], columns=["doc_id", "path", "content_sha256", "title", "text"]
+    )
+    rejected = pd.DataFrame([vars(r) for r in result.rejected], columns=["path", "reason"])
+    for rejection in result.rejected:
+        context.log.warning(f"skipped {rejection.path}: {rejection.reason}")
+    context.log.info(f"read {len(documents)} documents from {config.folder}, rejected {len(rejected)}")
+    yield Output(
+        documents,
+        output_name="documents",
+        data_version=DataVersion(manifest_hash(result.documents)),
+        metadata={
+            "documents": len(documents),
+            "rejected": len(rejected),
+            CONFIG_FINGERPRINT: config_fingerprint(config),
+            "folder": config.folder,
+            "preview": preview(documents, ["doc_id", "path", "title"]),
+        },
+    )
+    yield Output(
+        rejected,
+        output_name="rejected_documents",
+        data_version=DataVersion(frame_version(rejected)),
+        metadata={"rejected": len(rejected), "preview": preview(rejected)},
+    )
+
+
+class ChunkingConfig(Config):
+    """How documents are split into passages."""
+
+    strategy: ChunkStrategy = Field(
+        default=ChunkStrategy.PARAGRAPH, description="paragraph, sentences, tokens or semantic."
+    )
+    max_tokens: int = Field(default=200, description="Largest chunk (approximate tokens).")
+    min_tokens: int = Field(default=24, description="Shorter paragraphs are merged into the next one.")
+    sentences_per_chunk: int = Field(default=4, description="For the sentences strategy.")
+    overlap_tokens: int = Field(default=32, description="For the tokens strategy.")
+    semantic_threshold: float = Field(
+        default=0.45, description="For the semantic strategy: split below this similarity."
+    )
+
+    def params(self) -> ChunkingParams:
+        return ChunkingParams(**self.model_dump())
+
+
+def chunk_documents(documents: pd.DataFrame, params: ChunkingParams, embed=None) -> pd.DataFrame:
+    """Chunk rows for every document, with stable ids."""
+    rows = []
+    for doc in documents.itertuples(index=False):
+        for chunk in chunk_text(doc.text, params, embed):
+            rows.append(
+                {
+                    "chunk_id": chunk_id_for(doc.doc_id, chunk.position, chunk.text),
+                    "doc_id": doc.doc_id,
+                    "position": chunk.position,
+                    "title": doc.title,
+                    "text": chunk.text,
+                    "n_tokens": chunk.n_tokens,
+                }
+            )
+    return pd.DataFrame(rows, columns=["chunk_id", "doc_id", "position", "title", "text", "n_tokens"])
+
+
+@asset(dagster_type=ChunksFrame, code_version="1", group_name="ingest")
+def chunks(context: AssetExecutionContext, config: ChunkingConfig, embedder: EmbedderResource, documents: pd.DataFrame):
+    """Passages of every document (LMAR paragraph chunks by default), each tracing to its document."""
+    embed = None
+    if config.strategy == ChunkStrategy.SEMANTIC:
+        model = embedder.load()
+        embed = lambda texts: encode(model, texts)  # noqa: E731
+    frame = chunk_documents(documents, config.params(), embed)
+    stats = frame["n_tokens"].describe() if len(frame) else None
+    return Output(
+        frame,
+        data_version=DataVersion(frame_version(frame)),
+        metadata={
+            "chunks": len(frame),
+            "documents": int(frame["doc_id"].nunique()) if len(frame) else 0,
+            "mean_tokens": float(stats["mean"]) if stats is not None else 0.0,
+            CONFIG_FINGERPRINT: config_fingerprint(config),
+            "preview": preview(frame, ["chunk_id", "doc_id", "n_tokens", "text"]),
+            "strategy": MetadataValue.text(str(config.strategy)),
+        },
+    )

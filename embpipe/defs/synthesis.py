@@ -1,0 +1,126 @@
+"""Synthesis: base-model chunk embeddings, teacher-written questions, grouped train/validation/test splits."""
+
+import numpy as np
+import pandas as pd
+from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
+from pydantic import Field
+
+from embpipe.core.beir import passage_text
+from embpipe.core.questions import generate_single_chunk_questions, near_duplicate_mask, select_chunks
+from embpipe.core.splits import assign_splits
+from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_version, preview
+from embpipe.defs.types import ChunkEmbeddingsFrame, QuerySplitsFrame, SyntheticQueriesFrame
+from embpipe.resources.embedder import EmbedderResource, encode
+from embpipe.resources.teacher import TeacherResource
+
+
+def chunk_passages(chunks: pd.DataFrame) -> list[str]:
+    """The text each chunk is embedded as (document title + chunk text)."""
+    return [passage_text(t, x) for t, x in zip(chunks["title"], chunks["text"], strict=True)]
+
+
+@asset(dagster_type=ChunkEmbeddingsFrame, code_version="1", group_name="synthesis")
+def chunk_embeddings(context: AssetExecutionContext, embedder: EmbedderResource, chunks: pd.DataFrame):
+    """One L2-normalised base-model vector per chunk (title + text); the base model's retrieval index."""
+    model = embedder.load()
+    vectors = encode(model, chunk_passages(chunks), embedder.batch_size)
+    frame = pd.DataFrame({"chunk_id": chunks["chunk_id"].astype(str), "embedding": list(vectors)})
+    context.log.info(f"embedded {len(frame)} chunks with {embedder.model_id()}")
+    return Output(
+        frame,
+        data_version=DataVersion(frame_version(frame)),
+        metadata={
+            "chunks": len(frame),
+            "dimension": int(vectors.shape[1]) if len(vectors) else 0,
+            "base_model": embedder.model_id(),
+        },
+    )
+
+
+class QuestionConfig(Config):
+    """How many questions the teacher writes, and from which chunks."""
+
+    max_chunks: int = Field(default=40, description="Chunks to write questions for (spread over documents).")
+    questions_per_chunk: int = Field(default=2, description="Questions asked per chunk.")
+    min_chunk_tokens: int = Field(default=20, description="Chunks shorter than this get no questions.")
+    dedup_threshold: float = Field(default=0.9, description="Drop a question whose cosine to a kept one exceeds this.")
+    max_failure_rate: float = Field(
+        default=0.3, description="The quality check fails above this share of failed chunks."
+    )
+    seed: int = Field(default=42, description="Seed of the chunk sample.")
+
+
+@asset(dagster_type=SyntheticQueriesFrame, code_version="1", group_name="synthesis")
+def synthetic_queries(
+    context: AssetExecutionContext,
+    config: QuestionConfig,
+    teacher: TeacherResource,
+    embedder: EmbedderResource,
+    chunks: pd.DataFrame,
+):
+    """Teacher-written questions, each with its positive chunk(s) and source documents; near-duplicates dropped."""
+    sample = select_chunks(chunks, config.max_chunks, config.min_chunk_tokens, config.seed)
+    step = max(1, len(sample) // 10)
+
+    def progress(done: int, total: int) -> None:
+        if done % step == 0 or done == total:
+            context.log.info(f"questions: {done}/{total} chunks")
+
+    client = teacher.client()
+    frame, stats = generate_single_chunk_questions(client, sample, config.questions_per_chunk, progress)
+    if stats.budget_exhausted:
+        context.log.warning(f"stopped early, kept {len(frame)} questions: {stats.budget_message}")
+    if len(frame):
+        keep = near_duplicate_mask(encode(embedder.load(), frame["text"].tolist()), config.dedup_threshold)
+        frame = frame[keep].reset_index(drop=True)
+    failures = client.store.failures(client.run_id, "synthetic_queries")
+    usage = [u for u in client.store.usage(client.run_id) if u.stage == "synthetic_queries"]
+    return Output(
+        frame,
+        data_version=DataVersion(frame_version(frame)),
+        metadata={
+            "queries": len(frame),
+            "chunks_attempted": stats.attempted,
+            "chunks_failed": stats.failed,
+            "failure_rate": stats.failed / max(stats.attempted, 1),
+            "max_failure_rate": config.max_failure_rate,
+            "budget_exhausted": stats.budget_exhausted,
+            "paid_tokens": sum(u.prompt_tokens + u.completion_tokens for u in usage),
+            "cached_calls": sum(u.cached_calls for u in usage),
+            "teacher": teacher.model,
+            "failures": MetadataValue.md("\n".join(f"- {i}: {r[:160]}" for _, i, r in failures[:10]) or "none"),
+            CONFIG_FINGERPRINT: config_fingerprint(config),
+            "preview": preview(frame, ["query_id", "text", "strategy"]),
+        },
+    )
+
+
+class SplitConfig(Config):
+    """Fractions of queries per split; whole document groups are assigned."""
+
+    train: float = Field(default=0.7, description="Share of queries for training.")
+    validation: float = Field(default=0.15, description="Share for early stopping.")
+    test: float = Field(default=0.15, description="Share held out for the report.")
+    seed: int = Field(default=42, description="Seed of the group shuffle.")
+
+
+@asset(dagster_type=QuerySplitsFrame, code_version="1", group_name="synthesis")
+def query_splits(config: SplitConfig, synthetic_queries: pd.DataFrame):
+    """train / validation / test per query, grouped by source document so test documents are unseen."""
+    query_docs = {q: list(d) for q, d in zip(synthetic_queries["query_id"], synthetic_queries["doc_ids"], strict=True)}
+    assignment = assign_splits(query_docs, (config.train, config.validation, config.test), config.seed)
+    frame = pd.DataFrame({"query_id": list(assignment), "split": list(assignment.values())})
+    counts = frame["split"].value_counts()
+    return Output(
+        frame,
+        data_version=DataVersion(frame_version(frame)),
+        metadata={
+            **{name: int(counts.get(name, 0)) for name in ("train", "validation", "test")},
+            CONFIG_FINGERPRINT: config_fingerprint(config),
+        },
+    )
+
+
+def stack_embeddings(frame: pd.DataFrame) -> np.ndarray:
+    """The ``embedding`` column as an (n, d) float32 matrix."""
+    return np.vstack(frame["embedding"].to_numpy()).astype(np.float32) if len(frame) else np.zeros((0, 0), np.float32)

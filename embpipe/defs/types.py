@@ -1,0 +1,85 @@
+"""The contract of every stored table: columns and dtypes declared once as dagster-pandas types.
+
+An asset whose output breaks its contract fails at that asset, with the column named.
+"""
+
+from dagster_pandas import PandasColumn, create_dagster_pandas_dataframe_type
+
+STRATEGIES = frozenset({"single_chunk", "proximity", "intra_cluster", "inter_cluster"})
+
+
+def _id(name: str, unique: bool = False) -> PandasColumn:
+    return PandasColumn.string_column(name, non_nullable=True, unique=unique)
+
+
+DocumentsFrame = create_dagster_pandas_dataframe_type(
+    name="DocumentsFrame",
+    description="One row per readable document.",
+    columns=[
+        _id("doc_id", unique=True),
+        _id("path", unique=True),
+        _id("content_sha256"),
+        PandasColumn.string_column("title"),
+        _id("text"),
+    ],
+)
+
+RejectedDocumentsFrame = create_dagster_pandas_dataframe_type(
+    name="RejectedDocumentsFrame",
+    description="Files that were skipped, with the reason.",
+    columns=[_id("path"), _id("reason")],
+)
+
+ChunksFrame = create_dagster_pandas_dataframe_type(
+    name="ChunksFrame",
+    description="Retrieval passages; every chunk traces to its document.",
+    columns=[
+        _id("chunk_id", unique=True),
+        _id("doc_id"),
+        PandasColumn.integer_column("position", min_value=0),
+        PandasColumn.string_column("title"),
+        _id("text"),
+        PandasColumn.integer_column("n_tokens", min_value=1),
+    ],
+)
+
+ChunkEmbeddingsFrame = create_dagster_pandas_dataframe_type(
+    name="ChunkEmbeddingsFrame",
+    description="One L2-normalised float32 vector per chunk (base model).",
+    columns=[_id("chunk_id", unique=True), PandasColumn.exists("embedding")],
+)
+
+SyntheticQueriesFrame = create_dagster_pandas_dataframe_type(
+    name="SyntheticQueriesFrame",
+    description="Teacher-written questions with their positive chunks and source documents.",
+    columns=[
+        _id("query_id", unique=True),
+        _id("text"),
+        PandasColumn.exists("positive_chunk_ids"),
+        PandasColumn.exists("doc_ids"),
+        PandasColumn.categorical_column("strategy", categories=STRATEGIES),
+        PandasColumn.integer_column("hops", min_value=1, max_value=3),
+        PandasColumn.float_column("validator_score", min_value=0.0, max_value=1.0, ignore_missing_vals=True),
+    ],
+)
+
+QuerySplitsFrame = create_dagster_pandas_dataframe_type(
+    name="QuerySplitsFrame",
+    description="train / validation / test per query, grouped by document.",
+    columns=[
+        _id("query_id", unique=True),
+        PandasColumn.categorical_column("split", categories={"train", "validation", "test"}),
+    ],
+)
+
+RetrievalReportFrame = create_dagster_pandas_dataframe_type(
+    name="RetrievalReportFrame",
+    description="Metric values per evaluation target and model, with paired-test p-values against base.",
+    columns=[
+        _id("target"),
+        _id("model"),
+        _id("metric"),
+        PandasColumn.float_column("value"),
+        PandasColumn.float_column("p_value", ignore_missing_vals=True),
+    ],
+)

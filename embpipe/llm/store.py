@@ -1,0 +1,141 @@
+"""Persistent teacher bookkeeping in one SQLite file: the response cache, the token ledger, the failures.
+
+- ``responses``: content-addressed cache (key = sha256 of model, prompt version, messages and parameters).
+  A rerun or a resumed run gets every completed call back for free.
+- ``calls``: one ledger row per call (run, stage, model, tokens, cached or paid, cost when known).
+- ``failures``: items whose teacher output stayed unusable after the retries, with the reason.
+
+SQLite in WAL mode with one short transaction per write: concurrent runs and killed processes leave the
+file consistent. API keys are never part of a key or a row.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY, model TEXT, stage TEXT, text TEXT, logprobs TEXT,
+    prompt_tokens INTEGER, completion_tokens INTEGER, created REAL);
+CREATE TABLE IF NOT EXISTS calls (
+    run_id TEXT, stage TEXT, model TEXT, prompt_tokens INTEGER, completion_tokens INTEGER,
+    cached INTEGER, cost REAL, created REAL);
+CREATE TABLE IF NOT EXISTS failures (
+    run_id TEXT, stage TEXT, item_id TEXT, reason TEXT, created REAL);
+CREATE INDEX IF NOT EXISTS calls_run ON calls (run_id);
+"""
+
+
+@dataclass(frozen=True)
+class CachedReply:
+    """A stored teacher reply."""
+
+    text: str
+    logprobs: list | None
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """Token totals of one (stage, model) group."""
+
+    stage: str
+    model: str
+    calls: int
+    cached_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+
+
+class TeacherStore:
+    """The SQLite file behind the cache, the ledger and the failure record."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        db.execute("PRAGMA busy_timeout=60000")
+        return db
+
+    def get(self, key: str) -> CachedReply | None:
+        """The cached reply for ``key``, if any."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT text, logprobs, prompt_tokens, completion_tokens FROM responses WHERE key = ?", (key,)
+            ).fetchone()
+        if row is None:
+            return None
+        return CachedReply(row[0], json.loads(row[1]) if row[1] else None, row[2], row[3])
+
+    def put(self, key: str, model: str, stage: str, reply: CachedReply) -> None:
+        """Store a reply (first writer wins; the content is the same for the same key)."""
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    model,
+                    stage,
+                    reply.text,
+                    json.dumps(reply.logprobs) if reply.logprobs else None,
+                    reply.prompt_tokens,
+                    reply.completion_tokens,
+                    time.time(),
+                ),
+            )
+
+    def record_call(self, run_id: str, stage: str, model: str, reply: CachedReply, cached: bool, cost: float) -> None:
+        """Append one ledger row."""
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, stage, model, reply.prompt_tokens, reply.completion_tokens, int(cached), cost, time.time()),
+            )
+
+    def record_failure(self, run_id: str, stage: str, item_id: str, reason: str) -> None:
+        """Record an item whose teacher output stayed unusable."""
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO failures VALUES (?, ?, ?, ?, ?)", (run_id, stage, item_id, reason[:2000], time.time())
+            )
+
+    def paid_tokens(self, run_id: str) -> int:
+        """Prompt + completion tokens paid (not served from cache) in ``run_id``."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM calls WHERE run_id = ? AND cached = 0",
+                (run_id,),
+            ).fetchone()
+        return int(row[0])
+
+    def usage(self, run_id: str | None = None) -> list[UsageRow]:
+        """Token totals per stage and model, for one run or for all runs."""
+        where, args = ("WHERE run_id = ?", (run_id,)) if run_id else ("", ())
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT stage, model, COUNT(*), SUM(cached), SUM(CASE WHEN cached = 0 THEN prompt_tokens ELSE 0 END),"
+                " SUM(CASE WHEN cached = 0 THEN completion_tokens ELSE 0 END), SUM(cost)"
+                f" FROM calls {where} GROUP BY stage, model ORDER BY stage, model",
+                args,
+            ).fetchall()
+        return [UsageRow(r[0], r[1], r[2], r[3] or 0, r[4] or 0, r[5] or 0, r[6] or 0.0) for r in rows]
+
+    def failures(self, run_id: str, stage: str | None = None) -> list[tuple[str, str, str]]:
+        """(stage, item id, reason) of the failures recorded in ``run_id``."""
+        query = "SELECT stage, item_id, reason FROM failures WHERE run_id = ?"
+        args: tuple = (run_id,)
+        if stage:
+            query, args = query + " AND stage = ?", (run_id, stage)
+        with self._connect() as db:
+            return [tuple(r) for r in db.execute(query, args).fetchall()]

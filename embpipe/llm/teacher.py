@@ -1,0 +1,222 @@
+"""The LLM teacher: every call through litellm, cached, counted, budgeted and retried.
+
+``Teacher.chat`` sends a chat request to any litellm model string (``local/…`` runs a GGUF in process,
+``fake/…`` is the deterministic test provider, ``openai/…``, ``ollama/…``, ``hosted_vllm/…`` reach
+services). ``Teacher.generate_json`` adds validation: a reply that does not parse or validate is asked
+again (a new sampling seed per attempt, so the retry can differ), then recorded as a failure.
+
+Example:
+    >>> teacher = Teacher(TeacherSettings(model="fake/echo"), TeacherStore("/tmp/t.sqlite"), run_id="r1")
+    >>> teacher.chat("demo", [{"role": "user", "content": "hi"}]).text  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from embpipe.llm.providers import register_providers
+from embpipe.llm.store import CachedReply, TeacherStore
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+
+class TokenBudgetExhausted(RuntimeError):
+    """The next call could exceed the run's token budget, so it was not made."""
+
+
+class TeacherOutputError(ValueError):
+    """A reply that does not parse or does not satisfy its schema."""
+
+
+@dataclass(frozen=True)
+class TeacherSettings:
+    """How the teacher is reached and limited. ``api_key`` is used for calls and never stored or logged."""
+
+    model: str = "local/qwen2.5-coder-1.5b"
+    api_base: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    temperature: float = 0.0
+    max_retries: int = 3
+    backoff_s: float = 1.0
+    timeout_s: float = 300.0
+    token_budget: int | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One teacher reply with its token usage; ``cached`` replies cost nothing."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached: bool
+    logprobs: list | None = None
+
+
+def cache_key(model: str, prompt_version: str, messages: list[dict], params: dict[str, Any]) -> str:
+    """Content address of a request: model, prompt template version, messages and parameters."""
+    payload = json.dumps([model, prompt_version, messages, params], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def estimate_tokens(messages: list[dict]) -> int:
+    """A deliberately high estimate of prompt tokens (one per three characters) for budget checks."""
+    return sum(len(str(m.get("content", ""))) for m in messages) // 3 + 8 * len(messages)
+
+
+def transient_errors() -> tuple[type[BaseException], ...]:
+    """litellm exceptions worth a retry with backoff: timeouts, rate limits, connection and server errors."""
+    import litellm
+
+    return (
+        litellm.Timeout,
+        litellm.RateLimitError,
+        litellm.APIConnectionError,
+        litellm.ServiceUnavailableError,
+        litellm.InternalServerError,
+    )
+
+
+class Teacher:
+    """A litellm-backed teacher with a response cache, a token ledger and a token budget."""
+
+    def __init__(self, settings: TeacherSettings, store: TeacherStore, run_id: str):
+        self.settings = settings
+        self.store = store
+        self.run_id = run_id
+        register_providers()
+
+    def _budget_check(self, messages: list[dict], max_tokens: int) -> None:
+        budget = self.settings.token_budget
+        if budget is None:
+            return
+        needed = estimate_tokens(messages) + max_tokens
+        spent = self.store.paid_tokens(self.run_id)
+        if spent + needed > budget:
+            raise TokenBudgetExhausted(
+                f"token budget {budget} would be exceeded (spent {spent}, next call up to {needed}); "
+                "raise token_budget to generate more"
+            )
+
+    def _completion(self, messages: list[dict], params: dict[str, Any]):
+        import litellm
+
+        kwargs: dict[str, Any] = dict(
+            params, model=self.settings.model, messages=messages, timeout=self.settings.timeout_s
+        )
+        if self.settings.api_base:
+            kwargs["api_base"] = self.settings.api_base
+        if self.settings.api_key:
+            kwargs["api_key"] = self.settings.api_key
+        for attempt in range(self.settings.max_retries + 1):
+            try:
+                return litellm.completion(**kwargs)
+            except transient_errors() as error:
+                if attempt == self.settings.max_retries:
+                    raise
+                delay = self.settings.backoff_s * 2**attempt
+                logger.warning("teacher call failed (%s); retry %d in %.1fs", type(error).__name__, attempt + 1, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def chat(
+        self,
+        stage: str,
+        messages: list[dict],
+        *,
+        prompt_version: str = "1",
+        max_tokens: int = 256,
+        json_schema: dict | None = None,
+        logprobs: int | None = None,
+        attempt: int = 0,
+    ) -> Reply:
+        """One chat completion, from the cache when this exact request was answered before."""
+        params: dict[str, Any] = {"temperature": self.settings.temperature, "max_tokens": max_tokens}
+        if attempt:
+            params.update(temperature=max(self.settings.temperature, 0.7), seed=attempt)
+        if json_schema is not None:
+            params["response_format"] = {"type": "json_object", "schema": json_schema}
+        if logprobs:
+            params.update(logprobs=True, top_logprobs=logprobs)
+        key = cache_key(self.settings.model, prompt_version, messages, params)
+        hit = self.store.get(key)
+        if hit is not None:
+            self.store.record_call(self.run_id, stage, self.settings.model, hit, cached=True, cost=0.0)
+            return Reply(hit.text, hit.prompt_tokens, hit.completion_tokens, True, hit.logprobs)
+        self._budget_check(messages, max_tokens)
+        response = self._completion(messages, params)
+        reply = stored_reply(response)
+        self.store.put(key, self.settings.model, stage, reply)
+        self.store.record_call(self.run_id, stage, self.settings.model, reply, cached=False, cost=cost_of(response))
+        return Reply(reply.text, reply.prompt_tokens, reply.completion_tokens, False, reply.logprobs)
+
+    def generate_json(
+        self,
+        stage: str,
+        item_id: str,
+        messages: list[dict],
+        parse: Callable[[dict], T],
+        *,
+        schema: dict,
+        prompt_version: str = "1",
+        max_tokens: int = 256,
+    ) -> T | None:
+        """A validated object from the teacher, or ``None`` after the retries (the failure is recorded).
+
+        ``parse`` turns the decoded JSON object into the result and raises ``TeacherOutputError`` (or
+        ``ValueError``/``KeyError``/``TypeError``) when it is unusable.
+        """
+        reason = ""
+        for attempt in range(self.settings.max_retries + 1):
+            reply = self.chat(
+                stage,
+                messages,
+                prompt_version=prompt_version,
+                max_tokens=max_tokens,
+                json_schema=schema,
+                attempt=attempt,
+            )
+            try:
+                decoded = json.loads(reply.text)
+                if not isinstance(decoded, dict):
+                    raise TeacherOutputError(f"expected a JSON object, got {type(decoded).__name__}")
+                return parse(decoded)
+            except (json.JSONDecodeError, TeacherOutputError, ValueError, KeyError, TypeError) as error:
+                reason = f"{type(error).__name__}: {error}; reply: {reply.text[:300]!r}"
+        self.store.record_failure(self.run_id, stage, item_id, reason)
+        return None
+
+
+def stored_reply(response) -> CachedReply:
+    """The cacheable part of a litellm response: text, top log-probabilities and usage."""
+    choice = response.choices[0]
+    text = choice.message.content or ""
+    usage = getattr(response, "usage", None)
+    logprobs = getattr(choice, "logprobs", None)
+    if logprobs is not None and not isinstance(logprobs, list):
+        content = logprobs.get("content") if isinstance(logprobs, dict) else getattr(logprobs, "content", None)
+        logprobs = [dict(token) if not isinstance(token, dict) else token for token in (content or [])]
+        logprobs = json.loads(json.dumps(logprobs, default=lambda o: getattr(o, "__dict__", str(o))))
+    return CachedReply(
+        text,
+        logprobs or None,
+        int(getattr(usage, "prompt_tokens", 0) or 0),
+        int(getattr(usage, "completion_tokens", 0) or 0),
+    )
+
+
+def cost_of(response) -> float:
+    """The call's cost in USD where litellm knows the model's price, else 0."""
+    import litellm
+
+    try:
+        return float(litellm.completion_cost(completion_response=response) or 0.0)
+    except Exception:  # litellm raises assorted errors for models without a price; cost is then unknown.
+        return 0.0

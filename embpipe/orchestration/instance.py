@@ -1,0 +1,32 @@
+"""The Dagster instance lives under ``data/dagster`` (gitignored), configured by the repo's ``dagster.yaml``."""
+
+import os
+import shutil
+from pathlib import Path
+
+from embpipe.paths import data_dir
+
+DAGSTER_YAML = "dagster.yaml"
+FALLBACK_DAGSTER_YAML = "telemetry:\n  enabled: false\n"
+
+
+def prepare_dagster_home(project_dir: Path | None = None) -> Path:
+    """Create ``data/dagster`` with the project's ``dagster.yaml`` in it and point ``DAGSTER_HOME`` there."""
+    home = data_dir() / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    source = (project_dir or Path.cwd()) / DAGSTER_YAML
+    target = home / DAGSTER_YAML
+    if source.is_file():
+        shutil.copyfile(source, target)
+    elif not target.exists():
+        target.write_text(FALLBACK_DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def dagster_instance():
+    """The persistent instance under ``data/dagster``."""
+    from dagster import DagsterInstance
+
+    prepare_dagster_home()
+    return DagsterInstance.get()

@@ -1,0 +1,140 @@
+"""Materialize only what is stale, in process: the headless ``embpipe run``.
+
+Dagster's staleness is one level deep (a child of a stale asset looks fresh until the stale one is rebuilt
+and records a new data version), so the runner works in passes: each pass materializes every asset that is
+missing, stale, or whose stage config changed since its last materialization, until none is left.
+``documents`` is read in every first pass (cheap): its data version is the document manifest's hash, so
+an unchanged folder leaves everything below it fresh, and a rerun with nothing changed pays nothing.
+"""
+
+import inspect
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from dagster import AssetKey, AssetsDefinition, Config, DagsterInstance, materialize
+from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
+from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
+from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._time import get_current_datetime
+
+from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint
+
+logger = logging.getLogger(__name__)
+ALWAYS_READ = AssetKey("documents")
+
+
+@dataclass
+class PassSummary:
+    """One materialization pass: its Dagster run id and the assets it built."""
+
+    run_id: str
+    assets: list[str]
+
+
+@dataclass
+class RunOutcome:
+    """Every pass of a headless run."""
+
+    passes: list[PassSummary] = field(default_factory=list)
+
+    @property
+    def run_ids(self) -> list[str]:
+        return [p.run_id for p in self.passes]
+
+    @property
+    def rebuilt(self) -> list[str]:
+        return [a for p in self.passes for a in p.assets]
+
+
+def stale_resolver(instance: DagsterInstance, assets: Sequence[AssetsDefinition]) -> CachingStaleStatusResolver:
+    """Dagster's stale-status resolver over ``assets`` (the private API is confined to this function)."""
+    graph = AssetGraph.from_assets(assets)
+    view = AssetGraphView(
+        temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
+        instance=instance,
+        asset_graph=graph,
+    )
+    return CachingStaleStatusResolver(instance=instance, asset_graph=graph, loading_context=view)
+
+
+def config_class(asset: AssetsDefinition) -> type[Config] | None:
+    """The Pythonic ``Config`` class an asset's function takes, if any."""
+    for parameter in inspect.signature(asset.op.compute_fn.decorated_fn).parameters.values():
+        if inspect.isclass(parameter.annotation) and issubclass(parameter.annotation, Config):
+            return parameter.annotation
+    return None
+
+
+def op_config(run_config: dict, op_name: str) -> dict:
+    return run_config.get("ops", {}).get(op_name, {}).get("config", {})
+
+
+def config_changed(instance: DagsterInstance, asset: AssetsDefinition, run_config: dict) -> bool:
+    """Whether the asset's resolved config differs from the one its latest materialization recorded."""
+    cls = config_class(asset)
+    if cls is None:
+        return False
+    expected = config_fingerprint(cls(**op_config(run_config, asset.op.name)))
+    for key in asset.keys:
+        event = instance.get_latest_materialization_event(key)
+        metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+        if CONFIG_FINGERPRINT in metadata:
+            return metadata[CONFIG_FINGERPRINT].value != expected
+    return False
+
+
+def keys_to_build(instance: DagsterInstance, assets: Sequence[AssetsDefinition], run_config: dict) -> set[AssetKey]:
+    """Asset keys that are missing, stale, or configured differently than when last built."""
+    resolver = stale_resolver(instance, assets)
+    keys: set[AssetKey] = set()
+    for asset in assets:
+        if not asset.is_materializable:
+            continue
+        if config_changed(instance, asset, run_config):
+            keys |= set(asset.keys)
+        keys |= {k for k in asset.keys if resolver.get_status(k) in (StaleStatus.STALE, StaleStatus.MISSING)}
+    return keys
+
+
+def whole_assets(assets: Sequence[AssetsDefinition], keys: set[AssetKey]) -> set[AssetKey]:
+    """``keys`` widened to every key of each asset definition they touch (multi-assets build together)."""
+    return {k for a in assets if set(a.keys) & keys for k in a.keys}
+
+
+def selected_run_config(run_config: dict, assets: Sequence[AssetsDefinition], keys: set[AssetKey]) -> dict:
+    """The run config restricted to the ops that build ``keys`` (Dagster refuses config for other ops)."""
+    ops = {a.op.name for a in assets if set(a.keys) & keys}
+    return {**run_config, "ops": {op: cfg for op, cfg in run_config.get("ops", {}).items() if op in ops}}
+
+
+def run_stale(
+    assets: Sequence[AssetsDefinition],
+    checks: Sequence,
+    resources: dict,
+    run_config: dict,
+    instance: DagsterInstance,
+    force: bool = False,
+    on_pass: Callable[[int, list[str]], None] | None = None,
+) -> RunOutcome:
+    """Materialize passes until nothing is stale (``force`` rebuilds everything once first)."""
+    outcome = RunOutcome()
+    every_key = {k for a in assets if a.is_materializable for k in a.keys}
+    selection = every_key if force else keys_to_build(instance, assets, run_config) | {ALWAYS_READ}
+    for number in range(1, len(every_key) + 2):
+        if not selection:
+            break
+        selection = whole_assets(assets, selection)
+        names = sorted(k.to_user_string() for k in selection)
+        if on_pass:
+            on_pass(number, names)
+        result = materialize(
+            [*assets, *checks],
+            selection=list(selection),
+            resources=resources,
+            instance=instance,
+            run_config=selected_run_config(run_config, assets, selection),
+        )
+        outcome.passes.append(PassSummary(result.run_id, names))
+        selection = keys_to_build(instance, assets, run_config)
+    return outcome

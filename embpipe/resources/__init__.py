@@ -1,0 +1,1 @@
+"""Dagster resources: IO managers, the teacher, the embedder and experiment tracking."""

@@ -1,0 +1,99 @@
+"""IO managers: Parquet files for tables, directories for models, both addressed by asset key.
+
+Every write is atomic (written beside the target, then renamed), so a killed run or two concurrent runs
+never leave a half-written table or model behind.
+"""
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pandas as pd
+from dagster import ConfigurableIOManager, InputContext, OutputContext
+from pydantic import Field
+
+from embpipe.paths import data_dir
+
+
+def asset_path(base_dir: str, context: OutputContext | InputContext, suffix: str = "") -> Path:
+    """``<base_dir>/<asset key path>[/<partition>]<suffix>``."""
+    key = context.asset_key.path
+    path = Path(base_dir).joinpath(*key)
+    if context.has_asset_partitions:
+        path = path / context.asset_partition_key
+    return path.with_name(path.name + suffix)
+
+
+def default_assets_dir() -> str:
+    return str(data_dir() / "assets")
+
+
+def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` to ``path`` through a temporary file and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        frame.to_parquet(temporary, index=False)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+class ParquetIOManager(ConfigurableIOManager):
+    """Stores pandas DataFrames as ``<base_dir>/<asset key>.parquet``."""
+
+    base_dir: str = Field(default_factory=default_assets_dir, description="Folder for asset Parquet files.")
+
+    def handle_output(self, context: OutputContext, obj: pd.DataFrame) -> None:
+        path = asset_path(self.base_dir, context, ".parquet")
+        write_parquet_atomically(obj, path)
+        context.add_output_metadata({"path": str(path), "row_count": len(obj)})
+
+    def load_input(self, context: InputContext) -> pd.DataFrame:
+        path = asset_path(self.base_dir, context, ".parquet")
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: materialize {context.asset_key.to_user_string()} first")
+        return pd.read_parquet(path)
+
+
+def replace_directory(source: Path, target: Path) -> None:
+    """Move ``source`` to ``target``, replacing it with two renames (the old copy removed afterwards)."""
+    old = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(source, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+class ModelIOManager(ConfigurableIOManager):
+    """Stores sentence-transformers models as directories ``<base_dir>/<asset key>/``."""
+
+    base_dir: str = Field(
+        default_factory=lambda: str(data_dir() / "models"), description="Folder for model directories."
+    )
+
+    def handle_output(self, context: OutputContext, obj) -> None:
+        target = asset_path(self.base_dir, context)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        obj.save(str(staging))
+        replace_directory(staging, target)
+        context.add_output_metadata({"path": str(target)})
+
+    def load_input(self, context: InputContext):
+        from sentence_transformers import SentenceTransformer
+
+        path = asset_path(self.base_dir, context)
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path} does not exist: materialize {context.asset_key.to_user_string()} first")
+        return SentenceTransformer(str(path), device=resolve_device("auto"))
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; anything else is passed through."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,56 @@
+"""The teacher resource: one place for how the LLM teacher is reached, cached and limited.
+
+Point ``model`` at any litellm model string: ``local/qwen2.5-coder-1.5b`` (default, offline),
+``openai/gpt-4o-mini``, ``ollama/qwen2.5:7b`` with ``api_base``, ``hosted_vllm/<model>`` with ``api_base``.
+The API key arrives through ``EnvVar`` (for example ``EnvVar("OPENAI_API_KEY")``) and is only handed to
+litellm; it is never part of a cache key, a ledger row, a log line or metadata.
+"""
+
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import Field, PrivateAttr
+
+from embpipe.llm.store import TeacherStore
+from embpipe.llm.teacher import Teacher, TeacherSettings
+from embpipe.paths import data_dir
+
+
+class TeacherResource(ConfigurableResource):
+    """The LLM teacher behind every synthesis stage (litellm; cached, budgeted, counted)."""
+
+    model: str = Field(default="local/qwen2.5-coder-1.5b", description="litellm model string.")
+    api_base: str | None = Field(default=None, description="Endpoint for served models (Ollama, vLLM, proxies).")
+    api_key: str | None = Field(default=None, description="API key; pass EnvVar('…'), never a literal.")
+    temperature: float = Field(default=0.0, description="Sampling temperature of first attempts.")
+    max_retries: int = Field(default=3, description="Retries for transient errors and for unusable replies.")
+    timeout_s: float = Field(default=300.0, description="Timeout of one call.")
+    token_budget: int | None = Field(
+        default=None, description="Most prompt+completion tokens one run may pay for; calls stop before it."
+    )
+    local_threads: int = Field(default=2, description="CPU threads of the in-process local model.")
+    store_path: str = Field(
+        default_factory=lambda: str(data_dir() / "teacher" / "teacher.sqlite"),
+        description="SQLite file of the response cache, token ledger and failure record.",
+    )
+    _run_id: str = PrivateAttr(default="adhoc")
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        self._run_id = context.run_id or "adhoc"
+
+    def settings(self) -> TeacherSettings:
+        """The plain settings the teacher is built from."""
+        return TeacherSettings(
+            model=self.model,
+            api_base=self.api_base,
+            api_key=self.api_key,
+            temperature=self.temperature,
+            max_retries=self.max_retries,
+            timeout_s=self.timeout_s,
+            token_budget=self.token_budget,
+        )
+
+    def client(self) -> Teacher:
+        """A teacher bound to this run's ledger."""
+        from embpipe.llm.providers import register_providers
+
+        register_providers(local_threads=self.local_threads)
+        return Teacher(self.settings(), TeacherStore(self.store_path), run_id=self._run_id)

