@@ -55,7 +55,6 @@ def print_summary(outcome, started: float) -> None:
     import pandas as pd
 
     from embpipe.core.report import wide_table
-    from embpipe.llm.store import TeacherStore
     from embpipe.resources.teacher import TeacherResource
 
     report_path = data_dir() / "assets" / "retrieval_report.parquet"
@@ -64,7 +63,7 @@ def print_summary(outcome, started: float) -> None:
         for target, part in report.groupby("target", sort=False):
             print(f"\nRetrieval on {target} (BM25 / base / tuned):")
             print(wide_table(part).round(4).to_string())
-    store = TeacherStore(TeacherResource().store_path)
+    store = TeacherResource().store()
     paid = sum(u.prompt_tokens + u.completion_tokens for run_id in outcome.run_ids for u in store.usage(run_id))
     cached = sum(u.cached_calls for run_id in outcome.run_ids for u in store.usage(run_id))
     print(f"\nRebuilt: {', '.join(outcome.rebuilt) or 'nothing (everything was fresh)'}")
@@ -123,10 +122,9 @@ def command_eval(args: argparse.Namespace) -> int:
 
 
 def command_cost(args: argparse.Namespace) -> int:
-    from embpipe.llm.store import TeacherStore
     from embpipe.resources.teacher import TeacherResource
 
-    rows = TeacherStore(TeacherResource().store_path).usage(args.run_id)
+    rows = TeacherResource().store().usage(args.run_id)
     print(f"{'stage':<22}{'model':<32}{'calls':>7}{'cached':>8}{'prompt':>10}{'completion':>12}{'cost $':>10}")
     for r in rows:
         print(

@@ -16,15 +16,23 @@ Decoder = Callable[[bytes], str]
 
 
 def html_to_text(html: str) -> str:
-    """Text of an HTML page, one blank-line-separated paragraph per block element."""
-    from bs4 import BeautifulSoup
+    """Text of an HTML page, one blank-line-separated paragraph per innermost block element."""
+    from bs4 import BeautifulSoup, NavigableString
 
     soup = BeautifulSoup(html, "html.parser")
-    for tag in soup(["script", "style", "head", "nav"]):
+    for tag in soup(["script", "style", "head", "nav", "title"]):
         tag.decompose()
-    blocks = [b.get_text(" ", strip=True) for b in soup.find_all(BLOCK_TAGS) if not b.find(BLOCK_TAGS)]
-    blocks = [re.sub(r"\s+", " ", b) for b in blocks if b]
-    return "\n\n".join(blocks) if blocks else soup.get_text("\n", strip=True)
+    paragraphs: list[list[str]] = []
+    current_block = object()
+    for node in soup.descendants:
+        if not isinstance(node, NavigableString) or not node.strip():
+            continue
+        block = node.find_parent(BLOCK_TAGS)
+        if block is not current_block:
+            paragraphs.append([])
+            current_block = block
+        paragraphs[-1].append(node.strip())
+    return "\n\n".join(re.sub(r"\s+", " ", " ".join(p)) for p in paragraphs)
 
 
 def pdf_to_text(raw: bytes) -> str:

@@ -40,8 +40,8 @@ def chunk_embeddings(context: AssetExecutionContext, embedder: EmbedderResource,
 class QuestionConfig(Config):
     """How many questions the teacher writes, and from which chunks."""
 
-    max_chunks: int = Field(default=40, description="Chunks to write questions for (spread over documents).")
-    questions_per_chunk: int = Field(default=2, description="Questions asked per chunk.")
+    max_chunks: int = Field(default=48, description="Chunks to write questions for (spread over documents).")
+    questions_per_chunk: int = Field(default=3, description="Questions asked per chunk.")
     min_chunk_tokens: int = Field(default=20, description="Chunks shorter than this get no questions.")
     dedup_threshold: float = Field(default=0.9, description="Drop a question whose cosine to a kept one exceeds this.")
     max_failure_rate: float = Field(
@@ -98,9 +98,9 @@ def synthetic_queries(
 class SplitConfig(Config):
     """Fractions of queries per split; whole document groups are assigned."""
 
-    train: float = Field(default=0.7, description="Share of queries for training.")
-    validation: float = Field(default=0.15, description="Share for early stopping.")
-    test: float = Field(default=0.15, description="Share held out for the report.")
+    train: float = Field(default=0.6, description="Share of queries for training.")
+    validation: float = Field(default=0.2, description="Share for early stopping.")
+    test: float = Field(default=0.2, description="Share held out for the report.")
     seed: int = Field(default=42, description="Seed of the group shuffle.")
 
 

@@ -1,9 +1,10 @@
 """A deterministic teacher for tests and dry runs, routed through litellm like any other provider.
 
-``fake/<anything>`` replies depend only on the request: question requests (a JSON schema with a
+``fake/<behaviour>`` replies depend only on the request: question requests (a JSON schema with a
 ``questions`` array) get questions built from the words of the passage after ``PASSAGE:``; any other JSON
 schema gets its smallest valid instance; plain chat gets an echo. Token usage is one token per four
-characters, so budget tests can predict it.
+characters, so budget tests can predict it. Two behaviours model a bad teacher: ``fake/invalid-json``
+(text that is not JSON) and ``fake/wrong-shape`` (valid JSON without the asked-for fields).
 """
 
 from __future__ import annotations
@@ -43,8 +44,12 @@ def minimal_instance(schema: dict[str, Any]) -> Any:
     return "fake"
 
 
-def fake_reply(messages: list[dict], schema: dict[str, Any] | None) -> str:
+def fake_reply(messages: list[dict], schema: dict[str, Any] | None, behaviour: str = "teacher") -> str:
     """The reply to a request: questions, a minimal schema instance, or an echo."""
+    if behaviour == "invalid-json":
+        return "Sure! Here are the questions: 1. What"
+    if behaviour == "wrong-shape":
+        return json.dumps({"answer": 42})
     last = str(messages[-1].get("content", "")) if messages else ""
     if schema is None:
         return f"echo: {last[:200]}"
@@ -70,6 +75,6 @@ class FakeTeacherProvider(_custom_llm_base()):
 
         messages = kwargs["messages"]
         response_format = (kwargs.get("optional_params") or {}).get("response_format") or {}
-        text = fake_reply(messages, response_format.get("schema"))
+        text = fake_reply(messages, response_format.get("schema"), kwargs["model"].split("/")[-1])
         prompt_chars = sum(len(str(m.get("content", ""))) for m in messages)
         return model_response(f"fake/{kwargs['model']}", text, prompt_chars // 4 + 1, len(text) // 4 + 1)

@@ -25,10 +25,6 @@ def asset_path(base_dir: str, context: OutputContext | InputContext, suffix: str
     return path.with_name(path.name + suffix)
 
 
-def default_assets_dir() -> str:
-    return str(data_dir() / "assets")
-
-
 def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> None:
     """Write ``frame`` to ``path`` through a temporary file and an atomic rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -43,15 +39,18 @@ def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> None:
 class ParquetIOManager(ConfigurableIOManager):
     """Stores pandas DataFrames as ``<base_dir>/<asset key>.parquet``."""
 
-    base_dir: str = Field(default_factory=default_assets_dir, description="Folder for asset Parquet files.")
+    base_dir: str = Field(default="", description="Folder for asset Parquet files; empty = <data dir>/assets.")
+
+    def root(self) -> str:
+        return self.base_dir or str(data_dir() / "assets")
 
     def handle_output(self, context: OutputContext, obj: pd.DataFrame) -> None:
-        path = asset_path(self.base_dir, context, ".parquet")
+        path = asset_path(self.root(), context, ".parquet")
         write_parquet_atomically(obj, path)
         context.add_output_metadata({"path": str(path), "row_count": len(obj)})
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
-        path = asset_path(self.base_dir, context, ".parquet")
+        path = asset_path(self.root(), context, ".parquet")
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist: materialize {context.asset_key.to_user_string()} first")
         return pd.read_parquet(path)
@@ -69,12 +68,13 @@ def replace_directory(source: Path, target: Path) -> None:
 class ModelIOManager(ConfigurableIOManager):
     """Stores sentence-transformers models as directories ``<base_dir>/<asset key>/``."""
 
-    base_dir: str = Field(
-        default_factory=lambda: str(data_dir() / "models"), description="Folder for model directories."
-    )
+    base_dir: str = Field(default="", description="Folder for model directories; empty = <data dir>/models.")
+
+    def root(self) -> str:
+        return self.base_dir or str(data_dir() / "models")
 
     def handle_output(self, context: OutputContext, obj) -> None:
-        target = asset_path(self.base_dir, context)
+        target = asset_path(self.root(), context)
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
         obj.save(str(staging))
@@ -84,7 +84,7 @@ class ModelIOManager(ConfigurableIOManager):
     def load_input(self, context: InputContext):
         from sentence_transformers import SentenceTransformer
 
-        path = asset_path(self.base_dir, context)
+        path = asset_path(self.root(), context)
         if not path.is_dir():
             raise FileNotFoundError(f"{path} does not exist: materialize {context.asset_key.to_user_string()} first")
         return SentenceTransformer(str(path), device=resolve_device("auto"))

@@ -28,8 +28,7 @@ class TeacherResource(ConfigurableResource):
     )
     local_threads: int = Field(default=2, description="CPU threads of the in-process local model.")
     store_path: str = Field(
-        default_factory=lambda: str(data_dir() / "teacher" / "teacher.sqlite"),
-        description="SQLite file of the response cache, token ledger and failure record.",
+        default="", description="SQLite file of the response cache, ledger and failures; empty = <data dir>/teacher."
     )
     _run_id: str = PrivateAttr(default="adhoc")
 
@@ -48,9 +47,13 @@ class TeacherResource(ConfigurableResource):
             token_budget=self.token_budget,
         )
 
+    def store(self) -> TeacherStore:
+        """The cache, ledger and failure record."""
+        return TeacherStore(self.store_path or data_dir() / "teacher" / "teacher.sqlite")
+
     def client(self) -> Teacher:
         """A teacher bound to this run's ledger."""
         from embpipe.llm.providers import register_providers
 
         register_providers(local_threads=self.local_threads)
-        return Teacher(self.settings(), TeacherStore(self.store_path), run_id=self._run_id)
+        return Teacher(self.settings(), self.store(), run_id=self._run_id)

@@ -13,26 +13,27 @@ from embpipe.paths import data_dir
 class MlflowResource(ConfigurableResource):
     """Where MLflow runs go (``sqlite:///data/mlflow/mlflow.db`` by default; any tracking URI works)."""
 
-    tracking_uri: str = Field(
-        default_factory=lambda: f"sqlite:///{data_dir() / 'mlflow' / 'mlflow.db'}", description="MLflow tracking URI."
-    )
-    artifact_dir: str = Field(
-        default_factory=lambda: str(data_dir() / "mlflow" / "artifacts"),
-        description="Artifact root of experiments this resource creates.",
-    )
+    tracking_uri: str = Field(default="", description="MLflow tracking URI; empty = sqlite under <data dir>/mlflow.")
+    artifact_dir: str = Field(default="", description="Artifact root of new experiments; empty = <data dir>/mlflow.")
     experiment: str = Field(default="embpipe", description="MLflow experiment name.")
+
+    def uri(self) -> str:
+        """The tracking URI in use."""
+        return self.tracking_uri or f"sqlite:///{data_dir() / 'mlflow' / 'mlflow.db'}"
 
     def _experiment_id(self) -> str:
         import mlflow
 
-        mlflow.set_tracking_uri(self.tracking_uri)
-        if self.tracking_uri.startswith("sqlite:///"):
-            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        uri = self.uri()
+        mlflow.set_tracking_uri(uri)
+        if uri.startswith("sqlite:///"):
+            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         found = mlflow.get_experiment_by_name(self.experiment)
         if found is not None:
             return found.experiment_id
-        Path(self.artifact_dir).mkdir(parents=True, exist_ok=True)
-        return mlflow.create_experiment(self.experiment, artifact_location=Path(self.artifact_dir).resolve().as_uri())
+        artifacts = Path(self.artifact_dir or data_dir() / "mlflow" / "artifacts").resolve()
+        artifacts.mkdir(parents=True, exist_ok=True)
+        return mlflow.create_experiment(self.experiment, artifact_location=artifacts.as_uri())
 
     @contextlib.contextmanager
     def start_run(self, run_name: str, tags: dict[str, str] | None = None) -> Iterator[object]:

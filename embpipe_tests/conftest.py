@@ -1,0 +1,30 @@
+"""Shared fixtures: the sample corpus, a once-per-session base model, a throwaway data folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import embpipe  # noqa: F401  (sets the offline environment defaults)
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_DIR = REPO / "data" / "sample"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def base_model():
+    """The packaged all-MiniLM-L6-v2, loaded once (tests must not train it in place)."""
+    from embpipe.resources.embedder import load_model, packaged_base_model
+
+    return load_model(packaged_base_model(), 128, "cpu")
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch) -> Path:
+    """A fresh EMBPIPE_DATA_DIR so a test never touches the project's data/."""
+    folder = tmp_path / "data"
+    monkeypatch.setenv("EMBPIPE_DATA_DIR", str(folder))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    return folder

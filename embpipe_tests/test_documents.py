@@ -1,0 +1,90 @@
+"""Reading folders: every unusable file is recorded with a reason, and the rest is read."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from embpipe.core.documents import doc_id_for, manifest_hash, read_folder
+from embpipe.core.text_extraction import html_to_text
+from embpipe_tests.conftest import SAMPLE_DIR
+
+
+def reasons(result) -> dict[str, str]:
+    return {r.path: r.reason for r in result.rejected}
+
+
+def test_sample_corpus_reads_completely():
+    result = read_folder(SAMPLE_DIR)
+    assert len(result.documents) == 20
+    assert result.rejected == []
+    assert {d.path.rsplit(".", 1)[1] for d in result.documents} == {"md", "txt", "html"}
+    assert all(d.title and d.text.strip() for d in result.documents)
+
+
+def test_bad_files_are_rejected_with_reasons(tmp_path):
+    (tmp_path / "good.md").write_text("# Title\n\nSome useful text.")
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "blank.txt").write_text("   \n\n\t ")
+    (tmp_path / "binary.txt").write_bytes(b"\x00\x01\x02abc")
+    (tmp_path / "latin1.txt").write_bytes("café crème".encode("latin-1"))
+    (tmp_path / "image.png").write_bytes(b"\x89PNG")
+    (tmp_path / "big.txt").write_text("x" * 5000)
+    (tmp_path / "copy.md").write_text("# Title\n\nSome useful text.")
+    (tmp_path / "empty.pdf").write_bytes(b"")
+    os.symlink(tmp_path / "loop_a.txt", tmp_path / "loop_b.txt")
+    os.symlink(tmp_path / "loop_b.txt", tmp_path / "loop_a.txt")
+    result = read_folder(tmp_path, max_bytes=4000)
+    why = reasons(result)
+    assert [d.path for d in result.documents] == ["copy.md"]
+    assert "empty" in why["empty.txt"]
+    assert "whitespace" in why["blank.txt"]
+    assert "binary" in why["binary.txt"]
+    assert "UTF-8" in why["latin1.txt"]
+    assert "unsupported" in why["image.png"]
+    assert "too large" in why["big.txt"]
+    assert "duplicate content of copy.md" in why["good.md"]
+    assert "empty" in why["empty.pdf"]
+    assert "not a regular file" in why["loop_a.txt"] and "not a regular file" in why["loop_b.txt"]
+
+
+def test_utf16_with_bom_is_read(tmp_path):
+    (tmp_path / "note.txt").write_bytes("Note\n\nUnicode text: naïve".encode("utf-16"))
+    result = read_folder(tmp_path)
+    assert result.documents[0].text.endswith("naïve")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files regardless of permissions")
+def test_unreadable_file_is_rejected(tmp_path):
+    path = tmp_path / "secret.txt"
+    path.write_text("hidden")
+    path.chmod(0)
+    assert "unreadable" in reasons(read_folder(tmp_path))["secret.txt"]
+
+
+def test_malformed_html_keeps_paragraphs():
+    text = html_to_text("<html><body><h1>Head</h1><p>One <b>bold</b><p>Two</div></span>")
+    assert text.split("\n\n") == ["Head", "One bold", "Two"]
+
+
+def test_beir_corpus_lines_become_documents(tmp_path):
+    (tmp_path / "corpus.jsonl").write_text(
+        '{"_id": "p1", "title": "T", "text": "alpha"}\n{"_id": "p2", "text": "beta"}\n'
+    )
+    result = read_folder(tmp_path)
+    assert [(d.doc_id, d.title, d.text) for d in result.documents] == [("p1", "T", "alpha"), ("p2", "", "beta")]
+
+
+def test_missing_folder_error_names_the_setting(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        read_folder(tmp_path / "nope")
+
+
+def test_ids_and_manifest_are_stable_and_content_sensitive(tmp_path):
+    (tmp_path / "a.txt").write_text("alpha text")
+    first = read_folder(tmp_path).documents
+    assert first[0].doc_id == doc_id_for("a.txt")
+    assert manifest_hash(first) == manifest_hash(read_folder(tmp_path).documents)
+    (tmp_path / "a.txt").write_text("alpha text, edited")
+    assert manifest_hash(first) != manifest_hash(read_folder(tmp_path).documents)

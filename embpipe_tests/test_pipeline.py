@@ -1,0 +1,79 @@
+"""The whole graph on data/sample with the fake teacher, through the stale-only runner.
+
+A real Dagster instance, real Parquet files, a real MLflow store and real training; only the teacher is
+the deterministic fake provider (routed through litellm like any model).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from dagster import AssetKey, DagsterEventType
+
+from embpipe.definitions import all_assets, all_checks, default_resources
+from embpipe.orchestration.instance import dagster_instance
+from embpipe.orchestration.runner import run_stale
+from embpipe.resources.teacher import TeacherResource
+from embpipe_tests.conftest import SAMPLE_DIR
+
+RUN_CONFIG = {
+    "ops": {
+        "read_documents": {"config": {"folder": str(SAMPLE_DIR)}},
+        "synthetic_queries": {"config": {"max_chunks": 16}},
+        "embedding_model": {"config": {"epochs": 1}},
+    }
+}
+
+
+def paid_tokens(resources, outcome) -> int:
+    store = resources["teacher"].store()
+    return sum(u.prompt_tokens + u.completion_tokens for r in outcome.run_ids for u in store.usage(r))
+
+
+@pytest.fixture
+def pipeline(data_dir):
+    resources = {**default_resources(), "teacher": TeacherResource(model="fake/teacher")}
+    instance = dagster_instance()
+    assert instance.root_directory == str(data_dir / "dagster")
+    return resources, instance
+
+
+def test_full_run_then_rerun_pays_nothing(pipeline, data_dir):
+    resources, instance = pipeline
+    first = run_stale(all_assets, all_checks, resources, RUN_CONFIG, instance)
+    assert set(first.rebuilt) >= {"documents", "chunks", "synthetic_queries", "embedding_model", "retrieval_report"}
+    assert paid_tokens(resources, first) > 0
+
+    report = pd.read_parquet(data_dir / "assets" / "retrieval_report.parquet")
+    assert set(report["model"]) == {"bm25", "base", "tuned"}
+    assert set(report["target"]) == {"synthetic-test"}
+    assert (data_dir / "models" / "embedding_model" / "config.json").is_file()
+    queries = pd.read_parquet(data_dir / "assets" / "synthetic_queries.parquet")
+    chunks = pd.read_parquet(data_dir / "assets" / "chunks.parquet")
+    assert set(c for ids in queries["positive_chunk_ids"] for c in ids) <= set(chunks["chunk_id"])
+
+    evaluations = [
+        e.dagster_event.event_specific_data
+        for r in first.run_ids
+        for e in instance.all_logs(r, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+    ]
+    checks = {e.check_name: e.passed for e in evaluations}
+    assert set(checks) == {
+        "chunks_not_empty",
+        "queries_trace_to_documents",
+        "question_failure_rate",
+        "splits_do_not_leak",
+    }
+    assert all(checks.values()), checks
+
+    model_mtime = (data_dir / "models" / "embedding_model").stat().st_mtime_ns
+    second = run_stale(all_assets, all_checks, resources, RUN_CONFIG, instance)
+    assert sorted(second.rebuilt) == ["documents", "rejected_documents"]
+    assert paid_tokens(resources, second) == 0
+    assert (data_dir / "models" / "embedding_model").stat().st_mtime_ns == model_mtime
+
+    changed = {"ops": {**RUN_CONFIG["ops"], "retrieval_report": {"config": {"top_k": 50}}}}
+    third = run_stale(all_assets, all_checks, resources, changed, instance)
+    assert sorted(third.rebuilt) == ["documents", "rejected_documents", "retrieval_report"]
+    event = instance.get_latest_materialization_event(AssetKey("synthetic_queries"))
+    assert event.asset_materialization.metadata["queries"].value == len(queries)

@@ -1,0 +1,33 @@
+"""Grouped splits never let a held-out query share a document with training."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from embpipe.core.splits import assign_splits, document_groups, leaking_queries
+
+
+def test_groups_join_queries_through_shared_documents():
+    groups = document_groups({"a": ["d1"], "b": ["d1", "d2"], "c": ["d2"], "e": ["d3"]})
+    assert sorted(groups) == [["a", "b", "c"], ["e"]]
+
+
+def test_assignment_has_no_leaks_and_roughly_follows_fractions():
+    query_docs = {f"q{i}": [f"d{i // 2}"] for i in range(60)}
+    assignment = assign_splits(query_docs, (0.7, 0.15, 0.15), seed=3)
+    assert leaking_queries(query_docs, assignment) == []
+    counts = Counter(assignment.values())
+    assert set(counts) == {"train", "validation", "test"}
+    assert 36 <= counts["train"] <= 48
+    assert assignment == assign_splits(query_docs, (0.7, 0.15, 0.15), seed=3)
+
+
+def test_leak_detector_finds_shared_documents():
+    assert leaking_queries({"a": ["d1"], "b": ["d1"]}, {"a": "train", "b": "test"}) == ["b"]
+
+
+def test_bad_fractions_are_refused():
+    with pytest.raises(ValueError, match="sum to 1"):
+        assign_splits({"a": ["d"]}, (0.5, 0.2, 0.2), seed=0)

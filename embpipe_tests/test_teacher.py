@@ -1,0 +1,94 @@
+"""The teacher through litellm with the fake provider: cache, ledger, budget, validation and retries."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from embpipe.core.questions import generate_single_chunk_questions, parse_questions, question_messages, question_schema
+from embpipe.llm.store import TeacherStore
+from embpipe.llm.teacher import Teacher, TeacherOutputError, TeacherSettings, TokenBudgetExhausted
+
+PASSAGE = "Replication stalls with error E217 behind a WAN optimiser. Upgrade both appliances to firmware 5.2.4."
+
+
+def make_teacher(tmp_path, model="fake/teacher", run_id="run-1", **settings) -> Teacher:
+    return Teacher(TeacherSettings(model=model, backoff_s=0, **settings), TeacherStore(tmp_path / "t.sqlite"), run_id)
+
+
+def ask(teacher: Teacher, passage: str = PASSAGE):
+    return teacher.generate_json(
+        "questions",
+        "chunk-1",
+        question_messages("KV-0101", passage, 2),
+        lambda reply: parse_questions(reply, 2, passage),
+        schema=question_schema(2),
+        max_tokens=100,
+    )
+
+
+def test_questions_come_through_litellm_and_validate(tmp_path):
+    questions = ask(make_teacher(tmp_path))
+    assert questions == [
+        "What about replication stalls error e217 behind wan optimiser?",
+        "What about upgrade both appliances firmware 5 2 4?",
+    ]
+
+
+def test_second_identical_call_is_served_from_cache_and_costs_nothing(tmp_path):
+    first = make_teacher(tmp_path, run_id="run-1")
+    ask(first)
+    paid_first = first.store.paid_tokens("run-1")
+    second = make_teacher(tmp_path, run_id="run-2")
+    assert ask(second) == ask(first)
+    assert paid_first > 0
+    assert second.store.paid_tokens("run-2") == 0
+    usage = second.store.usage("run-2")[0]
+    assert usage.calls == usage.cached_calls == 1
+
+
+def test_cache_key_includes_model_and_prompt(tmp_path):
+    ask(make_teacher(tmp_path, run_id="a"))
+    other_model = make_teacher(tmp_path, model="fake/other", run_id="b")
+    ask(other_model)
+    ask(other_model, PASSAGE + " Extra sentence here.")
+    assert other_model.store.usage("b")[0].cached_calls == 0
+
+
+@pytest.mark.parametrize("model", ["fake/invalid-json", "fake/wrong-shape"])
+def test_unusable_output_is_retried_then_recorded(tmp_path, model):
+    teacher = make_teacher(tmp_path, model=model, max_retries=2)
+    assert ask(teacher) is None
+    assert teacher.store.usage("run-1")[0].calls == 3  # first try + 2 retries, each a distinct request
+    [(stage, item, reason)] = teacher.store.failures("run-1")
+    assert (stage, item) == ("questions", "chunk-1") and reason
+
+
+def test_budget_stops_before_it_is_exceeded(tmp_path):
+    chunks = pd.DataFrame(
+        {
+            "chunk_id": [f"c{i}" for i in range(10)],
+            "doc_id": [f"d{i}" for i in range(10)],
+            "title": "T",
+            "text": [f"Passage {i} says error E{i}00 appears often. Firmware {i}.1 fixes it." for i in range(10)],
+        }
+    )
+    budget = 700
+    teacher = make_teacher(tmp_path, token_budget=budget)
+    frame, stats = generate_single_chunk_questions(teacher, chunks, 2)
+    assert stats.budget_exhausted and "token budget" in stats.budget_message
+    assert 0 < stats.attempted < 10
+    assert teacher.store.paid_tokens("run-1") <= budget
+    assert len(frame) == 2 * stats.attempted
+
+
+def test_budget_exception_names_the_setting(tmp_path):
+    teacher = make_teacher(tmp_path, token_budget=10)
+    with pytest.raises(TokenBudgetExhausted, match="token_budget"):
+        teacher.chat("s", [{"role": "user", "content": "hello"}])
+
+
+def test_parse_questions_rejects_junk():
+    with pytest.raises(TeacherOutputError):
+        parse_questions({"questions": ["short?", "no question mark here at all"]}, 2)
+    assert parse_questions({"questions": ["How to fix E217?", "how to fix e217?", 5]}, 3) == ["How to fix E217?"]

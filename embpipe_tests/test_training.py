@@ -1,0 +1,106 @@
+"""Contrastive training: the loss by hand, weights reaching it, batches without duplicates, learning."""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from embpipe.core.datasets import training_examples
+from embpipe.core.training import (
+    TrainingExample,
+    TrainingParams,
+    batch_loss,
+    duplicate_free_batches,
+    train_contrastive,
+    weighted_info_nce,
+)
+from embpipe.resources.embedder import encode
+
+
+def test_info_nce_matches_hand_computation():
+    queries = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    documents = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    loss = weighted_info_nce(queries, documents, torch.tensor([1.0, 1.0]), scale=1.0)
+    q0 = -np.log(np.exp(1.0) / (np.exp(1.0) + np.exp(0.6) + np.exp(0.0)))
+    q1 = -np.log(np.exp(0.8) / (np.exp(0.0) + np.exp(0.8) + np.exp(1.0)))
+    assert float(loss) == pytest.approx((q0 + q1) / 2, rel=1e-5)
+    only_first = weighted_info_nce(queries, documents, torch.tensor([1.0, 0.0]), scale=1.0)
+    assert float(only_first) == pytest.approx(q0, rel=1e-5)
+
+
+def test_validator_scores_reach_the_loss(base_model):
+    chunks = pd.DataFrame(
+        {
+            "chunk_id": ["c1", "c2"],
+            "title": ["", ""],
+            "text": ["Fan 3 failed on the appliance.", "Email alerts fail after relay change."],
+        }
+    )
+    queries = pd.DataFrame(
+        {
+            "text": ["fan alert H-052", "smtp 535 error"],
+            "positive_chunk_ids": [["c1"], ["c2"]],
+            "validator_score": [0.0, np.nan],
+        }
+    )
+    examples = training_examples(queries, chunks)
+    assert [e.weight for e in examples] == [0.0, 1.0]
+    with torch.no_grad():
+        weighted = batch_loss(base_model, examples, scale=50.0)
+        unweighted = batch_loss(base_model, [TrainingExample(e.query, e.positive) for e in examples], scale=50.0)
+        q = F.normalize(torch.tensor(encode(base_model, [e.query for e in examples])), dim=-1)
+        d = F.normalize(torch.tensor(encode(base_model, [e.positive for e in examples])), dim=-1)
+        second_only = F.cross_entropy(50.0 * q[1:] @ d.T, torch.tensor([1]))
+    assert float(weighted) == pytest.approx(float(second_only), rel=1e-3)
+    assert float(weighted) != pytest.approx(float(unweighted), rel=1e-3)
+
+
+def test_multi_hop_queries_unroll_to_one_example_per_positive():
+    chunks = pd.DataFrame({"chunk_id": ["a", "b"], "title": ["T", "T"], "text": ["one", "two"]})
+    queries = pd.DataFrame({"text": ["q"], "positive_chunk_ids": [["a", "b"]], "validator_score": [0.5]})
+    assert [(e.positive, e.weight) for e in training_examples(queries, chunks)] == [("T\none", 0.5), ("T\ntwo", 0.5)]
+
+
+def test_batches_never_repeat_a_positive():
+    examples = [TrainingExample(f"q{i}", f"p{i % 3}") for i in range(9)]
+    batches = duplicate_free_batches(examples, 4, random.Random(0))
+    assert sum(len(b) for b in batches) == 9
+    assert all(len({e.positive for e in b}) == len(b) for b in batches)
+
+
+PAIRS = [
+    ("zq-101 alarm", "The chassis fan turns too slowly and must be replaced."),
+    ("zq-102 alarm", "Email notifications fail because the relay rejects the login."),
+    ("zq-103 alarm", "The pool switches to read-only when it is almost full."),
+    ("zq-104 alarm", "Garbage collection spends days marking referenced chunks."),
+    ("zq-105 alarm", "Single sign-on rejects the assertion because the audience changed."),
+    ("zq-106 alarm", "Disk rebuilds are throttled to protect backup throughput."),
+]
+
+
+def recall_at_1(model) -> float:
+    queries = encode(model, [q for q, _ in PAIRS])
+    passages = encode(model, [p for _, p in PAIRS])
+    return float(np.mean(np.argmax(queries @ passages.T, axis=1) == np.arange(len(PAIRS))))
+
+
+def test_training_lowers_loss_and_raises_recall(base_model):
+    model = copy.deepcopy(base_model)
+    examples = [TrainingExample(q, p) for q, p in PAIRS]
+    before = recall_at_1(model)
+    with torch.no_grad():
+        loss_before = float(batch_loss(model, examples, 20.0))
+    outcome = train_contrastive(
+        model, examples, recall_at_1, TrainingParams(epochs=8, batch_size=6, learning_rate=2e-4, scale=20.0, patience=8)
+    )
+    with torch.no_grad():
+        loss_after = float(batch_loss(model, examples, 20.0))
+    assert loss_after < loss_before
+    assert outcome.base_score == before
+    assert outcome.best_score > before and recall_at_1(model) == outcome.best_score
