@@ -50,27 +50,40 @@ def resources_from(args: argparse.Namespace) -> dict:
     return resources
 
 
-def print_summary(outcome, started: float) -> None:
-    """The before/after table and where the model, report, MLflow run and ledger are."""
+def latest_metadata(instance, asset: str, field: str) -> str:
+    """A metadata value of an asset's latest materialization, or '?' when there is none."""
+    from dagster import AssetKey
+
+    event = instance.get_latest_materialization_event(AssetKey(asset))
+    metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    return str(metadata[field].value) if field in metadata else "?"
+
+
+def print_summary(outcome, instance, started: float) -> None:
+    """The before/after table and where the model, report, MLflow runs and ledger are."""
     import pandas as pd
 
-    from embpipe.core.report import wide_table
+    from embpipe.core.report_render import markdown_report
     from embpipe.resources.teacher import TeacherResource
+    from embpipe.resources.tracking import MlflowResource
 
     report_path = data_dir() / "assets" / "retrieval_report.parquet"
     if report_path.is_file():
-        report = pd.read_parquet(report_path)
-        for target, part in report.groupby("target", sort=False):
-            print(f"\nRetrieval on {target} (BM25 / base / tuned):")
-            print(wide_table(part).round(4).to_string())
+        print(markdown_report(pd.read_parquet(report_path), "Before / after adaptation"))
     store = TeacherResource().store()
-    paid = sum(u.prompt_tokens + u.completion_tokens for run_id in outcome.run_ids for u in store.usage(run_id))
-    cached = sum(u.cached_calls for run_id in outcome.run_ids for u in store.usage(run_id))
+    usage = [u for run_id in outcome.run_ids for u in store.usage(run_id)]
+    paid = sum(u.prompt_tokens + u.completion_tokens for u in usage)
     print(f"\nRebuilt: {', '.join(outcome.rebuilt) or 'nothing (everything was fresh)'}")
-    print(f"Teacher tokens paid in this run: {paid} (calls served from cache: {cached})")
+    print(f"Teacher tokens paid in this run: {paid} (calls served from cache: {sum(u.cached_calls for u in usage)})")
     print(f"Model:   {data_dir() / 'models' / 'embedding_model'}")
-    print(f"Report:  {report_path}")
-    print(f"MLflow:  mlflow ui --backend-store-uri sqlite:///{data_dir() / 'mlflow' / 'mlflow.db'}")
+    print(
+        f"Report:  {report_path} (Markdown and plots: MLflow run "
+        f"{latest_metadata(instance, 'retrieval_report', 'mlflow_run_id')}, artifacts report/)"
+    )
+    print(
+        f"MLflow:  training run {latest_metadata(instance, 'embedding_model', 'mlflow_run_id')}; browse with "
+        f"mlflow ui --backend-store-uri {MlflowResource().uri()}"
+    )
     print(f"Wall time: {time.perf_counter() - started:.1f} s")
 
 
@@ -88,7 +101,7 @@ def command_run(args: argparse.Namespace) -> int:
     outcome = run_stale(
         all_assets, all_checks, resources_from(args), run_config_from(args), instance, force=args.force, on_pass=on_pass
     )
-    print_summary(outcome, started)
+    print_summary(outcome, instance, started)
     return 0
 
 
@@ -105,19 +118,23 @@ def command_ui(args: argparse.Namespace) -> int:
 
 def command_eval(args: argparse.Namespace) -> int:
     from embpipe.core.beir import load_beir
-    from embpipe.core.report import wide_table
-    from embpipe.defs.evaluation import compare_on
-    from embpipe.resources.embedder import EmbedderResource, load_model
+    from embpipe.core.report import compare_models
+    from embpipe.core.report_render import markdown_report, save_report
+    from embpipe.resources.embedder import EmbedderResource, encode, load_model
 
     embedder = EmbedderResource(max_seq_length=args.max_seq_length)
     dataset = load_beir(args.beir, args.split)
     base = embedder.load()
-    tuned = load_model(args.model, args.max_seq_length, "auto") if args.model else base
-    table = compare_on(dataset, base, tuned, embedder.batch_size, 100)
-    print(f"{dataset.name}: {len(dataset.queries)} queries, {len(dataset.corpus)} documents")
-    print(wide_table(table).round(4).to_string())
-    if args.output:
-        table.to_csv(args.output, index=False)
+    encoders = {"base": lambda texts: encode(base, texts, embedder.batch_size)}
+    if args.model:
+        tuned = load_model(args.model, args.max_seq_length, "auto")
+        encoders["tuned"] = lambda texts: encode(tuned, texts, embedder.batch_size)
+    comparison = compare_models(dataset, encoders, top_k=100)
+    markdown = markdown_report(comparison.table, f"{dataset.name}: {len(dataset.corpus)} documents")
+    print(markdown)
+    if args.output_dir:
+        for path in save_report(args.output_dir, markdown, [comparison]):
+            print(f"wrote {path}")
     return 0
 
 
@@ -166,7 +183,7 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", help="model folder to compare with the base model")
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--max-seq-length", type=int, default=256)
-    evaluate.add_argument("--output", help="write the metric table as CSV")
+    evaluate.add_argument("--output-dir", help="write report.md and the plots into this folder")
     evaluate.set_defaults(func=command_eval)
 
     cost = commands.add_parser("cost", help="teacher tokens by stage and model (the ledger)")

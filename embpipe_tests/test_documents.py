@@ -88,3 +88,19 @@ def test_ids_and_manifest_are_stable_and_content_sensitive(tmp_path):
     assert manifest_hash(first) == manifest_hash(read_folder(tmp_path).documents)
     (tmp_path / "a.txt").write_text("alpha text, edited")
     assert manifest_hash(first) != manifest_hash(read_folder(tmp_path).documents)
+
+
+def test_beir_folder_yields_only_its_corpus(tmp_path):
+    (tmp_path / "corpus.jsonl").write_text('{"_id": "p1", "text": "alpha"}\n')
+    (tmp_path / "queries.jsonl").write_text('{"_id": "q1", "text": "secret benchmark question"}\n')
+    (tmp_path / "qrels").mkdir()
+    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tp1\t1\n")
+    result = read_folder(tmp_path)
+    assert [d.doc_id for d in result.documents] == ["p1"]
+    assert "not a BEIR corpus.jsonl" in reasons(result)["queries.jsonl"]
+
+
+def test_a_single_file_can_be_the_source(tmp_path):
+    (tmp_path / "a.txt").write_text("alpha")
+    (tmp_path / "b.txt").write_text("beta")
+    assert [d.path for d in read_folder(tmp_path / "b.txt").documents] == ["b.txt"]

@@ -92,3 +92,11 @@ def test_parse_questions_rejects_junk():
     with pytest.raises(TeacherOutputError):
         parse_questions({"questions": ["short?", "no question mark here at all"]}, 2)
     assert parse_questions({"questions": ["How to fix E217?", "how to fix e217?", 5]}, 3) == ["How to fix E217?"]
+
+
+def test_missing_local_model_fails_at_setup_with_the_fix(tmp_path, monkeypatch):
+    from embpipe.resources.teacher import TeacherResource
+
+    monkeypatch.setenv("EMBPIPE_MODEL_CACHE", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="scripts/install.sh"):
+        TeacherResource(model="local/qwen2.5-coder-1.5b", store_path=str(tmp_path / "t.sqlite")).client()

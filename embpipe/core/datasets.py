@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import math
+import random
 
 import pandas as pd
 
@@ -57,3 +58,18 @@ def retrieval_target(queries: pd.DataFrame, chunks: pd.DataFrame, name: str = "s
     return BeirDataset(
         name, chunk_corpus(chunks), dict(zip(queries["query_id"].astype(str), queries["text"], strict=True)), qrels
     )
+
+
+def subsample_corpus(target: BeirDataset, size: int, seed: int) -> BeirDataset:
+    """``target`` with its corpus cut to every judged passage plus a seeded random sample, ``size`` in all.
+
+    Keeps per-epoch validation affordable on large corpora; ``size <= 0`` keeps everything.
+    """
+    if size <= 0 or len(target.corpus) <= size:
+        return target
+    judged = {d for docs in target.qrels.values() for d in docs if d in target.corpus}
+    others = sorted(set(target.corpus) - judged)
+    random.Random(seed).shuffle(others)
+    keep = judged | set(others[: max(size - len(judged), 0)])
+    corpus = {d: t for d, t in target.corpus.items() if d in keep}
+    return BeirDataset(target.name, corpus, target.queries, target.qrels)

@@ -1,7 +1,9 @@
 """Reading a documents folder into rows, with every file that cannot be used recorded and skipped.
 
 Supported: ``.txt``, ``.md``, ``.html``/``.htm``, ``.pdf`` (when ``pypdf`` is installed) and BEIR
-``corpus.jsonl`` files (one document per line, ``_id`` kept as the document id). Text must be UTF-8 (a UTF-8
+``corpus.jsonl`` files (one document per line, ``_id`` kept as the document id). Other JSON-lines files —
+a BEIR folder's ``queries.jsonl`` among them — are rejected, so pointing the pipeline at a benchmark folder
+never feeds its queries into training. Text must be UTF-8 (a UTF-8
 or UTF-16 byte-order mark is honoured); anything else is rejected with the reason, never guessed.
 
 Example:
@@ -22,6 +24,7 @@ from pathlib import Path
 from embpipe.core.text_extraction import extract_text, title_of
 
 SUPPORTED_SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".jsonl"}
+BEIR_CORPUS_NAME = "corpus.jsonl"
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 
 
@@ -130,17 +133,24 @@ def documents_from_jsonl(content: str, relative: str) -> list[Document]:
 
 
 def read_folder(folder: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> FolderReadResult:
-    """Read every supported file under ``folder``; unusable files and duplicates become rejections."""
+    """Read every supported file under ``folder`` (or the one file it names); unusable files and duplicates
+    become rejections."""
     root = Path(folder)
-    if not root.is_dir():
+    if root.is_file():
+        root, files, problems = root.parent, [root], []
+    elif root.is_dir():
+        files, problems = list_files(root)
+    else:
         raise ValueError(f"Documents folder {root.resolve()} does not exist; set the documents folder config.")
-    files, problems = list_files(root)
     result = FolderReadResult(rejected=problems)
     seen: dict[str, str] = {}
     for path in files:
         relative = path.relative_to(root).as_posix()
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
             result.rejected.append(Rejection(relative, f"unsupported file type {path.suffix or '(none)'}"))
+            continue
+        if path.suffix.lower() == ".jsonl" and path.name != BEIR_CORPUS_NAME:
+            result.rejected.append(Rejection(relative, f"JSON-lines file is not a BEIR {BEIR_CORPUS_NAME}"))
             continue
         try:
             documents = documents_from_file(path, relative, max_bytes)

@@ -1,8 +1,9 @@
 """Synthetic questions from single chunks: prompt, JSON schema, validation, chunk sampling, deduplication.
 
 The teacher is asked for ``n`` search questions that the passage answers. Replies are validated
-(``parse_questions``): each question is a string of 12–300 characters ending in ``?``; copies of the
-passage's first sentence are refused, and duplicates removed.
+(``parse_questions``): each question is a string of 12–300 characters ending in ``?`` that does not lean on
+unseen context ("the passage", "mentioned"); copies of the passage's first sentence are refused, and
+duplicates removed.
 
 Example:
     >>> parse_questions({"questions": ["How do I fix error E217?", "x"]}, 2)
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -21,14 +23,27 @@ import pandas as pd
 
 from embpipe.llm.teacher import Teacher, TeacherOutputError, TokenBudgetExhausted
 
-PROMPT_VERSION = "single-chunk-questions-v1"
-SYSTEM_PROMPT = (
-    "You write realistic search queries for training a document retrieval system. "
-    "Given one passage from a technical document, write questions that a user with a real problem would "
-    "type, which this passage answers. Each question must be specific to this passage: name the symptom, "
-    "error code, component or setting it is about, so that it could not be answered by a similar passage. "
-    "Use the user's words, do not copy sentences from the passage, and make each question self-contained. "
-    'Reply with JSON: {"questions": ["...", "..."]}.'
+PROMPT_VERSION = "single-chunk-questions-v2"
+SYSTEM_PROMPT = """You write realistic search queries for training a document retrieval system.
+Given one passage from a technical document, write questions that a user with a real problem would type
+into a search box, and that this passage answers.
+Rules:
+- Each question must make sense to someone who has NOT seen the passage. Never refer to "the passage",
+  "the message", "the text", "this error" or "mentioned".
+- Use the specific terms of the passage: product and model names, error or alert codes, commands,
+  settings, symptoms.
+- Ask about different facts in each question, and do not copy sentences from the passage.
+Example. Passage: "Error 53300 'too many connections' appears when the server reaches max_connections.
+Raise the limit in postgresql.conf or put a connection pooler such as PgBouncer in front."
+Reply: {"questions": ["How do I fix PostgreSQL error 53300 too many connections?",
+"Where is max_connections configured in PostgreSQL?"]}
+Reply with JSON only: {"questions": ["...", "..."]}."""
+
+# Questions that lean on context the searcher does not have are useless as training queries.
+CONTEXT_REFERENCES = re.compile(
+    r"\b(the|this|that) (passage|message|text|document|article|section|context|scenario|alert)\b"
+    r"|\bmentioned\b|\bdescribed (above|here|in)\b",
+    re.IGNORECASE,
 )
 
 
@@ -58,7 +73,7 @@ def parse_questions(reply: dict, count: int, passage: str = "") -> list[str]:
         if not isinstance(item, str):
             continue
         text = " ".join(item.split())
-        if not 12 <= len(text) <= 300 or not text.endswith("?"):
+        if not 12 <= len(text) <= 300 or not text.endswith("?") or CONTEXT_REFERENCES.search(text):
             continue
         if lead and text.lower().startswith(lead[:60]):
             continue

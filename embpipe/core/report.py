@@ -7,14 +7,17 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from embpipe.core.beir import Qrels
+from embpipe.core.beir import BeirDataset, Qrels
 from embpipe.core.bm25 import Bm25Index
-from embpipe.core.evaluation import DEFAULT_METRICS, Run, evaluate, paired_test, run_from_search
+from embpipe.core.evaluation import DEFAULT_METRICS, Run, evaluate, paired_test, per_query, run_from_search
+from embpipe.core.report_render import curve_metrics
 from embpipe.core.retrieval import SearchBackend, normalize, top_k
+from embpipe.core.significance import bootstrap_interval, win_loss
 
 Encoder = Callable[[list[str]], np.ndarray]
 
@@ -46,25 +49,73 @@ def bm25_run(corpus: dict[str, str], queries: dict[str, str], k: int = 100) -> R
     }
 
 
+REPORT_COLUMNS = ["model", "metric", "value", "p_value", "delta", "ci_low", "ci_high", "wins", "losses"]
+
+
+def per_query_values(qrels: Qrels, runs: dict[str, Run], metric: str) -> pd.DataFrame:
+    """Query × model table of one metric."""
+    return pd.DataFrame({model: per_query(qrels, run, metric) for model, run in runs.items()}).sort_index()
+
+
 def compare_runs(
     qrels: Qrels, runs: dict[str, Run], metrics: Sequence[str] = DEFAULT_METRICS, reference: str = "base"
 ) -> pd.DataFrame:
-    """One row per (model, metric) with the value and, for models other than ``reference``, the paired
-    randomisation-test p-value on that metric against ``reference``."""
+    """One row per (model, metric): the value and, against ``reference``, the paired randomisation-test
+    p-value, the mean per-query delta with its bootstrap 95% interval, and per-query wins and losses."""
     rows = []
-    for model, run in runs.items():
-        for metric, value in evaluate(qrels, run, metrics).items():
-            rows.append({"model": model, "metric": metric, "value": value, "p_value": np.nan})
-    table = pd.DataFrame(rows)
+    p_values = {}
     if reference in runs and len(runs) > 1:
         ordered = {reference: runs[reference], **{m: r for m, r in runs.items() if m != reference}}
-        for metric in metrics:
-            for model, p in paired_test(qrels, ordered, metric).items():
-                table.loc[(table.model == model) & (table.metric == metric), "p_value"] = p
-    return table
+        p_values = {metric: paired_test(qrels, ordered, metric) for metric in metrics}
+    for metric in metrics:
+        table = per_query_values(qrels, runs, metric)
+        for model in runs:
+            row = {"model": model, "metric": metric, "value": float(table[model].mean())}
+            if model != reference and reference in runs:
+                interval = bootstrap_interval(table[reference].to_numpy(), table[model].to_numpy())
+                counts = win_loss(table[reference].to_numpy(), table[model].to_numpy())
+                row.update(
+                    p_value=p_values.get(metric, {}).get(model, np.nan),
+                    delta=interval.mean,
+                    ci_low=interval.low,
+                    ci_high=interval.high,
+                    wins=counts.wins,
+                    losses=counts.losses,
+                )
+            rows.append(row)
+    return pd.DataFrame(rows).reindex(columns=REPORT_COLUMNS)
 
 
-def wide_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Metric rows × model columns (for printing)."""
-    wide = table.pivot_table(index="metric", columns="model", values="value", sort=False)
-    return wide[[c for c in table["model"].unique() if c in wide.columns]]
+@dataclass
+class TargetComparison:
+    """Everything the report needs about one evaluation target."""
+
+    table: pd.DataFrame
+    curves: pd.DataFrame
+    per_query_ndcg10: pd.DataFrame
+
+
+def compare_models(
+    target: BeirDataset,
+    encoders: dict[str, Encoder],
+    top_k: int = 100,
+    precomputed: dict[str, np.ndarray] | None = None,
+    reference: str = "base",
+) -> TargetComparison:
+    """BM25 and every dense encoder on ``target``: metrics with tests against ``reference``, k-curves,
+    and per-query nDCG@10."""
+    precomputed = precomputed or {}
+    runs = {"bm25": bm25_run(target.corpus, target.queries, top_k)}
+    for name, encode in encoders.items():
+        runs[name] = dense_run(encode, target.corpus, target.queries, top_k, precomputed.get(name))
+    table = compare_runs(target.qrels, runs, DEFAULT_METRICS, reference)
+    table.insert(0, "target", target.name)
+    table.insert(1, "n_queries", len(target.qrels))
+    curves = pd.DataFrame(
+        [
+            {"model": m, "metric": k, "value": v}
+            for m, run in runs.items()
+            for k, v in evaluate(target.qrels, run, curve_metrics()).items()
+        ]
+    )
+    return TargetComparison(table, curves, per_query_values(target.qrels, runs, "ndcg@10"))

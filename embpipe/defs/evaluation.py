@@ -6,8 +6,8 @@ from pydantic import Field
 
 from embpipe.core.beir import BeirDataset, load_beir
 from embpipe.core.datasets import queries_in_split, retrieval_target
-from embpipe.core.evaluation import DEFAULT_METRICS
-from embpipe.core.report import bm25_run, compare_runs, dense_run, wide_table
+from embpipe.core.report import TargetComparison, compare_models
+from embpipe.core.report_render import delta_histogram_figure, markdown_report, metric_curve_figure
 from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint
 from embpipe.defs.synthesis import stack_embeddings
 from embpipe.defs.types import RetrievalReportFrame
@@ -23,19 +23,29 @@ class ReportConfig(Config):
     top_k: int = Field(default=100, description="Depth of every ranking.")
 
 
-def compare_on(target: BeirDataset, base, tuned, batch_size: int, top_k: int, base_vectors=None) -> pd.DataFrame:
-    """Metric table of BM25, base and tuned on one target."""
-    runs = {
-        "bm25": bm25_run(target.corpus, target.queries, top_k),
-        "base": dense_run(lambda t: encode(base, t, batch_size), target.corpus, target.queries, top_k, base_vectors),
-        "tuned": dense_run(lambda t: encode(tuned, t, batch_size), target.corpus, target.queries, top_k),
-    }
-    table = compare_runs(target.qrels, runs, DEFAULT_METRICS)
-    table.insert(0, "target", target.name)
-    return table
+def compare_base_and_tuned(
+    target: BeirDataset, base, tuned, batch_size: int, top_k: int, base_vectors=None
+) -> TargetComparison:
+    """BM25, base and tuned on one target."""
+    encoders = {"base": lambda t: encode(base, t, batch_size), "tuned": lambda t: encode(tuned, t, batch_size)}
+    precomputed = {"base": base_vectors} if base_vectors is not None else {}
+    return compare_models(target, encoders, top_k, precomputed)
 
 
-@asset(dagster_type=RetrievalReportFrame, code_version="1", group_name="evaluation")
+def log_comparisons(mlflow_api, comparisons: list[TargetComparison], markdown: str) -> None:
+    """Metrics, the Markdown report and its plots into the active MLflow run."""
+    for comparison in comparisons:
+        target = comparison.table["target"].iloc[0]
+        for row in comparison.table.itertuples(index=False):
+            mlflow_api.log_metric(f"{target}.{row.model}.{row.metric.replace('@', '_at_')}", row.value)
+        mlflow_api.log_figure(metric_curve_figure(comparison.curves, target), f"report/{target}-metric-vs-k.png")
+        deltas = comparison.per_query_ndcg10
+        histogram = delta_histogram_figure((deltas["tuned"] - deltas["base"]).to_numpy(), "nDCG@10", target)
+        mlflow_api.log_figure(histogram, f"report/{target}-ndcg10-delta-histogram.png")
+    mlflow_api.log_text(markdown, "report/report.md")
+
+
+@asset(dagster_type=RetrievalReportFrame, code_version="2", group_name="evaluation")
 def retrieval_report(
     context: AssetExecutionContext,
     config: ReportConfig,
@@ -54,19 +64,23 @@ def retrieval_report(
     test = retrieval_target(queries_in_split(synthetic_queries, query_splits, "test"), chunks, "synthetic-test")
     if not test.queries:
         raise ValueError("the test split is empty: generate more questions (raise max_chunks) or adjust the split")
-    aligned = chunk_embeddings.set_index("chunk_id").loc[list(test.corpus)].reset_index()
-    tables = [compare_on(test, base, embedding_model, embedder.batch_size, config.top_k, stack_embeddings(aligned))]
+    aligned = stack_embeddings(chunk_embeddings.set_index("chunk_id").loc[list(test.corpus)].reset_index())
+    comparisons = [compare_base_and_tuned(test, base, embedding_model, embedder.batch_size, config.top_k, aligned)]
     if config.beir_folder:
         beir = load_beir(config.beir_folder, config.beir_split)
         context.log.info(f"scoring on BEIR {beir.name}: {len(beir.queries)} queries, {len(beir.corpus)} documents")
-        tables.append(compare_on(beir, base, embedding_model, embedder.batch_size, config.top_k))
-    report = pd.concat(tables, ignore_index=True)
-    with mlflow.start_run("retrieval_report", tags={"dagster_run_id": context.run_id}):
-        for row in report.itertuples(index=False):
-            mlflow_api.log_metric(f"{row.target}.{row.model}.{row.metric.replace('@', '_at_')}", row.value)
-    metadata = {CONFIG_FINGERPRINT: config_fingerprint(config), "test_queries": len(test.queries)}
+        comparisons.append(compare_base_and_tuned(beir, base, embedding_model, embedder.batch_size, config.top_k))
+    report = pd.concat([c.table for c in comparisons], ignore_index=True)
+    markdown = markdown_report(report)
+    with mlflow.start_run("retrieval_report", tags={"dagster_run_id": context.run_id}) as run:
+        log_comparisons(mlflow_api, comparisons, markdown)
+    metadata = {
+        CONFIG_FINGERPRINT: config_fingerprint(config),
+        "report": MetadataValue.md(markdown),
+        "mlflow_run_id": run.info.run_id,
+    }
     for target, part in report.groupby("target", sort=False):
-        metadata[f"{target}"] = MetadataValue.md(wide_table(part).round(4).to_markdown())
-        values = part.set_index(["model", "metric"])["value"]
-        metadata[f"{target}.tuned_minus_base_ndcg@10"] = float(values["tuned", "ndcg@10"] - values["base", "ndcg@10"])
+        tuned = part[(part.model == "tuned") & (part.metric == "ndcg@10")].iloc[0]
+        metadata[f"{target}.ndcg@10.tuned_minus_base"] = float(tuned.delta)
+        metadata[f"{target}.ndcg@10.p_value"] = float(tuned.p_value)
     return Output(report, metadata=metadata)

@@ -6,7 +6,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
 
-from embpipe.core.datasets import queries_in_split, retrieval_target, training_examples
+from embpipe.core.datasets import queries_in_split, retrieval_target, subsample_corpus, training_examples
 from embpipe.core.evaluation import evaluate
 from embpipe.core.report import dense_run
 from embpipe.core.training import EpochRecord, TrainingParams, train_contrastive
@@ -24,10 +24,13 @@ class TrainingConfig(Config):
     warmup_ratio: float = Field(default=0.1, description="Share of steps with linear warm-up.")
     scale: float = Field(default=50.0, description="Similarity scale = 1 / temperature (50 ↔ 0.02).")
     patience: int = Field(default=1, description="Epochs without validation gain before stopping.")
+    validation_corpus_size: int = Field(
+        default=2000, description="Passages scored per validation (all positives + a seeded sample); 0 = all."
+    )
     seed: int = Field(default=42, description="Seed of batching and initialisation.")
 
     def params(self) -> TrainingParams:
-        return TrainingParams(**self.model_dump())
+        return TrainingParams(**self.model_dump(exclude={"validation_corpus_size"}))
 
 
 VALIDATION_METRIC = "ndcg@10"
@@ -48,7 +51,11 @@ def embedding_model(
     import mlflow as mlflow_api
 
     examples = training_examples(queries_in_split(synthetic_queries, query_splits, "train"), chunks)
-    validation = retrieval_target(queries_in_split(synthetic_queries, query_splits, "validation"), chunks, "validation")
+    validation = subsample_corpus(
+        retrieval_target(queries_in_split(synthetic_queries, query_splits, "validation"), chunks, "validation"),
+        config.validation_corpus_size,
+        config.seed,
+    )
     model = embedder.load()
     corpus_ids = list(validation.corpus)
 

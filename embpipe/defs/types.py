@@ -74,12 +74,14 @@ QuerySplitsFrame = create_dagster_pandas_dataframe_type(
 
 RetrievalReportFrame = create_dagster_pandas_dataframe_type(
     name="RetrievalReportFrame",
-    description="Metric values per evaluation target and model, with paired-test p-values against base.",
+    description="Metric values per evaluation target and model; against base: p-value, delta, 95% CI, wins/losses.",
     columns=[
         _id("target"),
+        PandasColumn.integer_column("n_queries", min_value=1),
         _id("model"),
         _id("metric"),
         PandasColumn.float_column("value"),
-        PandasColumn.float_column("p_value", ignore_missing_vals=True),
+        *[PandasColumn.float_column(c, ignore_missing_vals=True) for c in ("p_value", "delta", "ci_low", "ci_high")],
+        *[PandasColumn.exists(c) for c in ("wins", "losses")],
     ],
 )

@@ -1,10 +1,12 @@
 """The offline teacher: a GGUF model run in process by llama-cpp-python behind a litellm custom provider.
 
 Model strings look like ``local/qwen2.5-coder-1.5b`` (see ``model_store.LOCAL_MODELS``). A llama context is
-not thread-safe, so calls are serialised; the context is reset before each call so that a request at
-temperature 0 always gives the same reply. JSON replies are constrained by llama.cpp's grammar when the
-request carries ``response_format={"type": "json_object", "schema": …}``; token log-probabilities are
-returned when ``logprobs``/``top_logprobs`` are asked for (judge tasks read them).
+not thread-safe, so calls are serialised. By default the context is kept between calls so that llama.cpp
+reuses the shared prompt prefix (the system prompt), which saves several seconds per call on a CPU; replies
+are reproducible through the response cache. ``reset_each_call`` recomputes every prompt from scratch
+instead, for bit-exact recomputation regardless of call history. JSON replies are constrained by
+llama.cpp's grammar when the request carries ``response_format={"type": "json_object", "schema": …}``;
+token log-probabilities are returned when ``logprobs``/``top_logprobs`` are asked for (judge tasks read them).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class LocalRuntime:
     """Loaded llama models by name, with the thread count used for generation and prompt processing."""
 
     n_threads: int = 1
+    reset_each_call: bool = False
     models: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -61,7 +64,8 @@ class LocalRuntime:
         """An OpenAI-style chat completion dict from the local model."""
         with self.lock:
             llama = self.model(name)
-            llama.reset()
+            if self.reset_each_call:
+                llama.reset()
             return llama.create_chat_completion(messages=messages, **params)
 
 

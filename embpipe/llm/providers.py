@@ -16,13 +16,15 @@ LOCAL_PROVIDER = LocalLlamaProvider(LocalRuntime())
 FAKE_PROVIDER = FakeTeacherProvider()
 
 
-def register_providers(local_threads: int | None = None) -> None:
-    """Make ``local/…`` and ``fake/…`` model strings routable by litellm."""
+def register_providers(local_threads: int | None = None, local_reset_each_call: bool | None = None) -> None:
+    """Make ``local/…`` and ``fake/…`` model strings routable by litellm (and set the local runtime)."""
     import litellm
 
     with _lock:
         if local_threads:
             LOCAL_PROVIDER.runtime.n_threads = local_threads
+        if local_reset_each_call is not None:
+            LOCAL_PROVIDER.runtime.reset_each_call = local_reset_each_call
         providers = {entry["provider"] for entry in litellm.custom_provider_map}
         if "local" not in providers:
             litellm.custom_provider_map.append({"provider": "local", "custom_handler": LOCAL_PROVIDER})

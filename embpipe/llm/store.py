@@ -51,6 +51,7 @@ class UsageRow:
     prompt_tokens: int
     completion_tokens: int
     cost: float
+    cached_tokens: int = 0
 
 
 class TeacherStore:
@@ -110,6 +111,17 @@ class TeacherStore:
                 "INSERT INTO failures VALUES (?, ?, ?, ?, ?)", (run_id, stage, item_id, reason[:2000], time.time())
             )
 
+    def run_tokens(self, run_id: str) -> int:
+        """Prompt + completion tokens of every call in ``run_id``, served from cache or not.
+
+        The token budget counts these, so a resumed run stops at the same place as an uninterrupted one.
+        """
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM calls WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        return int(row[0])
+
     def paid_tokens(self, run_id: str) -> int:
         """Prompt + completion tokens paid (not served from cache) in ``run_id``."""
         with self._connect() as db:
@@ -125,11 +137,12 @@ class TeacherStore:
         with self._connect() as db:
             rows = db.execute(
                 "SELECT stage, model, COUNT(*), SUM(cached), SUM(CASE WHEN cached = 0 THEN prompt_tokens ELSE 0 END),"
-                " SUM(CASE WHEN cached = 0 THEN completion_tokens ELSE 0 END), SUM(cost)"
+                " SUM(CASE WHEN cached = 0 THEN completion_tokens ELSE 0 END), SUM(cost),"
+                " SUM(CASE WHEN cached = 1 THEN prompt_tokens + completion_tokens ELSE 0 END)"
                 f" FROM calls {where} GROUP BY stage, model ORDER BY stage, model",
                 args,
             ).fetchall()
-        return [UsageRow(r[0], r[1], r[2], r[3] or 0, r[4] or 0, r[5] or 0, r[6] or 0.0) for r in rows]
+        return [UsageRow(r[0], r[1], r[2], r[3] or 0, r[4] or 0, r[5] or 0, r[6] or 0.0, r[7] or 0) for r in rows]
 
     def failures(self, run_id: str, stage: str | None = None) -> list[tuple[str, str, str]]:
         """(stage, item id, reason) of the failures recorded in ``run_id``."""

@@ -28,7 +28,11 @@ logger = logging.getLogger(__name__)
 
 
 class TokenBudgetExhausted(RuntimeError):
-    """The next call could exceed the run's token budget, so it was not made."""
+    """The next call could exceed the run's token budget, so it was not made.
+
+    The budget counts every call of the run, cached or paid, so a resumed run stops exactly where an
+    uninterrupted one would have.
+    """
 
 
 class TeacherOutputError(ValueError):
@@ -98,7 +102,7 @@ class Teacher:
         if budget is None:
             return
         needed = estimate_tokens(messages) + max_tokens
-        spent = self.store.paid_tokens(self.run_id)
+        spent = self.store.run_tokens(self.run_id)
         if spent + needed > budget:
             raise TokenBudgetExhausted(
                 f"token budget {budget} would be exceeded (spent {spent}, next call up to {needed}); "
@@ -146,11 +150,11 @@ class Teacher:
         if logprobs:
             params.update(logprobs=True, top_logprobs=logprobs)
         key = cache_key(self.settings.model, prompt_version, messages, params)
+        self._budget_check(messages, max_tokens)
         hit = self.store.get(key)
         if hit is not None:
             self.store.record_call(self.run_id, stage, self.settings.model, hit, cached=True, cost=0.0)
             return Reply(hit.text, hit.prompt_tokens, hit.completion_tokens, True, hit.logprobs)
-        self._budget_check(messages, max_tokens)
         response = self._completion(messages, params)
         reply = stored_reply(response)
         self.store.put(key, self.settings.model, stage, reply)

@@ -27,6 +27,9 @@ class TeacherResource(ConfigurableResource):
         default=None, description="Most prompt+completion tokens one run may pay for; calls stop before it."
     )
     local_threads: int = Field(default=2, description="CPU threads of the in-process local model.")
+    local_reset_each_call: bool = Field(
+        default=False, description="Recompute every local prompt from scratch (slower; no prompt-prefix reuse)."
+    )
     store_path: str = Field(
         default="", description="SQLite file of the response cache, ledger and failures; empty = <data dir>/teacher."
     )
@@ -52,8 +55,12 @@ class TeacherResource(ConfigurableResource):
         return TeacherStore(self.store_path or data_dir() / "teacher" / "teacher.sqlite")
 
     def client(self) -> Teacher:
-        """A teacher bound to this run's ledger."""
+        """A teacher bound to this run's ledger; a missing local model fails here, naming the fix."""
+        from embpipe.llm.local_provider import model_name
+        from embpipe.llm.model_store import require_model
         from embpipe.llm.providers import register_providers
 
-        register_providers(local_threads=self.local_threads)
+        if self.model.startswith("local/"):
+            require_model(model_name(self.model))
+        register_providers(local_threads=self.local_threads, local_reset_each_call=self.local_reset_each_call)
         return Teacher(self.settings(), self.store(), run_id=self._run_id)

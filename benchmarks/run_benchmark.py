@@ -1,0 +1,201 @@
+"""Run the whole pipeline on a BEIR corpus and score it on that benchmark's real queries.
+
+The pipeline sees only the benchmark's ``corpus.jsonl`` (its ``queries.jsonl`` and qrels are rejected at
+ingest); the real queries and judgments are used by ``retrieval_report`` alone, against the benchmark's
+own corpus entries.
+
+    python benchmarks/run_benchmark.py --dataset techqa                    # default: fits in 2 hours here
+    python benchmarks/run_benchmark.py --dataset techqa --setting quick    # about 30 minutes
+    python benchmarks/run_benchmark.py --dataset techqa --variant nocluster --set synthetic_queries.seed=7
+
+Writes ``benchmarks/results/<dataset>-<variant>.json`` (metrics per model, config, seed, tokens and wall
+time per stage) and ``benchmarks/results/<dataset>-<variant>/`` (report.md and plots).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+
+# Teacher-token budgets: every question request costs about 260 tokens and 10 s with the local teacher.
+SETTINGS = {
+    "default": {"token_budget": 80_000, "epochs": 4},
+    "quick": {"token_budget": 20_000, "epochs": 3},
+}
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, dict]:
+    """``op.field=value`` pairs as run-config ops (values parsed as JSON when they parse)."""
+    ops: dict[str, dict] = {}
+    for pair in pairs:
+        target, _, raw = pair.partition("=")
+        op, _, field = target.partition(".")
+        if not op or not field or not raw:
+            raise ValueError(f"--set expects op.field=value, got {pair!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        ops.setdefault(op, {"config": {}})["config"][field] = value
+    return ops
+
+
+def benchmark_run_config(dataset_dir: Path, setting: dict, seed: int, overrides: dict[str, dict]) -> dict:
+    """Run config: the corpus as the documents, the benchmark as an extra scoring target."""
+    ops = {
+        "read_documents": {"config": {"folder": str(dataset_dir)}},
+        "synthetic_queries": {"config": {"max_chunks": 100_000, "seed": seed}},
+        "query_splits": {"config": {"seed": seed}},
+        "embedding_model": {"config": {"epochs": setting["epochs"], "seed": seed}},
+        "retrieval_report": {"config": {"beir_folder": str(dataset_dir)}},
+    }
+    for op, cfg in overrides.items():
+        ops.setdefault(op, {"config": {}})["config"].update(cfg["config"])
+    return {"ops": ops, "loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+def step_seconds(instance, run_ids: list[str]) -> dict[str, float]:
+    """Wall seconds of each step (asset) across the runs."""
+    from dagster import DagsterEventType
+
+    seconds: dict[str, float] = {}
+    for run_id in run_ids:
+        for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_SUCCESS):
+            step = entry.dagster_event.step_key
+            seconds[step] = seconds.get(step, 0.0) + entry.dagster_event.event_specific_data.duration_ms / 1000
+    return seconds
+
+
+def metrics_by_model(report, target: str) -> dict[str, dict[str, float]]:
+    part = report[report.target == target]
+    return {m: dict(zip(g.metric, g.value.astype(float), strict=True)) for m, g in part.groupby("model", sort=False)}
+
+
+def comparison_rows(report, target: str) -> dict[str, dict[str, float]]:
+    part = report[(report.target == target) & (report.model == "tuned")]
+    columns = ["delta", "ci_low", "ci_high", "p_value", "wins", "losses"]
+    return {row.metric: {c: float(getattr(row, c)) for c in columns} for row in part.itertuples(index=False)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", default="techqa")
+    parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--setting", choices=sorted(SETTINGS), default="default")
+    parser.add_argument("--variant", help="name in the results file (default: the setting)")
+    parser.add_argument("--teacher", default="local/qwen2.5-coder-1.5b")
+    parser.add_argument("--token-budget", type=int, help="override the setting's teacher-token budget")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--set", action="append", default=[], help="extra stage config: op.field=value")
+    args = parser.parse_args(argv)
+
+    variant = args.variant or args.setting
+    name = f"{args.dataset}-{variant}"
+    dataset_dir = Path(args.data_root) / args.dataset
+    os.environ["EMBPIPE_DATA_DIR"] = str(REPO / "data" / "benchmarks" / name)
+    from embpipe.definitions import all_assets, all_checks, default_resources
+    from embpipe.orchestration.instance import dagster_instance
+    from embpipe.orchestration.runner import run_stale
+    from embpipe.resources.teacher import TeacherResource
+
+    setting = SETTINGS[args.setting]
+    budget = args.token_budget or setting["token_budget"]
+    run_config = benchmark_run_config(dataset_dir, setting, args.seed, parse_overrides(args.set))
+    teacher = TeacherResource(model=args.teacher, token_budget=budget)
+    resources = {**default_resources(), "teacher": teacher}
+    instance = dagster_instance()
+    started = time.perf_counter()
+    outcome = run_stale(all_assets, all_checks, resources, run_config, instance, force=True)
+    wall = time.perf_counter() - started
+
+    result = collect_result(args, variant, budget, run_config, resources, instance, outcome, wall, dataset_dir)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_report_folder(name, instance)
+    print(json.dumps({k: result[k] for k in ("metrics", "tuned_vs_base", "tokens", "wall_s")}, indent=2))
+    return 0
+
+
+def tokens_by_stage(store, run_ids: list[str]) -> dict[str, dict[str, int]]:
+    """Teacher calls and tokens per stage (paid prompt/completion, and tokens served from cache)."""
+    stages: dict[str, dict[str, int]] = {}
+    for usage in (u for run_id in run_ids for u in store.usage(run_id)):
+        entry = stages.setdefault(usage.stage, {"calls": 0, "prompt": 0, "completion": 0, "cached": 0})
+        entry["calls"] += usage.calls
+        entry["prompt"] += usage.prompt_tokens
+        entry["completion"] += usage.completion_tokens
+        entry["cached"] += usage.cached_tokens
+    return stages
+
+
+def collect_result(args, variant, budget, run_config, resources, instance, outcome, wall, dataset_dir) -> dict:
+    """The results record: metrics per model, the tuned-vs-base tests, counts, tokens and wall time."""
+    import pandas as pd
+
+    from embpipe.core.beir import load_beir
+    from embpipe.paths import data_dir
+
+    assets = data_dir() / "assets"
+    report = pd.read_parquet(assets / "retrieval_report.parquet")
+    chunks = pd.read_parquet(assets / "chunks.parquet")
+    stages = tokens_by_stage(resources["teacher"].store(), outcome.run_ids)
+    total_tokens = sum(v["prompt"] + v["completion"] + v["cached"] for v in stages.values())
+    benchmark = load_beir(dataset_dir)
+    embedder = resources["embedder"]
+    return {
+        "dataset": args.dataset,
+        "variant": variant,
+        "setting": args.setting,
+        "seed": args.seed,
+        "config": {
+            "teacher": args.teacher,
+            "token_budget": budget,
+            "run_config": run_config["ops"],
+            "base_model": embedder.model_id(),
+            "max_seq_length": embedder.max_seq_length,
+        },
+        "metrics": metrics_by_model(report, benchmark.name),
+        "tuned_vs_base": comparison_rows(report, benchmark.name),
+        "synthetic_test_metrics": metrics_by_model(report, "synthetic-test"),
+        "counts": {
+            "benchmark_queries": len(benchmark.qrels),
+            "documents": len(pd.read_parquet(assets / "documents.parquet")),
+            "chunks": len(chunks),
+            "synthetic_queries": len(pd.read_parquet(assets / "synthetic_queries.parquet")),
+        },
+        "tokens": {
+            "total": total_tokens,
+            "by_stage": stages,
+            "per_document_token": total_tokens / max(int(chunks["n_tokens"].sum()), 1),
+        },
+        "wall_s": {
+            "total": round(wall, 1),
+            "by_stage": {k: round(v, 1) for k, v in step_seconds(instance, outcome.run_ids).items()},
+        },
+    }
+
+
+def write_report_folder(name: str, instance) -> None:
+    """The report (Markdown and plots) that retrieval_report logged to MLflow, into results/<name>/."""
+    import mlflow
+    from dagster import AssetKey
+
+    from embpipe.resources.tracking import MlflowResource
+
+    event = instance.get_latest_materialization_event(AssetKey("retrieval_report"))
+    run_id = event.asset_materialization.metadata["mlflow_run_id"].value
+    folder = RESULTS / name
+    folder.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(MlflowResource().uri())
+    mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="report", dst_path=str(folder))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Per-query comparison of two rankings: bootstrap confidence intervals, wins and losses.
+
+Example:
+    >>> interval = bootstrap_interval(np.array([0.0, 0.5, 1.0]), np.array([1.0, 0.5, 1.0]), seed=0)
+    >>> interval.mean
+    0.3333333333333333
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DeltaInterval:
+    """Mean per-query difference (after − before) with a percentile-bootstrap interval."""
+
+    mean: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class WinLoss:
+    """Queries where the second ranking scored higher, lower, or the same."""
+
+    wins: int
+    losses: int
+    ties: int
+
+
+def bootstrap_interval(
+    before: np.ndarray, after: np.ndarray, samples: int = 2000, level: float = 0.95, seed: int = 42
+) -> DeltaInterval:
+    """Percentile bootstrap of the mean paired difference, resampling queries with replacement."""
+    deltas = np.asarray(after, dtype=np.float64) - np.asarray(before, dtype=np.float64)
+    if len(deltas) == 0:
+        return DeltaInterval(0.0, 0.0, 0.0)
+    rng = np.random.default_rng(seed)
+    means = deltas[rng.integers(0, len(deltas), size=(samples, len(deltas)))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    return DeltaInterval(
+        float(deltas.mean()), float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+    )
+
+
+def win_loss(before: np.ndarray, after: np.ndarray, tolerance: float = 1e-9) -> WinLoss:
+    """Count queries improved, worsened and unchanged."""
+    deltas = np.asarray(after, dtype=np.float64) - np.asarray(before, dtype=np.float64)
+    return WinLoss(
+        int((deltas > tolerance).sum()), int((deltas < -tolerance).sum()), int((np.abs(deltas) <= tolerance).sum())
+    )

@@ -1,0 +1,64 @@
+"""Bootstrap intervals, wins and losses, the Markdown report and its plots."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embpipe.core.beir import BeirDataset
+from embpipe.core.datasets import subsample_corpus
+from embpipe.core.report import compare_models
+from embpipe.core.report_render import markdown_report, save_report
+from embpipe.core.significance import bootstrap_interval, win_loss
+
+
+def test_bootstrap_interval_brackets_the_mean_and_is_reproducible():
+    before = np.array([0.2, 0.4, 0.5, 0.1, 0.9, 0.3])
+    after = before + np.array([0.1, 0.2, -0.1, 0.3, 0.0, 0.1])
+    interval = bootstrap_interval(before, after, seed=1)
+    assert interval.mean == pytest.approx(0.1)
+    assert interval.low < 0.1 < interval.high
+    assert interval == bootstrap_interval(before, after, seed=1)
+
+
+def test_constant_improvement_has_a_zero_width_interval():
+    interval = bootstrap_interval(np.zeros(5), np.full(5, 0.25))
+    assert (interval.low, interval.high) == pytest.approx((0.25, 0.25))
+
+
+def test_wins_losses_ties():
+    counts = win_loss(np.array([0.5, 0.5, 0.5]), np.array([0.7, 0.5, 0.1]))
+    assert (counts.wins, counts.losses, counts.ties) == (1, 1, 1)
+
+
+def test_subsample_keeps_judged_passages():
+    target = BeirDataset("t", {f"d{i}": "x" for i in range(100)}, {"q": "?"}, {"q": {"d7": 1, "d93": 1}})
+    small = subsample_corpus(target, 10, seed=0)
+    assert len(small.corpus) == 10 and {"d7", "d93"} <= set(small.corpus)
+    assert subsample_corpus(target, 0, seed=0) is target
+
+
+def test_report_compares_models_and_renders(tmp_path):
+    corpus = {"d1": "fan failure alert", "d2": "mail relay login", "d3": "disk rebuild speed"}
+    queries = {"q1": "fan alert", "q2": "relay login fails", "q3": "rebuild slow"}
+    target = BeirDataset("toy", corpus, queries, {"q1": {"d1": 1}, "q2": {"d2": 1}, "q3": {"d3": 1}})
+    vectors = {"fan": [1, 0, 0], "relay": [0, 1, 0], "login": [0, 1, 0], "mail": [0, 1, 0], "rebuild": [0, 0, 1]}
+
+    def keyword_encoder(texts):
+        return np.array([np.sum([vectors.get(w, [0, 0, 0]) for w in t.split()], axis=0) + 1e-3 for t in texts])
+
+    def constant_encoder(texts):
+        return np.ones((len(texts), 3))
+
+    comparison = compare_models(target, {"base": constant_encoder, "tuned": keyword_encoder}, top_k=3)
+    table = comparison.table
+    tuned = table[(table.model == "tuned") & (table.metric == "accuracy@5")].iloc[0]
+    assert tuned.value == 1.0 and tuned.wins + tuned.losses <= 3
+    ndcg = table[(table.model == "tuned") & (table.metric == "ndcg@1")].iloc[0]
+    assert ndcg.value == 1.0 and ndcg.delta > 0
+    assert set(comparison.per_query_ndcg10.columns) == {"bm25", "base", "tuned"}
+    markdown = markdown_report(table)
+    assert "## toy (3 queries)" in markdown and "Δ vs base" in markdown
+    written = save_report(tmp_path / "report", markdown, [comparison])
+    assert [p.name for p in written] == ["report.md", "toy-metric-vs-k.png", "toy-ndcg10-delta-histogram.png"]
+    assert all(p.stat().st_size > 0 for p in written)
