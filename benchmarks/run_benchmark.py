@@ -24,10 +24,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 
-# Teacher-token budgets: every question request costs about 260 tokens and 10 s with the local teacher.
+# Teacher-token budgets: a question request costs about 400 tokens (the budget counts the estimate of prompt plus
+# max_tokens before each call) and 10-12 s with the local teacher on 2 cores.
 SETTINGS = {
-    "default": {"token_budget": 80_000, "epochs": 4},
-    "quick": {"token_budget": 20_000, "epochs": 3},
+    "default": {"token_budget": 60_000, "epochs": 4},
+    "quick": {"token_budget": 15_000, "epochs": 3},
 }
 
 
