@@ -19,6 +19,16 @@ if ! $PYTHON -c "import llama_cpp" 2>/dev/null; then
   echo "[install] llama-cpp-python (first build from source takes 10-20 minutes; later installs reuse the cached wheel)"
   CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" $PIP "llama-cpp-python==0.3.36"
 fi
+case "$FAISS" in
+  cpu) other=faiss-gpu ;;
+  gpu) other=faiss-cpu ;;
+  *) echo "EMBPIPE_FAISS must be cpu or gpu, got '$FAISS'" >&2; exit 2 ;;
+esac
+# faiss-cpu and faiss-gpu install the same module and silently overwrite each other: keep only one.
+if $PYTHON -m pip show -q "$other" 2>/dev/null; then
+  echo "[install] removing $other (it would overwrite the faiss module of faiss-$FAISS)"
+  $PYTHON -m pip uninstall -y -q "$other"
+fi
 echo "[install] embpipe[$FAISS,pdf,dev]"
 $PIP -e ".[$FAISS,pdf,dev]"
 echo "[install] teacher weights"

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 from embpipe.core.beir import Qrels
 from embpipe.core.retrieval import SearchResult
 
@@ -82,11 +80,6 @@ def run_from_search(query_ids: Sequence[str], doc_ids: Sequence[str], result: Se
     }
 
 
-def qrels_from_positives(query_ids: Sequence[str], positives: Sequence[Sequence[str]]) -> Qrels:
-    """Binary qrels from each query's positive ids."""
-    return {str(q): {str(p): 1 for p in pos} for q, pos in zip(query_ids, positives, strict=True)}
-
-
 def paired_test(qrels: Qrels, runs: dict[str, Run], metric: str = "ndcg@10", seed: int = 42) -> dict[str, float]:
     """Two-sided paired randomisation-test p-values of each run against the first (ranx ``compare``)."""
     from ranx import compare
@@ -101,8 +94,3 @@ def paired_test(qrels: Qrels, runs: dict[str, Run], metric: str = "ndcg@10", see
     report = compare(ranx_qrels, ranx_runs, metrics=[ranx_name(metric)], stat_test="fisher", random_seed=seed)
     comparisons = report.comparisons
     return {name: float(comparisons[names[0], name][ranx_name(metric)]["p_value"]) for name in names[1:]}
-
-
-def mean_cosine_gain(before: np.ndarray, after: np.ndarray) -> float:
-    """Mean difference of two per-query score arrays (after − before)."""
-    return float(np.mean(np.asarray(after) - np.asarray(before))) if len(before) else 0.0

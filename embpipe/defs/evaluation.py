@@ -11,7 +11,7 @@ from embpipe.core.report_render import delta_histogram_figure, markdown_report, 
 from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint
 from embpipe.defs.synthesis import stack_embeddings
 from embpipe.defs.types import RetrievalReportFrame
-from embpipe.resources.embedder import EmbedderResource, encode
+from embpipe.resources.embedder import EmbedderResource, encode_with_progress
 from embpipe.resources.tracking import MlflowResource
 
 
@@ -24,10 +24,13 @@ class ReportConfig(Config):
 
 
 def compare_base_and_tuned(
-    target: BeirDataset, base, tuned, batch_size: int, top_k: int, base_vectors=None
+    target: BeirDataset, base, tuned, batch_size: int, top_k: int, log, base_vectors=None
 ) -> TargetComparison:
-    """BM25, base and tuned on one target."""
-    encoders = {"base": lambda t: encode(base, t, batch_size), "tuned": lambda t: encode(tuned, t, batch_size)}
+    """BM25, base and tuned on one target (encoding progress goes to ``log``)."""
+    encoders = {
+        "base": lambda texts: encode_with_progress(base, texts, batch_size, log),
+        "tuned": lambda texts: encode_with_progress(tuned, texts, batch_size, log),
+    }
     precomputed = {"base": base_vectors} if base_vectors is not None else {}
     return compare_models(target, encoders, top_k, precomputed)
 
@@ -65,11 +68,17 @@ def retrieval_report(
     if not test.queries:
         raise ValueError("the test split is empty: generate more questions (raise max_chunks) or adjust the split")
     aligned = stack_embeddings(chunk_embeddings.set_index("chunk_id").loc[list(test.corpus)].reset_index())
-    comparisons = [compare_base_and_tuned(test, base, embedding_model, embedder.batch_size, config.top_k, aligned)]
+    comparisons = [
+        compare_base_and_tuned(
+            test, base, embedding_model, embedder.batch_size, config.top_k, context.log.info, aligned
+        )
+    ]
     if config.beir_folder:
         beir = load_beir(config.beir_folder, config.beir_split)
         context.log.info(f"scoring on BEIR {beir.name}: {len(beir.queries)} queries, {len(beir.corpus)} documents")
-        comparisons.append(compare_base_and_tuned(beir, base, embedding_model, embedder.batch_size, config.top_k))
+        comparisons.append(
+            compare_base_and_tuned(beir, base, embedding_model, embedder.batch_size, config.top_k, context.log.info)
+        )
     report = pd.concat([c.table for c in comparisons], ignore_index=True)
     markdown = markdown_report(report)
     with mlflow.start_run("retrieval_report", tags={"dagster_run_id": context.run_id}) as run:

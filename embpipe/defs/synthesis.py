@@ -10,7 +10,7 @@ from embpipe.core.questions import generate_single_chunk_questions, near_duplica
 from embpipe.core.splits import assign_splits
 from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_version, preview
 from embpipe.defs.types import ChunkEmbeddingsFrame, QuerySplitsFrame, SyntheticQueriesFrame
-from embpipe.resources.embedder import EmbedderResource, encode
+from embpipe.resources.embedder import EmbedderResource, encode, encode_with_progress
 from embpipe.resources.teacher import TeacherResource
 
 
@@ -23,7 +23,7 @@ def chunk_passages(chunks: pd.DataFrame) -> list[str]:
 def chunk_embeddings(context: AssetExecutionContext, embedder: EmbedderResource, chunks: pd.DataFrame):
     """One L2-normalised base-model vector per chunk (title + text); the base model's retrieval index."""
     model = embedder.load()
-    vectors = encode(model, chunk_passages(chunks), embedder.batch_size)
+    vectors = encode_with_progress(model, chunk_passages(chunks), embedder.batch_size, context.log.info)
     frame = pd.DataFrame({"chunk_id": chunks["chunk_id"].astype(str), "embedding": list(vectors)})
     context.log.info(f"embedded {len(frame)} chunks with {embedder.model_id()}")
     return Output(

