@@ -3,18 +3,27 @@
 ``fake/<behaviour>`` replies depend only on the request: question requests (a JSON schema with a
 ``questions`` array) get questions built from the words of the passage after ``PASSAGE:``; any other JSON
 schema gets its smallest valid instance; plain chat gets an echo. Token usage is one token per four
-characters, so budget tests can predict it. Two behaviours model a bad teacher: ``fake/invalid-json``
-(text that is not JSON) and ``fake/wrong-shape`` (valid JSON without the asked-for fields).
+characters, so budget tests can predict it.
+
+Faults, for reliability tests, are chosen by the model name ``fake/<fault>``: ``invalid-json``,
+``wrong-shape`` (JSON without the asked-for fields), ``empty``, ``out-of-range`` (numbers far outside the
+schema's bounds), ``timeout``, ``rate-limit`` (HTTP 429), ``connection-error``; ``fake/<fault>-once`` shows
+the fault only the first time each distinct conversation arrives (whatever the sampling parameters), then
+answers normally; ``fake/slow`` answers
+normally after a short delay.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from typing import Any
 
 from embpipe.core.chunking import split_sentences
 
+SLOW_SECONDS = 0.25
 STOPWORDS = frozenset("the a an and or of to in on for with is are was be by this that it as at from".split())
 
 
@@ -44,12 +53,39 @@ def minimal_instance(schema: dict[str, Any]) -> Any:
     return "fake"
 
 
-def fake_reply(messages: list[dict], schema: dict[str, Any] | None, behaviour: str = "teacher") -> str:
+def out_of_range_instance(schema: dict[str, Any]) -> Any:
+    """A schema instance whose numbers lie far outside their bounds."""
+    kind = schema.get("type")
+    if kind == "object":
+        return {name: out_of_range_instance(sub) for name, sub in schema.get("properties", {}).items()}
+    if kind in {"number", "integer"}:
+        return schema.get("maximum", 1) * 10 + 7
+    return minimal_instance(schema)
+
+
+def faulty_reply(fault: str, schema: dict[str, Any] | None) -> str | None:
+    """The reply of a content fault, ``None`` for other behaviours; transport faults raise."""
+    import litellm
+
+    content = {
+        "invalid-json": "Sure! Here are the questions: 1. What",
+        "wrong-shape": json.dumps({"answer": 42}),
+        "empty": "",
+        "out-of-range": json.dumps(out_of_range_instance(schema or {})),
+    }
+    if fault in content:
+        return content[fault]
+    if fault == "timeout":
+        raise litellm.Timeout("fake teacher timed out", model="fake", llm_provider="fake")
+    if fault == "rate-limit":
+        raise litellm.RateLimitError("429: fake teacher rate limit", llm_provider="fake", model="fake")
+    if fault == "connection-error":
+        raise litellm.APIConnectionError("fake teacher unreachable", llm_provider="fake", model="fake")
+    return None
+
+
+def fake_reply(messages: list[dict], schema: dict[str, Any] | None) -> str:
     """The reply to a request: questions, a minimal schema instance, or an echo."""
-    if behaviour == "invalid-json":
-        return "Sure! Here are the questions: 1. What"
-    if behaviour == "wrong-shape":
-        return json.dumps({"answer": 42})
     last = str(messages[-1].get("content", "")) if messages else ""
     if schema is None:
         return f"echo: {last[:200]}"
@@ -70,11 +106,32 @@ def _custom_llm_base():
 class FakeTeacherProvider(_custom_llm_base()):
     """litellm handler for ``fake/…`` model strings."""
 
+    def __init__(self):
+        super().__init__()
+        self.seen: set[str] = set()
+        self.lock = threading.Lock()
+
+    def fault_for(self, behaviour: str, request: str) -> str:
+        """The fault to show for this request ("" for none), honouring ``-once``."""
+        if not behaviour.endswith("-once"):
+            return behaviour
+        with self.lock:
+            first = request not in self.seen
+            self.seen.add(request)
+        return behaviour.removesuffix("-once") if first else ""
+
     def completion(self, *args: Any, **kwargs: Any):
         from embpipe.llm.responses import model_response
 
         messages = kwargs["messages"]
-        response_format = (kwargs.get("optional_params") or {}).get("response_format") or {}
-        text = fake_reply(messages, response_format.get("schema"), kwargs["model"].split("/")[-1])
+        optional = kwargs.get("optional_params") or {}
+        schema = (optional.get("response_format") or {}).get("schema")
+        behaviour = kwargs["model"].split("/")[-1]
+        if behaviour == "slow":
+            time.sleep(SLOW_SECONDS)
+        request = json.dumps([kwargs["model"], messages], sort_keys=True, default=str)
+        text = faulty_reply(self.fault_for(behaviour, request), schema)
+        if text is None:
+            text = fake_reply(messages, schema)
         prompt_chars = sum(len(str(m.get("content", ""))) for m in messages)
         return model_response(f"fake/{kwargs['model']}", text, prompt_chars // 4 + 1, len(text) // 4 + 1)

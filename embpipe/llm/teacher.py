@@ -174,19 +174,28 @@ class Teacher:
     ) -> T | None:
         """A validated object from the teacher, or ``None`` after the retries (the failure is recorded).
 
-        ``parse`` turns the decoded JSON object into the result and raises ``TeacherOutputError`` (or
-        ``ValueError``/``KeyError``/``TypeError``) when it is unusable.
+        Unusable replies are asked again with a new sampling seed; transient errors (timeouts, rate limits,
+        connection errors) are retried with exponential backoff inside ``chat``. Either way the item is
+        recorded as failed once the retries are spent, and the stage goes on. ``parse`` turns the decoded
+        JSON object into the result and raises ``TeacherOutputError`` (or ``ValueError``/``KeyError``/
+        ``TypeError``) when it is unusable.
         """
         reason = ""
         for attempt in range(self.settings.max_retries + 1):
-            reply = self.chat(
-                stage,
-                messages,
-                prompt_version=prompt_version,
-                max_tokens=max_tokens,
-                json_schema=schema,
-                attempt=attempt,
-            )
+            try:
+                reply = self.chat(
+                    stage,
+                    messages,
+                    prompt_version=prompt_version,
+                    max_tokens=max_tokens,
+                    json_schema=schema,
+                    attempt=attempt,
+                )
+            except transient_errors() as error:  # already retried with backoff inside chat
+                reason = (
+                    f"teacher unavailable after {self.settings.max_retries} retries: {type(error).__name__}: {error}"
+                )
+                break
             try:
                 decoded = json.loads(reply.text)
                 if not isinstance(decoded, dict):
@@ -195,6 +204,7 @@ class Teacher:
             except (json.JSONDecodeError, TeacherOutputError, ValueError, KeyError, TypeError) as error:
                 reason = f"{type(error).__name__}: {error}; reply: {reply.text[:300]!r}"
         self.store.record_failure(self.run_id, stage, item_id, reason)
+        logger.warning("%s: item %s failed: %s", stage, item_id, reason[:200])
         return None
 
 

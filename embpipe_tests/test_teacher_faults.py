@@ -1,0 +1,104 @@
+"""Teacher faults injected through the fake provider: retried with backoff, then recorded per item."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from embpipe.core.questions import generate_single_chunk_questions, parse_questions, question_messages, question_schema
+from embpipe.llm.store import TeacherStore
+from embpipe.llm.teacher import Teacher, TeacherSettings
+from embpipe.llm.validation import bounded_number
+
+PASSAGE = "Alert H-052 means chassis fan 3 turns too slowly. Replace the fan module while the appliance runs."
+SCORE_SCHEMA = {
+    "type": "object",
+    "properties": {"score": {"type": "number", "minimum": 0, "maximum": 1}},
+    "required": ["score"],
+}
+TRANSPORT = ["timeout", "rate-limit", "connection-error"]
+CONTENT = ["empty", "invalid-json", "wrong-shape"]
+
+
+def teacher(tmp_path, model: str, retries: int = 2) -> Teacher:
+    return Teacher(
+        TeacherSettings(model=model, max_retries=retries, backoff_s=0.0), TeacherStore(tmp_path / "t.sqlite"), "run"
+    )
+
+
+def ask_questions(t: Teacher):
+    return t.generate_json(
+        "questions",
+        "chunk-7",
+        question_messages("KV-0113", PASSAGE, 2),
+        lambda r: parse_questions(r, 2, PASSAGE),
+        schema=question_schema(2),
+    )
+
+
+def ask_score(t: Teacher):
+    return t.generate_json(
+        "judge",
+        "pair-3",
+        [{"role": "user", "content": "Score it."}],
+        lambda r: bounded_number(r, "score", 0.0, 1.0),
+        schema=SCORE_SCHEMA,
+    )
+
+
+@pytest.mark.parametrize("fault", TRANSPORT + CONTENT)
+def test_persistent_fault_is_recorded_and_does_not_raise(tmp_path, fault):
+    t = teacher(tmp_path, f"fake/{fault}")
+    assert ask_questions(t) is None
+    [(stage, item, reason)] = t.store.failures("run")
+    assert (stage, item) == ("questions", "chunk-7")
+    expected = {"timeout": "Timeout", "rate-limit": "RateLimitError", "connection-error": "APIConnectionError"}
+    assert expected.get(fault, "reply") in reason
+
+
+@pytest.mark.parametrize("fault", TRANSPORT + CONTENT)
+def test_fault_that_clears_is_retried_to_success(tmp_path, fault):
+    t = teacher(tmp_path, f"fake/{fault}-once")
+    assert ask_questions(t)
+    assert t.store.failures("run") == []
+
+
+def test_out_of_range_numbers_are_refused_then_recorded(tmp_path):
+    t = teacher(tmp_path, "fake/out-of-range")
+    assert ask_score(t) is None
+    [(_, _, reason)] = t.store.failures("run")
+    assert "outside [0.0, 1.0]" in reason
+    assert ask_score(teacher(tmp_path, "fake/teacher")) == 0.0  # the minimal valid reply passes
+
+
+def test_backoff_grows_between_transport_retries(tmp_path, monkeypatch):
+    sleeps = []
+    monkeypatch.setattr("embpipe.llm.teacher.time.sleep", sleeps.append)
+    t = Teacher(
+        TeacherSettings(model="fake/rate-limit", max_retries=3, backoff_s=0.5),
+        TeacherStore(tmp_path / "t.sqlite"),
+        "run",
+    )
+    assert ask_questions(t) is None
+    assert sleeps == [0.5, 1.0, 2.0]
+
+
+def test_stage_finishes_when_every_item_fails(tmp_path):
+    chunks = pd.DataFrame(
+        {
+            "chunk_id": ["a", "b", "c"],
+            "doc_id": ["d1", "d2", "d3"],
+            "title": "T",
+            "text": [PASSAGE, PASSAGE + " Also check fan 2.", PASSAGE + " Fan 4 too."],
+        }
+    )
+    frame, stats = generate_single_chunk_questions(teacher(tmp_path, "fake/rate-limit", retries=1), chunks, 2)
+    assert frame.empty and (stats.attempted, stats.failed) == (3, 3)
+
+
+@pytest.mark.parametrize("value", [float("nan"), True, "0.5", None])
+def test_bounded_number_rejects_non_numbers(value):
+    from embpipe.llm.teacher import TeacherOutputError
+
+    with pytest.raises(TeacherOutputError):
+        bounded_number({"score": value}, "score", 0, 1)
