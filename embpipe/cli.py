@@ -88,6 +88,8 @@ def print_summary(outcome, instance, started: float) -> None:
 
 
 def command_run(args: argparse.Namespace) -> int:
+    from dagster import AssetKey
+
     from embpipe.definitions import all_assets, all_checks
     from embpipe.orchestration.instance import dagster_instance
     from embpipe.orchestration.runner import run_stale
@@ -98,8 +100,10 @@ def command_run(args: argparse.Namespace) -> int:
     def on_pass(number: int, names: list[str]) -> None:
         print(f"[embpipe] pass {number}: materializing {', '.join(names)}", flush=True)
 
+    targets = {AssetKey(name) for name in args.select} if args.select else None
+    resources, run_config = resources_from(args), run_config_from(args)
     outcome = run_stale(
-        all_assets, all_checks, resources_from(args), run_config_from(args), instance, force=args.force, on_pass=on_pass
+        all_assets, all_checks, resources, run_config, instance, force=args.force, on_pass=on_pass, targets=targets
     )
     print_summary(outcome, instance, started)
     return 0
@@ -170,6 +174,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=int, help="most training epochs")
     run.add_argument("--beir", help="also score on this BEIR folder (never trained on)")
     run.add_argument("--force", action="store_true", help="rebuild every asset (LLM replies still come from cache)")
+    run.add_argument("--select", nargs="+", metavar="ASSET", help="only these assets (and what they need)")
     run.add_argument("--log-level", default="INFO", help="Dagster console log level")
     run.set_defaults(func=command_run)
 

@@ -4,6 +4,7 @@ import os
 import shutil
 from pathlib import Path
 
+from embpipe.orchestration.locks import file_lock
 from embpipe.paths import data_dir
 
 DAGSTER_YAML = "dagster.yaml"
@@ -25,8 +26,12 @@ def prepare_dagster_home(project_dir: Path | None = None) -> Path:
 
 
 def dagster_instance():
-    """The persistent instance under ``data/dagster``."""
+    """The persistent instance under ``data/dagster``; its storage is created under a lock, so two
+    first runs started at once do not race to create the same SQLite schema."""
     from dagster import DagsterInstance
 
-    prepare_dagster_home()
-    return DagsterInstance.get()
+    home = prepare_dagster_home()
+    with file_lock(home / ".instance.lock"):
+        instance = DagsterInstance.get()
+        instance.get_runs(limit=1)  # forces storage creation and migration while the lock is held
+    return instance

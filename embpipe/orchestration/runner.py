@@ -108,6 +108,18 @@ def selected_run_config(run_config: dict, assets: Sequence[AssetsDefinition], ke
     return {**run_config, "ops": {op: cfg for op, cfg in run_config.get("ops", {}).items() if op in ops}}
 
 
+def upstream_closure(assets: Sequence[AssetsDefinition], targets: set[AssetKey]) -> set[AssetKey]:
+    """``targets`` and every asset they depend on, directly or not."""
+    graph = AssetGraph.from_assets(assets)
+    closure, pending = set(), list(targets)
+    while pending:
+        key = pending.pop()
+        if key not in closure:
+            closure.add(key)
+            pending.extend(graph.get(key).parent_keys)
+    return closure
+
+
 def run_stale(
     assets: Sequence[AssetsDefinition],
     checks: Sequence,
@@ -116,11 +128,17 @@ def run_stale(
     instance: DagsterInstance,
     force: bool = False,
     on_pass: Callable[[int, list[str]], None] | None = None,
+    targets: set[AssetKey] | None = None,
 ) -> RunOutcome:
-    """Materialize passes until nothing is stale (``force`` rebuilds everything once first)."""
+    """Materialize passes until nothing is stale (``force`` rebuilds everything once first).
+
+    With ``targets``, only those assets and their upstream are considered.
+    """
     outcome = RunOutcome()
     every_key = {k for a in assets if a.is_materializable for k in a.keys}
-    selection = every_key if force else keys_to_build(instance, assets, run_config) | {ALWAYS_READ}
+    if targets:
+        every_key &= upstream_closure(assets, targets)
+    selection = every_key if force else (keys_to_build(instance, assets, run_config) | {ALWAYS_READ}) & every_key
     for number in range(1, len(every_key) + 2):
         if not selection:
             break
@@ -136,5 +154,5 @@ def run_stale(
             run_config=selected_run_config(run_config, assets, selection),
         )
         outcome.passes.append(PassSummary(result.run_id, names))
-        selection = keys_to_build(instance, assets, run_config)
+        selection = keys_to_build(instance, assets, run_config) & every_key
     return outcome

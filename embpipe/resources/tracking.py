@@ -7,6 +7,7 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from embpipe.orchestration.locks import file_lock
 from embpipe.paths import data_dir
 
 
@@ -28,12 +29,13 @@ class MlflowResource(ConfigurableResource):
         mlflow.set_tracking_uri(uri)
         if uri.startswith("sqlite:///"):
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        found = mlflow.get_experiment_by_name(self.experiment)
-        if found is not None:
-            return found.experiment_id
-        artifacts = Path(self.artifact_dir or data_dir() / "mlflow" / "artifacts").resolve()
-        artifacts.mkdir(parents=True, exist_ok=True)
-        return mlflow.create_experiment(self.experiment, artifact_location=artifacts.as_uri())
+        with file_lock(data_dir() / "mlflow" / ".experiment.lock"):  # concurrent first runs create it once
+            found = mlflow.get_experiment_by_name(self.experiment)
+            if found is not None:
+                return found.experiment_id
+            artifacts = Path(self.artifact_dir or data_dir() / "mlflow" / "artifacts").resolve()
+            artifacts.mkdir(parents=True, exist_ok=True)
+            return mlflow.create_experiment(self.experiment, artifact_location=artifacts.as_uri())
 
     @contextlib.contextmanager
     def start_run(self, run_name: str, tags: dict[str, str] | None = None) -> Iterator[object]:
