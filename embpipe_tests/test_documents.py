@@ -55,12 +55,21 @@ def test_utf16_with_bom_is_read(tmp_path):
     assert result.documents[0].text.endswith("naïve")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files regardless of permissions")
-def test_unreadable_file_is_rejected(tmp_path):
+def test_unreadable_file_is_rejected(tmp_path, monkeypatch):
     path = tmp_path / "secret.txt"
     path.write_text("hidden")
-    path.chmod(0)
-    assert "unreadable" in reasons(read_folder(tmp_path))["secret.txt"]
+    (tmp_path / "open.txt").write_text("visible")
+    original = type(path).read_bytes
+
+    def deny(self):
+        if self.name == "secret.txt":  # root ignores chmod, so the operating system's refusal is simulated
+            raise PermissionError(13, "Permission denied", str(self))
+        return original(self)
+
+    monkeypatch.setattr(type(path), "read_bytes", deny)
+    result = read_folder(tmp_path)
+    assert reasons(result)["secret.txt"] == "unreadable: Permission denied"
+    assert [d.path for d in result.documents] == ["open.txt"]
 
 
 def test_malformed_html_keeps_paragraphs():

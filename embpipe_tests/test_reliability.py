@@ -110,6 +110,7 @@ def test_api_key_never_reaches_disk_or_logs(tmp_path):
     leaked = [p for p in data_dir.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
     assert leaked == []
     assert paid_calls(data_dir) > 0  # the keyed teacher was really used
+    assert (data_dir / "mlflow" / "mlflow.db").is_file() and (data_dir / "dagster").is_dir()  # all were searched
 
 
 def test_huge_and_looping_inputs_are_skipped_with_reasons(tmp_path):

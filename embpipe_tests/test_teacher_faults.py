@@ -102,3 +102,35 @@ def test_bounded_number_rejects_non_numbers(value):
 
     with pytest.raises(TeacherOutputError):
         bounded_number({"score": value}, "score", 0, 1)
+
+
+def test_quality_check_fails_loudly_when_items_fail(data_dir):
+    from dagster import AssetKey, materialize
+
+    from embpipe.definitions import all_assets, all_checks, default_resources
+    from embpipe.resources.teacher import TeacherResource
+    from embpipe_tests.conftest import SAMPLE_DIR
+
+    resources = {**default_resources(), "teacher": TeacherResource(model="fake/invalid-json", max_retries=1)}
+    result = materialize(
+        [*all_assets, *all_checks],
+        selection=[
+            AssetKey("documents"),
+            AssetKey("rejected_documents"),
+            AssetKey("chunks"),
+            AssetKey("synthetic_queries"),
+        ],
+        resources=resources,
+        run_config={
+            "ops": {
+                "read_documents": {"config": {"folder": str(SAMPLE_DIR)}},
+                "synthetic_queries": {"config": {"max_chunks": 4}},
+            }
+        },
+        raise_on_error=False,
+    )
+    [materialization] = result.asset_materializations_for_node("synthetic_queries")
+    assert materialization.metadata["chunks_failed"].value == materialization.metadata["chunks_attempted"].value == 4
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert evaluations["question_failure_rate"].passed is False
+    assert evaluations["question_failure_rate"].metadata["failure_rate"].value == 1.0

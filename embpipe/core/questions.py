@@ -137,6 +137,7 @@ class GenerationStats:
     budget_message: str = ""
 
 
+QUERY_DTYPES = {"query_id": str, "text": str, "strategy": str, "hops": "int64", "validator_score": "float64"}
 QUERY_COLUMNS = [
     "query_id",
     "text",
@@ -191,5 +192,5 @@ def generate_single_chunk_questions(
             )
         if progress:
             progress(number, len(chunks))
-    frame = pd.DataFrame(rows, columns=QUERY_COLUMNS).drop_duplicates("query_id")
+    frame = pd.DataFrame(rows, columns=QUERY_COLUMNS).astype(QUERY_DTYPES).drop_duplicates("query_id")
     return frame.reset_index(drop=True), stats

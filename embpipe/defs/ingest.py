@@ -109,7 +109,8 @@ def chunk_documents(documents: pd.DataFrame, params: ChunkingParams, embed=None)
                     "n_tokens": chunk.n_tokens,
                 }
             )
-    return pd.DataFrame(rows, columns=["chunk_id", "doc_id", "position", "title", "text", "n_tokens"])
+    columns = ["chunk_id", "doc_id", "position", "title", "text", "n_tokens"]
+    return pd.DataFrame(rows, columns=columns).astype({"position": "int64", "n_tokens": "int64"})
 
 
 @asset(dagster_type=ChunksFrame, code_version="1", group_name="ingest")
