@@ -1,5 +1,7 @@
 """Synthesis: base-model chunk embeddings, teacher-written questions, grouped train/validation/test splits."""
 
+import time
+
 import numpy as np
 import pandas as pd
 from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
@@ -12,6 +14,8 @@ from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_
 from embpipe.defs.types import ChunkEmbeddingsFrame, QuerySplitsFrame, SyntheticQueriesFrame
 from embpipe.resources.embedder import EmbedderResource, encode, encode_with_progress
 from embpipe.resources.teacher import TeacherResource
+
+PROGRESS_SECONDS = 30.0
 
 
 def chunk_passages(chunks: pd.DataFrame) -> list[str]:
@@ -60,10 +64,11 @@ def synthetic_queries(
 ):
     """Teacher-written questions, each with its positive chunk(s) and source documents; near-duplicates dropped."""
     sample = select_chunks(chunks, config.max_chunks, config.min_chunk_tokens, config.seed)
-    step = max(1, len(sample) // 10)
+    last_report = [time.monotonic()]
 
     def progress(done: int, total: int) -> None:
-        if done % step == 0 or done == total:
+        if time.monotonic() - last_report[0] >= PROGRESS_SECONDS or done == total:
+            last_report[0] = time.monotonic()
             context.log.info(f"questions: {done}/{total} chunks")
 
     client = teacher.client()
