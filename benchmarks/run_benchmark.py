@@ -17,8 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -195,7 +197,13 @@ def write_report_folder(name: str, instance) -> None:
     folder = RESULTS / name
     folder.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(MlflowResource().uri())
-    mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="report", dst_path=str(folder))
+    artifact_uri = mlflow.get_run(run_id).info.artifact_uri
+    if artifact_uri.startswith("file://"):  # a local store: copy the files as they are
+        source = Path(urllib.parse.urlparse(artifact_uri).path) / "report"
+        for path in sorted(source.iterdir()):
+            shutil.copyfile(path, folder / path.name)
+    else:
+        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="report", dst_path=str(folder))
 
 
 if __name__ == "__main__":
