@@ -1,9 +1,10 @@
 """Training: contrastive fine-tuning of the base model on the synthetic training split, tracked in MLflow."""
 
+import hashlib
 import tempfile
 
 import pandas as pd
-from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
 from pydantic import Field
 
 from embpipe.core.datasets import queries_in_split, retrieval_target, subsample_corpus, training_examples
@@ -18,12 +19,12 @@ from embpipe.resources.tracking import MlflowResource
 class TrainingConfig(Config):
     """Contrastive training settings (multiple-negatives ranking / InfoNCE)."""
 
-    epochs: int = Field(default=4, description="Most epochs; early stopping may end sooner.")
-    batch_size: int = Field(default=16, description="Queries per batch (in-batch negatives).")
-    learning_rate: float = Field(default=3e-5, description="AdamW learning rate.")
+    epochs: int = Field(default=5, description="Most epochs; early stopping may end sooner.")
+    batch_size: int = Field(default=8, description="Queries per batch (in-batch negatives).")
+    learning_rate: float = Field(default=1e-4, description="AdamW learning rate.")
     warmup_ratio: float = Field(default=0.1, description="Share of steps with linear warm-up.")
     scale: float = Field(default=50.0, description="Similarity scale = 1 / temperature (50 ↔ 0.02).")
-    patience: int = Field(default=1, description="Epochs without validation gain before stopping.")
+    patience: int = Field(default=2, description="Epochs without validation gain before stopping.")
     validation_corpus_size: int = Field(
         default=2000, description="Passages scored per validation (all positives + a seeded sample); 0 = all."
     )
@@ -31,6 +32,15 @@ class TrainingConfig(Config):
 
     def params(self) -> TrainingParams:
         return TrainingParams(**self.model_dump(exclude={"validation_corpus_size"}))
+
+
+def model_version(model) -> str:
+    """A content hash of the model's weights: its data version, so a retrained model marks its readers stale."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()[:24]
 
 
 VALIDATION_METRIC = "ndcg@10"
@@ -102,6 +112,7 @@ def embedding_model(
         run_id = run.info.run_id
     return Output(
         model,
+        data_version=DataVersion(model_version(model)),
         metadata={
             "train_examples": len(examples),
             "best_epoch": outcome.best_epoch,
