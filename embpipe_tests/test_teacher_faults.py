@@ -104,65 +104,44 @@ def test_bounded_number_rejects_non_numbers(value):
         bounded_number({"score": value}, "score", 0, 1)
 
 
-def test_quality_check_fails_loudly_when_items_fail(data_dir):
+def materialize_questions(teacher_resource, max_chunks: int):
+    """Materialize documents → chunks → synthetic_queries (and their checks) on data/sample."""
     from dagster import AssetKey, materialize
 
     from embpipe.definitions import all_assets, all_checks, default_resources
-    from embpipe.resources.teacher import TeacherResource
     from embpipe_tests.conftest import SAMPLE_DIR
 
-    resources = {**default_resources(), "teacher": TeacherResource(model="fake/invalid-json", max_retries=1)}
+    keys = [AssetKey(k) for k in ("documents", "rejected_documents", "chunks", "synthetic_queries")]
+    run_config = {
+        "ops": {
+            "read_documents": {"config": {"folder": str(SAMPLE_DIR)}},
+            "synthetic_queries": {"config": {"max_chunks": max_chunks}},
+        }
+    }
+    resources = {**default_resources(), "teacher": teacher_resource}
     result = materialize(
-        [*all_assets, *all_checks],
-        selection=[
-            AssetKey("documents"),
-            AssetKey("rejected_documents"),
-            AssetKey("chunks"),
-            AssetKey("synthetic_queries"),
-        ],
-        resources=resources,
-        run_config={
-            "ops": {
-                "read_documents": {"config": {"folder": str(SAMPLE_DIR)}},
-                "synthetic_queries": {"config": {"max_chunks": 4}},
-            }
-        },
-        raise_on_error=False,
+        [*all_assets, *all_checks], selection=keys, resources=resources, run_config=run_config, raise_on_error=False
     )
     [materialization] = result.asset_materializations_for_node("synthetic_queries")
-    assert materialization.metadata["chunks_failed"].value == materialization.metadata["chunks_attempted"].value == 4
+    return result, materialization.metadata
+
+
+def test_quality_check_fails_loudly_when_items_fail(data_dir):
+    from embpipe.resources.teacher import TeacherResource
+
+    result, metadata = materialize_questions(TeacherResource(model="fake/invalid-json", max_retries=1), 4)
+    assert metadata["chunks_failed"].value == metadata["chunks_attempted"].value == 4
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert evaluations["question_failure_rate"].passed is False
     assert evaluations["question_failure_rate"].metadata["failure_rate"].value == 1.0
 
 
 def test_budget_exhausted_mid_stage_keeps_questions_and_says_so(data_dir):
-    from dagster import AssetKey, materialize
-
-    from embpipe.definitions import all_assets, all_checks, default_resources
     from embpipe.resources.teacher import TeacherResource
-    from embpipe_tests.conftest import SAMPLE_DIR
 
-    resources = {**default_resources(), "teacher": TeacherResource(model="fake/teacher", token_budget=3000)}
-    result = materialize(
-        [*all_assets, *all_checks],
-        selection=[
-            AssetKey("documents"),
-            AssetKey("rejected_documents"),
-            AssetKey("chunks"),
-            AssetKey("synthetic_queries"),
-        ],
-        resources=resources,
-        run_config={
-            "ops": {
-                "read_documents": {"config": {"folder": str(SAMPLE_DIR)}},
-                "synthetic_queries": {"config": {"max_chunks": 40}},
-            }
-        },
-    )
-    [materialization] = result.asset_materializations_for_node("synthetic_queries")
-    metadata = materialization.metadata
+    teacher = TeacherResource(model="fake/teacher", token_budget=3000)
+    result, metadata = materialize_questions(teacher, 40)
+    assert result.success
     assert metadata["budget_exhausted"].value is True
     assert 0 < metadata["chunks_attempted"].value < 40 and metadata["queries"].value > 0
-    run_tokens = resources["teacher"].store().run_tokens(result.run_id)
-    assert 0 < run_tokens <= 3000
+    assert 0 < teacher.store().run_tokens(result.run_id) <= 3000
