@@ -138,6 +138,19 @@ def tokens_by_stage(store, run_ids: list[str]) -> dict[str, dict[str, int]]:
     return stages
 
 
+def resolved_stage_config(run_config: dict) -> dict[str, dict]:
+    """Every stage's full config (defaults filled in), as the run used it."""
+    from embpipe.definitions import all_assets
+    from embpipe.orchestration.runner import config_class, op_config
+
+    resolved = {}
+    for asset in all_assets:
+        cls = config_class(asset)
+        if cls is not None:
+            resolved[asset.op.name] = cls(**op_config(run_config, asset.op.name)).model_dump(mode="json")
+    return resolved
+
+
 def collect_result(args, variant, budget, run_config, resources, instance, outcome, wall, dataset_dir) -> dict:
     """The results record: metrics per model, the tuned-vs-base tests, counts, tokens and wall time."""
     import pandas as pd

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from dagster import AssetKey, AssetsDefinition, Config, DagsterInstance, materialize
+from dagster import AssetKey, AssetsDefinition, Config, ConfigurableResource, DagsterInstance, materialize
 from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
 from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
@@ -61,8 +61,13 @@ def stale_resolver(instance: DagsterInstance, assets: Sequence[AssetsDefinition]
 def config_class(asset: AssetsDefinition) -> type[Config] | None:
     """The Pythonic ``Config`` class an asset's function takes, if any."""
     for parameter in inspect.signature(asset.op.compute_fn.decorated_fn).parameters.values():
-        if inspect.isclass(parameter.annotation) and issubclass(parameter.annotation, Config):
-            return parameter.annotation
+        annotation = parameter.annotation
+        if (
+            inspect.isclass(annotation)
+            and issubclass(annotation, Config)
+            and not issubclass(annotation, ConfigurableResource)
+        ):
+            return annotation
     return None
 
 
