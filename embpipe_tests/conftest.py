@@ -28,3 +28,13 @@ def data_dir(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("EMBPIPE_DATA_DIR", str(folder))
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     return folder
+
+
+def make_teacher(tmp_path: Path, model: str = "fake/teacher", run_id: str = "run-1", **settings):
+    """A teacher with its own cache in ``tmp_path`` and no backoff delay (tests of retries set their own)."""
+    from embpipe.llm.store import TeacherStore
+    from embpipe.llm.teacher import Teacher, TeacherSettings
+
+    return Teacher(
+        TeacherSettings(model=model, **{"backoff_s": 0.0, **settings}), TeacherStore(tmp_path / "t.sqlite"), run_id
+    )

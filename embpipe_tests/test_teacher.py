@@ -6,14 +6,10 @@ import pandas as pd
 import pytest
 
 from embpipe.core.questions import generate_single_chunk_questions, parse_questions, question_messages, question_schema
-from embpipe.llm.store import TeacherStore
-from embpipe.llm.teacher import Teacher, TeacherOutputError, TeacherSettings, TokenBudgetExhausted
+from embpipe.llm.teacher import Teacher, TeacherOutputError, TokenBudgetExhausted
+from embpipe_tests.conftest import make_teacher
 
 PASSAGE = "Replication stalls with error E217 behind a WAN optimiser. Upgrade both appliances to firmware 5.2.4."
-
-
-def make_teacher(tmp_path, model="fake/teacher", run_id="run-1", **settings) -> Teacher:
-    return Teacher(TeacherSettings(model=model, backoff_s=0, **settings), TeacherStore(tmp_path / "t.sqlite"), run_id)
 
 
 def ask(teacher: Teacher, passage: str = PASSAGE):

@@ -9,6 +9,7 @@ from embpipe.core.questions import generate_single_chunk_questions, parse_questi
 from embpipe.llm.store import TeacherStore
 from embpipe.llm.teacher import Teacher, TeacherSettings
 from embpipe.llm.validation import bounded_number
+from embpipe_tests.conftest import make_teacher
 
 PASSAGE = "Alert H-052 means chassis fan 3 turns too slowly. Replace the fan module while the appliance runs."
 SCORE_SCHEMA = {
@@ -21,9 +22,7 @@ CONTENT = ["empty", "invalid-json", "wrong-shape"]
 
 
 def teacher(tmp_path, model: str, retries: int = 2) -> Teacher:
-    return Teacher(
-        TeacherSettings(model=model, max_retries=retries, backoff_s=0.0), TeacherStore(tmp_path / "t.sqlite"), "run"
-    )
+    return make_teacher(tmp_path, model, max_retries=retries)
 
 
 def ask_questions(t: Teacher):
@@ -50,7 +49,7 @@ def ask_score(t: Teacher):
 def test_persistent_fault_is_recorded_and_does_not_raise(tmp_path, fault):
     t = teacher(tmp_path, f"fake/{fault}")
     assert ask_questions(t) is None
-    [(stage, item, reason)] = t.store.failures("run")
+    [(stage, item, reason)] = t.store.failures("run-1")
     assert (stage, item) == ("questions", "chunk-7")
     expected = {"timeout": "Timeout", "rate-limit": "RateLimitError", "connection-error": "APIConnectionError"}
     assert expected.get(fault, "reply") in reason
@@ -60,13 +59,13 @@ def test_persistent_fault_is_recorded_and_does_not_raise(tmp_path, fault):
 def test_fault_that_clears_is_retried_to_success(tmp_path, fault):
     t = teacher(tmp_path, f"fake/{fault}-once")
     assert ask_questions(t)
-    assert t.store.failures("run") == []
+    assert t.store.failures("run-1") == []
 
 
 def test_out_of_range_numbers_are_refused_then_recorded(tmp_path):
     t = teacher(tmp_path, "fake/out-of-range")
     assert ask_score(t) is None
-    [(_, _, reason)] = t.store.failures("run")
+    [(_, _, reason)] = t.store.failures("run-1")
     assert "outside [0.0, 1.0]" in reason
     assert ask_score(teacher(tmp_path, "fake/teacher")) == 0.0  # the minimal valid reply passes
 
