@@ -48,6 +48,14 @@ def paid_calls(data_dir: Path) -> int:
         return db.execute("SELECT COUNT(*) FROM calls WHERE cached = 0").fetchone()[0]
 
 
+def calls_so_far(data_dir: Path) -> int:
+    """Paid calls while the run may still be creating the store (no table yet counts as none)."""
+    try:
+        return paid_calls(data_dir)
+    except sqlite3.OperationalError:
+        return 0
+
+
 def stored_responses(data_dir: Path) -> int:
     with sqlite3.connect(data_dir / "teacher" / "teacher.sqlite") as db:
         return db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
@@ -66,7 +74,7 @@ def test_sigkill_mid_stage_then_rerun_pays_no_call_twice(tmp_path):
     process = embpipe(interrupted, *QUESTIONS, "--teacher", "fake/slow")
     store = interrupted / "teacher" / "teacher.sqlite"
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not (store.exists() and paid_calls(interrupted) >= 6):
+    while time.monotonic() < deadline and not (store.exists() and calls_so_far(interrupted) >= 6):
         time.sleep(0.2)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
