@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dagster import Definitions, define_asset_job, load_asset_checks_from_modules, load_assets_from_modules
 
-from embpipe.defs import checks, evaluation, ingest, synthesis, training
+from embpipe.defs import checks, evaluation, ingest, mining, synthesis, training
 from embpipe.resources.embedder import EmbedderResource
 from embpipe.resources.io_managers import ModelIOManager, ParquetIOManager
 from embpipe.resources.teacher import TeacherResource
 from embpipe.resources.tracking import MlflowResource
 
-STAGE_MODULES = [ingest, synthesis, training, evaluation]
+STAGE_MODULES = [ingest, synthesis, mining, training, evaluation]
 
 all_assets = load_assets_from_modules(STAGE_MODULES)
 all_checks = load_asset_checks_from_modules([checks])

@@ -20,6 +20,7 @@ RUN_CONFIG = {
     "ops": {
         "read_documents": {"config": {"folder": str(SAMPLE_DIR)}},
         "synthetic_queries": {"config": {"max_chunks": 16}},
+        "mining_rounds": {"config": {"rounds": 1, "student_epochs": 1, "top_k": 3}},
         "embedding_model": {"config": {"epochs": 1}},
     }
 }
@@ -63,8 +64,14 @@ def test_full_run_then_rerun_pays_nothing(pipeline, data_dir):
         "queries_trace_to_documents",
         "question_failure_rate",
         "splits_do_not_leak",
+        "positives_never_negatives",
+        "model_not_worse_than_base",
     }
     assert all(checks.values()), checks
+    labels = pd.read_parquet(data_dir / "assets" / "mining_rounds.parquet")
+    assert {"synthetic", "margin", "teacher"} <= set(labels["source"])
+    assert set(labels.loc[labels.source == "teacher", "round"]) == {1}
+    assert (labels.loc[labels.used, "doc_id"] != "").all()
 
     model_mtime = (data_dir / "models" / "embedding_model").stat().st_mtime_ns
     second = run_stale(all_assets, all_checks, resources, RUN_CONFIG, instance)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import random
+import time
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from embpipe.core.datasets import training_examples
+from embpipe.core.datasets import labelled_examples
 from embpipe.core.training import (
     TrainingExample,
     TrainingParams,
@@ -43,13 +44,9 @@ def test_validator_scores_reach_the_loss(base_model):
         }
     )
     queries = pd.DataFrame(
-        {
-            "text": ["fan alert H-052", "smtp 535 error"],
-            "positive_chunk_ids": [["c1"], ["c2"]],
-            "validator_score": [0.0, np.nan],
-        }
+        {"query_id": ["q1", "q2"], "text": ["fan alert H-052", "smtp 535 error"], "validator_score": [0.0, np.nan]}
     )
-    examples = training_examples(queries, chunks)
+    examples = labelled_examples(label_table([("q1", "c1", "positive"), ("q2", "c2", "positive")]), queries, chunks, 4)
     assert [e.weight for e in examples] == [0.0, 1.0]
     with torch.no_grad():
         weighted = batch_loss(base_model, examples, scale=50.0)
@@ -61,10 +58,36 @@ def test_validator_scores_reach_the_loss(base_model):
     assert float(weighted) != pytest.approx(float(unweighted), rel=1e-3)
 
 
+def label_table(rows: list[tuple], source: str = "synthetic") -> pd.DataFrame:
+    """A training-label table from (query, chunk, role[, source]) rows."""
+    rows = [(*r, source) if len(r) == 3 else r for r in rows]
+    return pd.DataFrame(rows, columns=["query_id", "chunk_id", "role", "source"]).assign(score=np.nan, used=True)
+
+
 def test_multi_hop_queries_unroll_to_one_example_per_positive():
     chunks = pd.DataFrame({"chunk_id": ["a", "b"], "title": ["T", "T"], "text": ["one", "two"]})
-    queries = pd.DataFrame({"text": ["q"], "positive_chunk_ids": [["a", "b"]], "validator_score": [0.5]})
-    assert [(e.positive, e.weight) for e in training_examples(queries, chunks)] == [("T\none", 0.5), ("T\ntwo", 0.5)]
+    queries = pd.DataFrame({"query_id": ["q"], "text": ["q"], "validator_score": [0.5]})
+    labels = label_table([("q", "a", "positive"), ("q", "b", "positive")])
+    assert [(e.positive, e.weight) for e in labelled_examples(labels, queries, chunks, 4)] == [
+        ("T\none", 0.5),
+        ("T\ntwo", 0.5),
+    ]
+
+
+def test_examples_carry_teacher_negatives_before_margin_negatives_up_to_the_limit():
+    chunks = pd.DataFrame({"chunk_id": list("pabcd"), "title": [""] * 5, "text": ["P", "A", "B", "C", "D"]})
+    queries = pd.DataFrame({"query_id": ["q"], "text": ["question"], "validator_score": [np.nan]})
+    labels = label_table(
+        [
+            ("q", "p", "positive", "synthetic"),
+            ("q", "a", "negative", "margin"),
+            ("q", "b", "negative", "margin"),
+            ("q", "c", "negative", "teacher"),
+            ("q", "d", "negative", "margin"),
+        ]
+    )
+    (example,) = labelled_examples(labels, queries, chunks, 3)
+    assert example.positive == "P" and example.negatives == ("C", "A", "B")
 
 
 def test_batches_never_repeat_a_positive():
@@ -104,3 +127,33 @@ def test_training_lowers_loss_and_raises_recall(base_model):
     assert loss_after < loss_before
     assert outcome.base_score == before
     assert outcome.best_score > before and recall_at_1(model) == outcome.best_score
+
+
+class Interrupted(Exception):
+    pass
+
+
+def stop_after_first_epoch(record) -> None:
+    if record.epoch == 1:
+        raise Interrupted
+
+
+def test_an_interrupted_training_resumes_and_ends_like_an_uninterrupted_one(base_model, tmp_path):
+    examples = [TrainingExample(q, p) for q, p in PAIRS]
+    params = TrainingParams(epochs=3, batch_size=3, learning_rate=2e-4, scale=20.0, patience=3)
+    always_better = lambda model: time.perf_counter()  # noqa: E731 - every epoch is the best so far
+    whole = copy.deepcopy(base_model)
+    train_contrastive(whole, examples, always_better, params)
+
+    checkpoint = tmp_path / "state.pt"
+    with pytest.raises(Interrupted):
+        train_contrastive(
+            copy.deepcopy(base_model), examples, always_better, params, stop_after_first_epoch, checkpoint
+        )
+    resumed = copy.deepcopy(base_model)
+    outcome = train_contrastive(resumed, examples, always_better, params, None, checkpoint)
+    assert [r.epoch for r in outcome.history] == [1, 2, 3] and outcome.best_epoch == 3
+    changed = [n for n, t in base_model.state_dict().items() if not torch.equal(t, resumed.state_dict()[n])]
+    assert changed, "training changed no weight"
+    for name, tensor in whole.state_dict().items():
+        assert torch.allclose(tensor, resumed.state_dict()[name], atol=1e-5), name

@@ -36,16 +36,32 @@ def example_weight(score: float) -> float:
     return 1.0 if score is None or (isinstance(score, float) and math.isnan(score)) else float(score)
 
 
-def training_examples(queries: pd.DataFrame, chunks: pd.DataFrame) -> list[TrainingExample]:
-    """One example per (query, positive chunk): multi-hop questions are unrolled."""
+def labelled_examples(
+    labels: pd.DataFrame, queries: pd.DataFrame, chunks: pd.DataFrame, negatives_per_example: int
+) -> list[TrainingExample]:
+    """One example per (query, positive) from a label table, each with up to ``negatives_per_example`` negatives.
+
+    ``labels`` has ``query_id``, ``chunk_id``, ``role`` (positive / negative) and ``score``; teacher-confirmed
+    negatives come before margin-mined ones, each group in label order. Queries keep their validator weight.
+    """
     corpus = chunk_corpus(chunks)
+    texts = dict(zip(queries["query_id"].astype(str), queries["text"], strict=True))
+    weights = dict(zip(queries["query_id"].astype(str), queries["validator_score"], strict=True))
     examples = []
-    for query in queries.itertuples(index=False):
-        for chunk_id in flatten_ids(query.positive_chunk_ids):
-            if chunk_id in corpus:
-                examples.append(
-                    TrainingExample(query.text, corpus[chunk_id], weight=example_weight(query.validator_score))
-                )
+    for query_id, group in labels.groupby("query_id", sort=True):
+        if query_id not in texts:
+            continue
+        group = group[group["chunk_id"].isin(corpus)]
+        positives = group.loc[group["role"] == "positive", "chunk_id"].tolist()
+        negative_rows = group[group["role"] == "negative"]
+        negative_rows = negative_rows.assign(teacher=negative_rows["source"] == "teacher").sort_values(
+            "teacher", ascending=False, kind="stable"
+        )
+        negatives = tuple(corpus[c] for c in negative_rows["chunk_id"].tolist()[:negatives_per_example])
+        for chunk_id in positives:
+            examples.append(
+                TrainingExample(texts[query_id], corpus[chunk_id], negatives, weight=example_weight(weights[query_id]))
+            )
     return examples
 
 

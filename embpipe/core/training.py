@@ -6,6 +6,11 @@ per-example cross-entropy is weighted (LMAR validator scores) and averaged. Batc
 positive twice, so an in-batch negative is never a copy of the positive. After each epoch the model is
 scored on validation; the best checkpoint (epoch 0 = the base model) is restored at the end.
 
+With a ``checkpoint`` path, the state after every epoch (weights, optimizer, scheduler, best weights,
+history) is written there atomically; a later call with the same path resumes after the last finished epoch
+and replays the batch order, so an interrupted training ends where an uninterrupted one would. The caller
+keys the path by everything that defines the training (data, settings, base model) and deletes it after.
+
 Example:
     >>> outcome = train_contrastive(model, examples, score_fn, TrainingParams(epochs=2))  # doctest: +SKIP
     >>> outcome.best_epoch, outcome.best_score  # doctest: +SKIP
@@ -19,6 +24,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -40,12 +46,12 @@ class TrainingExample:
 class TrainingParams:
     """Optimisation settings."""
 
-    epochs: int = 3
-    batch_size: int = 16
-    learning_rate: float = 3e-5
+    epochs: int = 5
+    batch_size: int = 8
+    learning_rate: float = 1e-4
     warmup_ratio: float = 0.1
     scale: float = 50.0
-    patience: int = 1
+    patience: int = 2
     seed: int = 42
 
 
@@ -137,12 +143,21 @@ def train_epoch(model, batches, optimizer, scheduler, scale: float) -> float:
     return total / max(len(batches), 1)
 
 
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write ``state`` to ``path`` atomically (a crash leaves the previous checkpoint)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_suffix(".partial")
+    torch.save(state, staging)
+    staging.replace(path)
+
+
 def train_contrastive(
     model,
     examples: Sequence[TrainingExample],
     score: Callable[[object], float],
     params: TrainingParams,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    checkpoint: Path | None = None,
 ) -> TrainingOutcome:
     """Train ``model`` in place; it ends holding the weights of its best validation epoch."""
     from transformers import get_linear_schedule_with_warmup
@@ -153,28 +168,55 @@ def train_contrastive(
     torch.manual_seed(params.seed)
     rng = random.Random(params.seed)
     model.eval()
-    outcome = TrainingOutcome(base_score=score(model), best_score=0.0, best_epoch=0)
-    outcome.best_score = outcome.base_score
-    best_state = copy.deepcopy(model.state_dict())
     steps = len(duplicate_free_batches(examples, params.batch_size, random.Random(params.seed))) * params.epochs
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.learning_rate)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(params.warmup_ratio * steps), max(steps, 1))
-    stale = 0
-    for epoch in range(1, params.epochs + 1):
+    stale, done = 0, 0
+    if checkpoint is not None and checkpoint.is_file():
+        saved = torch.load(checkpoint, map_location=model.device, weights_only=False)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        outcome, best_state, stale, done = saved["outcome"], saved["best_state"], saved["stale"], saved["epoch"]
+        torch.set_rng_state(saved["torch_rng"])
+        for _ in range(done):  # replay the batch order of the finished epochs
+            duplicate_free_batches(examples, params.batch_size, rng)
+        logger.info("resuming training after epoch %d from %s", done, checkpoint)
+    else:
+        outcome = TrainingOutcome(base_score=score(model), best_score=0.0, best_epoch=0)
+        outcome.best_score = outcome.base_score
+        best_state = copy.deepcopy(model.state_dict())
+    finished = done > 0 and (stale >= params.patience or done >= params.epochs)
+    for epoch in range(done + 1, params.epochs + 1):
+        if finished:
+            break
         started = time.perf_counter()
         loss = train_epoch(
             model, duplicate_free_batches(examples, params.batch_size, rng), optimizer, scheduler, params.scale
         )
         record = EpochRecord(epoch, loss, score(model), time.perf_counter() - started)
         outcome.history.append(record)
-        if on_epoch:
-            on_epoch(record)
         if record.score > outcome.best_score:
             outcome.best_score, outcome.best_epoch, stale = record.score, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
         else:
             stale += 1
-            if stale >= params.patience:
-                break
+        finished = stale >= params.patience
+        if checkpoint is not None:
+            save_checkpoint(
+                checkpoint,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "outcome": outcome,
+                    "best_state": best_state,
+                    "stale": stale,
+                    "epoch": epoch,
+                    "torch_rng": torch.get_rng_state(),
+                },
+            )
+        if on_epoch:
+            on_epoch(record)
     model.load_state_dict(best_state)
     return outcome

@@ -5,6 +5,7 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetIn, AssetKey, ass
 
 from embpipe.core.questions import flatten_ids
 from embpipe.core.splits import leaking_queries
+from embpipe.resources.embedder import EmbedderResource
 
 
 @asset_check(asset="chunks", description="There are chunks, and none is empty.")
@@ -60,3 +61,45 @@ def splits_do_not_leak(query_splits: pd.DataFrame, synthetic_queries: pd.DataFra
     }
     leaks = leaking_queries(query_docs, dict(zip(query_splits["query_id"], query_splits["split"], strict=True)))
     return AssetCheckResult(passed=not leaks, metadata={"leaking_queries": len(leaks)})
+
+
+@asset_check(
+    asset="mining_rounds",
+    additional_ins={"synthetic_queries": AssetIn("synthetic_queries")},
+    description="No chunk is both a positive and a negative of the same query.",
+)
+def positives_never_negatives(mining_rounds: pd.DataFrame, synthetic_queries: pd.DataFrame) -> AssetCheckResult:
+    used = mining_rounds[mining_rounds["used"]]
+    labelled = used[used.role == "positive"]
+    positives = set(zip(labelled["query_id"], labelled["chunk_id"], strict=True))
+    for query_id, chunk_ids in zip(synthetic_queries["query_id"], synthetic_queries["positive_chunk_ids"], strict=True):
+        positives |= {(str(query_id), c) for c in flatten_ids(chunk_ids)}
+    negatives = used[used.role == "negative"]
+    clashes = [(q, c) for q, c in zip(negatives["query_id"], negatives["chunk_id"], strict=True) if (q, c) in positives]
+    return AssetCheckResult(passed=not clashes, metadata={"clashes": len(clashes)})
+
+
+@asset_check(
+    asset="embedding_model",
+    blocking=True,
+    additional_ins={name: AssetIn(name) for name in ("chunks", "synthetic_queries", "query_splits")},
+    description="The tuned model is not worse than the base model on validation (a fresh corpus sample); "
+    "blocks the report and exports when it is.",
+)
+def model_not_worse_than_base(
+    embedding_model,
+    chunks: pd.DataFrame,
+    synthetic_queries: pd.DataFrame,
+    query_splits: pd.DataFrame,
+    embedder: EmbedderResource,
+) -> AssetCheckResult:
+    from embpipe.defs.training import VALIDATION_SEED, validation_scorer, validation_target
+
+    validation = validation_target(synthetic_queries, query_splits, chunks, seed=VALIDATION_SEED + 1)
+    score = validation_scorer(embedder, validation)
+    base, tuned = score(embedder.load()), score(embedding_model)
+    return AssetCheckResult(
+        passed=tuned >= base - 1e-9,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"base_val_ndcg@10": base, "tuned_val_ndcg@10": tuned, "validation_queries": len(validation.queries)},
+    )

@@ -1,37 +1,57 @@
-"""Training: contrastive fine-tuning of the base model on the synthetic training split, tracked in MLflow."""
+"""Training: contrastive fine-tuning of the base model on the mined training labels, tracked in MLflow."""
 
 import hashlib
+import json
+import shutil
 import tempfile
+from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
 from pydantic import Field
 
-from embpipe.core.datasets import queries_in_split, retrieval_target, subsample_corpus, training_examples
+from embpipe.core.beir import BeirDataset
+from embpipe.core.datasets import labelled_examples, queries_in_split, retrieval_target, subsample_corpus
 from embpipe.core.evaluation import evaluate
 from embpipe.core.report import dense_run
 from embpipe.core.training import EpochRecord, TrainingParams, train_contrastive
-from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint
+from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_version
+from embpipe.paths import data_dir
 from embpipe.resources.embedder import EmbedderResource, encode
 from embpipe.resources.tracking import MlflowResource
 
+NEGATIVES_PER_EXAMPLE = 4
+VALIDATION_CORPUS_SIZE = 2000
+VALIDATION_SEED = 42
+
 
 class TrainingConfig(Config):
-    """Contrastive training settings (multiple-negatives ranking / InfoNCE)."""
+    """Contrastive training settings (multiple-negatives ranking / InfoNCE with mined hard negatives)."""
 
-    epochs: int = Field(default=5, description="Most epochs; early stopping may end sooner.")
-    batch_size: int = Field(default=8, description="Queries per batch (in-batch negatives).")
-    learning_rate: float = Field(default=1e-4, description="AdamW learning rate.")
-    warmup_ratio: float = Field(default=0.1, description="Share of steps with linear warm-up.")
-    scale: float = Field(default=50.0, description="Similarity scale = 1 / temperature (50 ↔ 0.02).")
-    patience: int = Field(default=2, description="Epochs without validation gain before stopping.")
-    validation_corpus_size: int = Field(
-        default=2000, description="Passages scored per validation (all positives + a seeded sample); 0 = all."
+    epochs: int = Field(default=TrainingParams.epochs, description="Most epochs; early stopping may end sooner.")
+    batch_size: int = Field(default=TrainingParams.batch_size, description="Queries per batch (in-batch negatives).")
+    learning_rate: float = Field(default=TrainingParams.learning_rate, description="AdamW learning rate.")
+    warmup_ratio: float = Field(default=TrainingParams.warmup_ratio, description="Share of steps with linear warm-up.")
+    scale: float = Field(default=TrainingParams.scale, description="Similarity scale = 1 / temperature (50 ↔ 0.02).")
+    patience: int = Field(
+        default=TrainingParams.patience, description="Epochs without validation gain before stopping."
     )
-    seed: int = Field(default=42, description="Seed of batching and initialisation.")
+    seed: int = Field(default=TrainingParams.seed, description="Seed of batching and initialisation.")
+    negatives_per_example: int = Field(
+        default=NEGATIVES_PER_EXAMPLE, description="Hard negatives per (query, positive): 1 positive + N negatives."
+    )
+    max_seq_length: int = Field(default=0, description="Tokens per text while training; 0 = the embedder's setting.")
+    validation_corpus_size: int = Field(
+        default=VALIDATION_CORPUS_SIZE,
+        description="Passages scored per validation (all positives + a seeded sample); 0 = all.",
+    )
+    resume: bool = Field(default=True, description="Resume an interrupted training from its last epoch checkpoint.")
 
     def params(self) -> TrainingParams:
-        return TrainingParams(**self.model_dump(exclude={"validation_corpus_size"}))
+        return TrainingParams(
+            **self.model_dump(exclude={"negatives_per_example", "max_seq_length", "validation_corpus_size", "resume"})
+        )
 
 
 def model_version(model) -> str:
@@ -47,7 +67,50 @@ VALIDATION_METRIC = "ndcg@10"
 MLFLOW_METRIC = "ndcg_at_10"  # MLflow metric names may not contain "@"
 
 
-@asset(io_manager_key="model_io_manager", code_version="1", group_name="training")
+def validation_target(
+    synthetic_queries: pd.DataFrame,
+    query_splits: pd.DataFrame,
+    chunks: pd.DataFrame,
+    corpus_size: int = VALIDATION_CORPUS_SIZE,
+    seed: int = VALIDATION_SEED,
+) -> BeirDataset:
+    """The validation queries against all their positives plus a seeded sample of the other chunks."""
+    queries = queries_in_split(synthetic_queries, query_splits, "validation")
+    return subsample_corpus(retrieval_target(queries, chunks, "validation"), corpus_size, seed)
+
+
+def validation_scorer(embedder: EmbedderResource, validation: BeirDataset) -> Callable[[object], float]:
+    """A function model → validation nDCG@10 (0 when there are no validation queries)."""
+
+    def score(model) -> float:
+        if not validation.queries:
+            return 0.0
+        run = dense_run(lambda texts: encode(model, texts, embedder.batch_size), validation.corpus, validation.queries)
+        return evaluate(validation.qrels, run, [VALIDATION_METRIC])[VALIDATION_METRIC]
+
+    return score
+
+
+def checkpoint_path(config: TrainingConfig, base_model: str, labels: pd.DataFrame, queries: pd.DataFrame):
+    """Where this exact training (settings, base model, data) keeps its epoch checkpoint."""
+    key = json.dumps([config.model_dump(mode="json"), base_model, frame_version(labels), frame_version(queries)])
+    return data_dir() / "checkpoints" / "embedding_model" / hashlib.sha256(key.encode()).hexdigest()[:16] / "state.pt"
+
+
+def model_card(config: TrainingConfig, base_model: str, examples: int, outcome) -> str:
+    """A short Markdown model card: what the model is, how it was trained, how it scored on validation."""
+    history = pd.DataFrame([vars(r) for r in outcome.history]).to_markdown(index=False) if outcome.history else ""
+    return (
+        "# embpipe domain-adapted embedding model\n\n"
+        f"Base model: `{base_model}`. Fine-tuned by embpipe with multiple-negatives ranking (InfoNCE) on "
+        f"{examples} teacher-synthesised (query, positive, hard negatives) examples; no human labels.\n\n"
+        f"Settings: `{json.dumps(config.model_dump(mode='json'))}`\n\n"
+        f"Validation {VALIDATION_METRIC}: base {outcome.base_score:.4f}, best {outcome.best_score:.4f} "
+        f"(epoch {outcome.best_epoch}; epoch 0 means the base weights were kept).\n\n{history}\n"
+    )
+
+
+@asset(io_manager_key="model_io_manager", code_version="2", group_name="training")
 def embedding_model(
     context: AssetExecutionContext,
     config: TrainingConfig,
@@ -56,30 +119,27 @@ def embedding_model(
     chunks: pd.DataFrame,
     synthetic_queries: pd.DataFrame,
     query_splits: pd.DataFrame,
+    mining_rounds: pd.DataFrame,
 ):
     """The domain-adapted embedding model: best validation checkpoint of contrastive fine-tuning."""
     import mlflow as mlflow_api
 
-    examples = training_examples(queries_in_split(synthetic_queries, query_splits, "train"), chunks)
-    validation = subsample_corpus(
-        retrieval_target(queries_in_split(synthetic_queries, query_splits, "validation"), chunks, "validation"),
-        config.validation_corpus_size,
-        config.seed,
-    )
+    train = queries_in_split(synthetic_queries, query_splits, "train")
+    labels = mining_rounds[mining_rounds["used"]]
+    examples = labelled_examples(labels, train, chunks, config.negatives_per_example)
+    validation = validation_target(synthetic_queries, query_splits, chunks, config.validation_corpus_size, config.seed)
     model = embedder.load()
-    corpus_ids = list(validation.corpus)
-
-    def score(current) -> float:
-        if not validation.queries:
-            return 0.0
-        run = dense_run(
-            lambda texts: encode(current, texts, embedder.batch_size), validation.corpus, validation.queries
-        )
-        return evaluate(validation.qrels, run, [VALIDATION_METRIC])[VALIDATION_METRIC]
+    if config.max_seq_length:
+        model.max_seq_length = config.max_seq_length
+    score = validation_scorer(embedder, validation)
+    checkpoint = checkpoint_path(config, embedder.model_id(), labels, train)
+    if not config.resume:
+        shutil.rmtree(checkpoint.parent, ignore_errors=True)
 
     def on_epoch(record: EpochRecord) -> None:
         context.log.info(
-            f"epoch {record.epoch}: loss {record.loss:.4f}, validation {VALIDATION_METRIC} {record.score:.4f}"
+            f"epoch {record.epoch}: loss {record.loss:.4f}, validation {VALIDATION_METRIC} {record.score:.4f}, "
+            f"{record.seconds:.0f} s"
         )
         mlflow_api.log_metrics(
             {"train_loss": record.loss, f"val_{MLFLOW_METRIC}": record.score, "epoch_seconds": record.seconds},
@@ -92,13 +152,17 @@ def embedding_model(
                 **config.model_dump(),
                 "base_model": embedder.model_id(),
                 "train_examples": len(examples),
+                "examples_with_negatives": sum(bool(e.negatives) for e in examples),
                 "validation_queries": len(validation.queries),
-                "corpus_chunks": len(corpus_ids),
-                "max_seq_length": embedder.max_seq_length,
+                "validation_corpus": len(validation.corpus),
+                "effective_max_seq_length": model.max_seq_length,
+                "device": str(model.device),
             }
         )
-        context.log.info(f"training on {len(examples)} examples, validating on {len(validation.queries)} queries")
-        outcome = train_contrastive(model, examples, score, config.params(), on_epoch)
+        context.log.info(
+            f"training on {len(examples)} examples on {model.device}, validating on {len(validation.queries)} queries"
+        )
+        outcome = train_contrastive(model, examples, score, config.params(), on_epoch, checkpoint)
         mlflow_api.log_metrics(
             {
                 f"base_val_{MLFLOW_METRIC}": outcome.base_score,
@@ -106,10 +170,15 @@ def embedding_model(
                 "best_epoch": outcome.best_epoch,
             }
         )
+        card = model_card(config, embedder.model_id(), len(examples), outcome)
         with tempfile.TemporaryDirectory() as staging:
             model.save(staging)
+            (Path(staging) / "README.md").write_text(card)
             mlflow_api.log_artifacts(staging, artifact_path="model")
+        mlflow_api.log_text(card, "model_card.md")
         run_id = run.info.run_id
+    shutil.rmtree(checkpoint.parent, ignore_errors=True)
+    epoch_seconds = [r.seconds for r in outcome.history]
     return Output(
         model,
         data_version=DataVersion(model_version(model)),
@@ -119,6 +188,8 @@ def embedding_model(
             f"base_val_{VALIDATION_METRIC}": outcome.base_score,
             f"best_val_{VALIDATION_METRIC}": outcome.best_score,
             "epochs_run": len(outcome.history),
+            "mean_epoch_seconds": sum(epoch_seconds) / len(epoch_seconds) if epoch_seconds else 0.0,
+            "device": str(model.device),
             "mlflow_run_id": run_id,
             "history": MetadataValue.md(
                 pd.DataFrame([vars(r) for r in outcome.history]).to_markdown(index=False)

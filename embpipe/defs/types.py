@@ -85,3 +85,30 @@ RetrievalReportFrame = create_dagster_pandas_dataframe_type(
         *[PandasColumn.exists(c) for c in ("wins", "losses")],
     ],
 )
+
+HardNegativesFrame = create_dagster_pandas_dataframe_type(
+    name="HardNegativesFrame",
+    description="Per training query: margin-rule hard negatives (best first) and the threshold they stayed under.",
+    columns=[
+        _id("query_id", unique=True),
+        PandasColumn.exists("negative_chunk_ids"),
+        PandasColumn.exists("negative_scores"),
+        PandasColumn.float_column("weakest_positive_score", ignore_missing_vals=True),
+        PandasColumn.float_column("threshold", ignore_missing_vals=True),
+    ],
+)
+
+TrainingLabelsFrame = create_dagster_pandas_dataframe_type(
+    name="TrainingLabelsFrame",
+    description="(query, chunk) training labels with their source (synthetic, margin, teacher) and round.",
+    columns=[
+        _id("query_id"),
+        _id("chunk_id"),
+        PandasColumn.string_column("doc_id"),
+        PandasColumn.categorical_column("role", categories={"positive", "negative", "uncertain"}),
+        PandasColumn.categorical_column("source", categories={"synthetic", "margin", "teacher"}),
+        PandasColumn.integer_column("round", min_value=0),
+        PandasColumn.float_column("score", ignore_missing_vals=True),
+        PandasColumn.boolean_column("used"),
+    ],
+)

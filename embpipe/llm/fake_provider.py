@@ -2,7 +2,9 @@
 
 ``fake/<behaviour>`` replies depend only on the request: question requests (a JSON schema with a
 ``questions`` array) get questions built from the words of the passage after ``PASSAGE:``; any other JSON
-schema gets its smallest valid instance; plain chat gets an echo. Token usage is one token per four
+schema gets its smallest valid instance; relevance judgements ("Yes or No") answer Yes when most content
+words of the question occur in the passage, with log-probabilities from that overlap when they are asked
+for; plain chat gets an echo. Token usage is one token per four
 characters, so budget tests can predict it.
 
 Faults, for reliability tests, are chosen by the model name ``fake/<fault>``: ``invalid-json``,
@@ -16,6 +18,7 @@ normally after a short delay.
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import time
@@ -84,6 +87,36 @@ def faulty_reply(fault: str, schema: dict[str, Any] | None) -> str | None:
     return None
 
 
+def content_words(text: str) -> set[str]:
+    """Lower-cased words of ``text`` that are not stopwords."""
+    return {w.lower() for w in re.findall(r"[A-Za-z0-9-]+", text) if w.lower() not in STOPWORDS}
+
+
+def judge_overlap(prompt: str) -> float:
+    """Share of the QUESTION's content words found in the PASSAGE of a judge prompt, in [0.02, 0.98]."""
+    question = prompt.split("QUESTION:", 1)[-1].split("PASSAGE:", 1)[0]
+    passage = prompt.split("PASSAGE:", 1)[-1]
+    asked = content_words(question) - {"what", "about", "how", "does", "do", "which", "why"}
+    share = len(asked & content_words(passage)) / max(len(asked), 1)
+    return min(max(share, 0.02), 0.98)
+
+
+def judge_logprobs(p_yes: float, top: int) -> list[dict]:
+    """OpenAI-style log-probabilities of a one-token Yes/No answer."""
+    entries = sorted(
+        [{"token": "Yes", "logprob": math.log(p_yes)}, {"token": "No", "logprob": math.log(1 - p_yes)}],
+        key=lambda e: -e["logprob"],
+    )[:top]
+    return [{**entries[0], "top_logprobs": entries}]
+
+
+def is_judgement(messages: list[dict]) -> bool:
+    """Whether the request asks for a Yes/No relevance judgement."""
+    return any("Yes or No" in str(m.get("content", "")) for m in messages) and "QUESTION:" in str(
+        messages[-1].get("content", "")
+    )
+
+
 def fake_reply(messages: list[dict], schema: dict[str, Any] | None) -> str:
     """The reply to a request: questions, a minimal schema instance, or an echo."""
     last = str(messages[-1].get("content", "")) if messages else ""
@@ -131,7 +164,13 @@ class FakeTeacherProvider(_custom_llm_base()):
             time.sleep(SLOW_SECONDS)
         request = json.dumps([kwargs["model"], messages], sort_keys=True, default=str)
         text = faulty_reply(self.fault_for(behaviour, request), schema)
-        if text is None:
+        logprobs = None
+        if text is None and is_judgement(messages):
+            p_yes = judge_overlap(str(messages[-1].get("content", "")))
+            text = "Yes" if p_yes >= 0.5 else "No"
+            if optional.get("top_logprobs"):
+                logprobs = {"content": judge_logprobs(p_yes, int(optional["top_logprobs"]))}
+        elif text is None:
             text = fake_reply(messages, schema)
         prompt_chars = sum(len(str(m.get("content", ""))) for m in messages)
-        return model_response(f"fake/{kwargs['model']}", text, prompt_chars // 4 + 1, len(text) // 4 + 1)
+        return model_response(f"fake/{kwargs['model']}", text, prompt_chars // 4 + 1, len(text) // 4 + 1, logprobs)

@@ -6,7 +6,10 @@ reuses the shared prompt prefix (the system prompt), which saves several seconds
 are reproducible through the response cache. ``reset_each_call`` recomputes every prompt from scratch
 instead, for bit-exact recomputation regardless of call history. JSON replies are constrained by
 llama.cpp's grammar when the request carries ``response_format={"type": "json_object", "schema": …}``;
-token log-probabilities are returned when ``logprobs``/``top_logprobs`` are asked for (judge tasks read them).
+a request with ``top_logprobs`` and ``max_tokens=1`` (a judge asking for one word) is answered from the
+next-token distribution of the prompt, read directly from llama.cpp's last logits: the most likely token and
+the ``top_logprobs`` best tokens with their log-probabilities, in OpenAI's format. This needs no
+``logits_all`` buffer (n_ctx × vocabulary floats), and reuses the shared prompt prefix like any other call.
 """
 
 from __future__ import annotations
@@ -66,7 +69,58 @@ class LocalRuntime:
             llama = self.model(name)
             if self.reset_each_call:
                 llama.reset()
+            if params.get("top_logprobs") and params.get("max_tokens") == 1:
+                return next_token_completion(llama, messages, int(params["top_logprobs"]))
             return llama.create_chat_completion(messages=messages, **params)
+
+
+def chat_prompt_tokens(llama, messages: list[dict]) -> list[int]:
+    """``messages`` rendered with the model's own chat template (generation prompt added) and tokenized."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llama.metadata.get("tokenizer.chat_template")
+    if not template:
+        raise ValueError("this GGUF has no chat template; next-token judgements need one")
+    eos, bos = llama.token_eos(), llama.token_bos()
+    formatter = Jinja2ChatFormatter(
+        template=template,
+        eos_token=llama._model.token_get_text(eos) if eos != -1 else "",
+        bos_token=llama._model.token_get_text(bos) if bos != -1 else "",
+    )
+    prompt = formatter(messages=messages).prompt
+    return llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+
+
+def evaluate_prompt(llama, tokens: list[int]) -> None:
+    """Bring the context to ``tokens``, re-evaluating only what differs from the cached prefix (≥ 1 token)."""
+    cached = llama.input_ids[: llama.n_tokens].tolist()
+    shared = 0
+    for old, new in zip(cached, tokens, strict=False):
+        if old != new:
+            break
+        shared += 1
+    llama.n_tokens = min(shared, len(tokens) - 1)
+    llama.eval(tokens[llama.n_tokens :])
+
+
+def next_token_completion(llama, messages: list[dict], top: int) -> dict:
+    """A one-token completion with the ``top`` most likely next tokens and their log-probabilities."""
+    import numpy as np
+
+    tokens = chat_prompt_tokens(llama, messages)
+    evaluate_prompt(llama, tokens)
+    logits = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(llama.n_vocab(),)).astype(np.float64)
+    logprobs = logits - logits.max()
+    logprobs -= np.log(np.exp(logprobs).sum())
+    best = np.argsort(-logprobs)[:top]
+    entries = [
+        {"token": llama.detokenize([int(t)]).decode("utf-8", "replace"), "logprob": float(logprobs[t])} for t in best
+    ]
+    content = [{**entries[0], "top_logprobs": entries}]
+    return {
+        "choices": [{"message": {"content": entries[0]["token"]}, "logprobs": {"content": content}}],
+        "usage": {"prompt_tokens": len(tokens), "completion_tokens": 1},
+    }
 
 
 def request_params(optional_params: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,154 @@
+"""Iterative student–teacher mining: the student retrieves, the teacher judges, labels feed the next round.
+
+State is a set of labels: (query, chunk) → positive or negative. Round r trains a student on the current
+labels and scores it on validation; if r > 1 and the score did not beat the previous round's by more than
+``min_improvement``, the loop stops (plateau) and the labels that trained the best student are kept.
+Otherwise the student retrieves its top-k chunks for every training query, the teacher judges the chunks
+not yet labelled for that query, and those judged relevant (P(yes) ≥ ``positive_threshold``) become extra
+positives, those judged irrelevant (≤ ``negative_threshold``) hard negatives; judgements in between are kept
+as ``uncertain`` and never used. The loop is written against three callables so it runs without Dagster,
+models or a teacher in tests.
+
+Example:
+    >>> labels = [Label("q1", "c1", "positive", "synthetic", 0)]
+    >>> candidates_to_judge({"q1": ["c1", "c2", "c3"]}, labels, [], top_k=2)
+    [('q1', 'c2')]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+POSITIVE = "positive"
+NEGATIVE = "negative"
+UNCERTAIN = "uncertain"
+
+
+class StopMining(RuntimeError):
+    """Raised by a judge to end mining now (a spent token budget); the judgements made so far are kept."""
+
+
+@dataclass(frozen=True)
+class Label:
+    """One (query, chunk) label, where it came from (synthetic, margin, teacher) and in which round."""
+
+    query_id: str
+    chunk_id: str
+    role: str
+    source: str
+    round: int
+    score: float | None = None
+
+
+@dataclass(frozen=True)
+class MiningParams:
+    """Rounds, retrieval depth, judgement thresholds and limits."""
+
+    rounds: int = 2
+    top_k: int = 5
+    positive_threshold: float = 0.8
+    negative_threshold: float = 0.2
+    min_improvement: float = 0.0
+    max_judgements_per_round: int = 200
+
+
+@dataclass
+class RoundRecord:
+    """What one round did."""
+
+    round: int
+    validation_score: float
+    judged: int = 0
+    new_positives: int = 0
+    new_negatives: int = 0
+    uncertain: int = 0
+    stopped: str = ""
+
+
+@dataclass
+class MiningOutcome:
+    """The labels to train on, every teacher judgement made, and the per-round history."""
+
+    labels: list[Label]
+    judgements: list[Label] = field(default_factory=list)
+    rounds: list[RoundRecord] = field(default_factory=list)
+    best_round: int = 0
+
+
+def candidates_to_judge(
+    rankings: dict[str, Sequence[str]], labels: Sequence[Label], judged: Sequence[Label], top_k: int
+) -> list[tuple[str, str]]:
+    """(query, chunk) pairs among each query's top-k that carry no label and were never judged."""
+    known = {(label.query_id, label.chunk_id) for label in [*labels, *judged]}
+    return [
+        (query_id, chunk_id)
+        for query_id, ranked in rankings.items()
+        for chunk_id in list(ranked)[:top_k]
+        if (query_id, chunk_id) not in known
+    ]
+
+
+def label_from_judgement(query_id: str, chunk_id: str, score: float, round_number: int, params: MiningParams) -> Label:
+    """A teacher judgement as a positive, negative or uncertain label."""
+    if score >= params.positive_threshold:
+        role = POSITIVE
+    elif score <= params.negative_threshold:
+        role = NEGATIVE
+    else:
+        role = UNCERTAIN
+    return Label(query_id, chunk_id, role, "teacher", round_number, score)
+
+
+def run_mining(
+    labels: list[Label],
+    train_student: Callable[[list[Label]], tuple[object, float]],
+    retrieve: Callable[[object], dict[str, Sequence[str]]],
+    judge: Callable[[str, str], float | None],
+    params: MiningParams,
+    on_round: Callable[[RoundRecord], None] | None = None,
+) -> MiningOutcome:
+    """Run up to ``params.rounds`` rounds from ``labels`` (see the module docstring).
+
+    ``judge`` returns P(relevant) or ``None`` (no verdict: skipped); it raises ``StopMining`` to end the loop
+    (a spent token budget), in which case the judgements made so far are kept.
+    """
+    outcome = MiningOutcome(labels=list(labels))
+    best_score, best_labels, previous = float("-inf"), list(labels), float("-inf")
+    for number in range(1, params.rounds + 1):
+        student, score = train_student(outcome.labels)
+        record = RoundRecord(number, score)
+        if score > best_score:
+            best_score, best_labels, outcome.best_round = score, list(outcome.labels), number
+        if number > 1 and score <= previous + params.min_improvement:
+            record.stopped = "plateau"
+            outcome.rounds.append(record)
+            outcome.labels = best_labels
+            if on_round:
+                on_round(record)
+            break
+        previous = score
+        pending = candidates_to_judge(retrieve(student), outcome.labels, outcome.judgements, params.top_k)
+        new_labels = []
+        for query_id, chunk_id in pending[: params.max_judgements_per_round]:
+            try:
+                verdict = judge(query_id, chunk_id)
+            except StopMining as reason:
+                record.stopped = f"stopped: {reason}"
+                break
+            if verdict is None:
+                continue
+            label = label_from_judgement(query_id, chunk_id, verdict, number, params)
+            outcome.judgements.append(label)
+            new_labels.append(label)
+        record.judged = len(new_labels)
+        record.new_positives = sum(label.role == POSITIVE for label in new_labels)
+        record.new_negatives = sum(label.role == NEGATIVE for label in new_labels)
+        record.uncertain = sum(label.role == UNCERTAIN for label in new_labels)
+        outcome.labels = outcome.labels + [label for label in new_labels if label.role != UNCERTAIN]
+        outcome.rounds.append(record)
+        if on_round:
+            on_round(record)
+        if record.stopped:
+            break
+    return outcome

@@ -1,0 +1,112 @@
+"""Hard negatives by the positive-aware margin rule (NV-Retriever's TopK-PercPos).
+
+For each query the corpus is ranked by the base model; every positive and every chunk whose text is an exact
+copy of a positive's text is excluded; the remaining candidates must score below ``margin`` × the weakest
+positive's score (so near-positives, likely unlabelled positives, are not used as negatives); the best
+``count`` of those are kept.
+
+Example:
+    >>> margin_negatives(["a", "b", "c", "d"], [0.9, 0.8, 0.7, 0.3], [0.8], {"a"}, 0.95, 2)
+    [('c', 0.7), ('d', 0.3)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from embpipe.core.retrieval import SearchBackend, top_k
+
+
+@dataclass(frozen=True)
+class NegativeParams:
+    """How many negatives per query, the margin, and how deep the ranking is read."""
+
+    count: int = 4
+    margin: float = 0.95
+    depth: int = 100
+
+
+@dataclass(frozen=True)
+class QueryNegatives:
+    """The negatives kept for one query, best first, and the threshold they had to stay under."""
+
+    chunk_ids: list[str]
+    scores: list[float]
+    weakest_positive: float
+    threshold: float
+
+
+def margin_threshold(weakest_positive: float, margin: float) -> float:
+    """``margin`` × the weakest positive's score, moved away from it also when that score is negative."""
+    return weakest_positive * margin if weakest_positive >= 0 else weakest_positive * (2 - margin)
+
+
+def margin_negatives(
+    ranked_ids: Sequence[str],
+    ranked_scores: Sequence[float],
+    positive_scores: Sequence[float],
+    excluded: set[str],
+    margin: float,
+    count: int,
+) -> list[tuple[str, float]]:
+    """The first ``count`` ranked candidates outside ``excluded`` that score below the margin threshold."""
+    threshold = margin_threshold(min(positive_scores), margin)
+    kept = []
+    for chunk_id, score in zip(ranked_ids, ranked_scores, strict=True):
+        if chunk_id in excluded or score >= threshold:
+            continue
+        kept.append((chunk_id, float(score)))
+        if len(kept) == count:
+            break
+    return kept
+
+
+def duplicate_ids(chunk_ids: Sequence[str], texts: Sequence[str]) -> dict[str, set[str]]:
+    """chunk id → every chunk id (itself included) with the same whitespace-normalised text."""
+    by_text: dict[str, set[str]] = {}
+    for chunk_id, text in zip(chunk_ids, texts, strict=True):
+        by_text.setdefault(" ".join(text.split()), set()).add(chunk_id)
+    return {chunk_id: by_text[" ".join(text.split())] for chunk_id, text in zip(chunk_ids, texts, strict=True)}
+
+
+def mine_hard_negatives(
+    query_vectors: np.ndarray,
+    chunk_vectors: np.ndarray,
+    chunk_ids: Sequence[str],
+    chunk_texts: Sequence[str],
+    positives: Sequence[Sequence[str]],
+    params: NegativeParams,
+    backend: SearchBackend = SearchBackend.AUTO,
+) -> list[QueryNegatives]:
+    """Negatives for each query (row of ``query_vectors``) given its positive chunk ids.
+
+    Vectors must be L2-normalised; ranking uses ``top_k`` (faiss when installed and worthwhile, on the GPU
+    when faiss-gpu sees one; exact search otherwise).
+    """
+    ids = [str(c) for c in chunk_ids]
+    row_of = {chunk_id: row for row, chunk_id in enumerate(ids)}
+    copies = duplicate_ids(ids, chunk_texts)
+    depth = min(params.depth + max((len(p) for p in positives), default=0), len(ids))
+    result = top_k(query_vectors, chunk_vectors, depth, backend)
+    mined = []
+    for row, query_positives in enumerate(positives):
+        known = [str(p) for p in query_positives if str(p) in row_of]
+        if not known:
+            mined.append(QueryNegatives([], [], float("nan"), float("nan")))
+            continue
+        positive_scores = [float(chunk_vectors[row_of[p]] @ query_vectors[row]) for p in known]
+        excluded = set().union(*(copies[p] for p in known))
+        ranked = [ids[i] for i in result.indices[row]]
+        kept = margin_negatives(
+            ranked, result.scores[row].tolist(), positive_scores, excluded, params.margin, params.count
+        )
+        weakest = min(positive_scores)
+        mined.append(
+            QueryNegatives(
+                [c for c, _ in kept], [s for _, s in kept], weakest, margin_threshold(weakest, params.margin)
+            )
+        )
+    return mined
