@@ -47,3 +47,13 @@ def test_missing_local_model_names_the_install_command(tmp_path, monkeypatch):
     )
     with pytest.raises(Exception, match="scripts/install.sh"):
         teacher.chat("s", [{"role": "user", "content": "hi"}])
+
+
+def test_local_model_judges_with_next_token_probabilities(tmp_path):
+    from embpipe.llm.judge import judge_relevance
+
+    teacher = Teacher(TeacherSettings(model="local/smollm2-135m"), TeacherStore(tmp_path / "t.sqlite"), "run")
+    score = judge_relevance(teacher, "judge", "1", "What does alert H-052 mean?", "Alert H-052: chassis fan 3 is slow.")
+    assert score is not None and 0.0 < score < 1.0  # a probability read from the logits, not a 0/1 word
+    ((usage),) = teacher.store.usage("run")
+    assert usage.completion_tokens == 1 and usage.prompt_tokens > 20

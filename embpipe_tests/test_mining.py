@@ -1,0 +1,115 @@
+"""Hard negatives by the margin rule, the student–teacher round loop, and the teacher's relevance judge."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embpipe.core.mining import Label, MiningParams, StopMining, candidates_to_judge, run_mining
+from embpipe.core.negatives import NegativeParams, margin_negatives, margin_threshold, mine_hard_negatives
+from embpipe.llm.judge import judge_relevance, yes_probability
+from embpipe_tests.conftest import make_teacher
+
+
+def test_margin_rule_keeps_only_candidates_below_95_percent_of_the_weakest_positive():
+    ranked = ["p1", "near", "edge", "n1", "n2", "n3"]
+    scores = [0.90, 0.78, 0.76, 0.75, 0.50, 0.10]
+    # weakest positive 0.8 → threshold 0.76: "near" (0.78) and "edge" (0.76, not strictly below) are unsafe
+    kept = margin_negatives(ranked, scores, [0.9, 0.8], {"p1"}, margin=0.95, count=2)
+    assert kept == [("n1", 0.75), ("n2", 0.5)]
+    assert margin_threshold(0.8, 0.95) == pytest.approx(0.76)
+    assert margin_threshold(-0.2, 0.95) == pytest.approx(-0.21)  # below a negative score too
+
+
+def unit(*rows: list[float]) -> np.ndarray:
+    vectors = np.array(rows, dtype=np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_positives_and_copies_of_their_text_are_never_negatives():
+    chunk_ids = ["pos", "copy", "close", "far1", "far2"]
+    texts = ["Fan 3 failed.", "Fan 3  failed.", "Fan 2 failed.", "SMTP login", "Disk full"]
+    chunks = unit([1, 0, 0], [1, 0, 0], [0.99, 0.14, 0], [0.6, 0.8, 0], [0.3, 0, 0.95])
+    query = unit([0.95, 0.3, 0.1])
+    (mined,) = mine_hard_negatives(query, chunks, chunk_ids, texts, [["pos"]], NegativeParams(count=4, depth=10))
+    assert "pos" not in mined.chunk_ids and "copy" not in mined.chunk_ids
+    assert all(score < 0.95 * mined.weakest_positive for score in mined.scores)
+    assert mined.scores == sorted(mined.scores, reverse=True) and mined.chunk_ids
+    assert mined.threshold == pytest.approx(0.95 * mined.weakest_positive)
+
+
+def test_only_unlabelled_unjudged_top_k_candidates_are_judged():
+    labels = [Label("q1", "a", "positive", "synthetic", 0), Label("q1", "b", "negative", "margin", 0)]
+    judged = [Label("q1", "c", "uncertain", "teacher", 1, 0.5)]
+    pairs = candidates_to_judge({"q1": ["a", "b", "c", "d", "e"], "q2": ["a"]}, labels, judged, top_k=4)
+    assert pairs == [("q1", "d"), ("q2", "a")]
+
+
+def scripted_mining(scores: list[float], verdicts: dict[str, float], params: MiningParams):
+    """Run the loop with students whose validation scores follow ``scores``."""
+    trained: list[int] = []
+
+    def train_student(labels):
+        trained.append(len(labels))
+        return f"student-{len(trained)}", scores[len(trained) - 1]
+
+    def retrieve(student):
+        return {"q1": ["pos", "x", "y", "z"]}
+
+    start = [Label("q1", "pos", "positive", "synthetic", 0)]
+    outcome = run_mining(start, train_student, retrieve, lambda q, c: verdicts.get(c), params)
+    return outcome, trained
+
+
+def test_judged_candidates_become_positives_negatives_or_uncertain():
+    outcome, _ = scripted_mining([0.5], {"x": 0.9, "y": 0.1, "z": 0.5}, MiningParams(rounds=1, top_k=4))
+    roles = {label.chunk_id: label.role for label in outcome.labels}
+    assert roles == {"pos": "positive", "x": "positive", "y": "negative"}  # z stays out of training
+    assert {j.chunk_id: j.role for j in outcome.judgements}["z"] == "uncertain"
+    assert outcome.rounds[0].new_positives == 1 and outcome.rounds[0].new_negatives == 1
+
+
+def test_round_loop_stops_on_a_validation_plateau_and_keeps_the_best_labels():
+    outcome, trained = scripted_mining([0.50, 0.60, 0.60, 0.9], {"x": 0.9, "y": 0.1}, MiningParams(rounds=4, top_k=4))
+    assert [r.round for r in outcome.rounds] == [1, 2, 3] and outcome.rounds[-1].stopped == "plateau"
+    assert len(trained) == 3  # the fourth student is never trained
+    assert outcome.best_round == 2
+    assert len(outcome.labels) == 3  # the labels that trained round 2's student
+
+
+def test_a_judge_that_stops_ends_mining_and_keeps_earlier_judgements():
+    calls = []
+
+    def judge(query_id, chunk_id):
+        calls.append(chunk_id)
+        if len(calls) > 1:
+            raise StopMining("budget")
+        return 0.95
+
+    outcome = run_mining(
+        [Label("q1", "pos", "positive", "synthetic", 0)],
+        lambda labels: ("s", 0.5),
+        lambda s: {"q1": ["pos", "x", "y"]},
+        judge,
+        MiningParams(rounds=3, top_k=3),
+    )
+    assert [label.chunk_id for label in outcome.judgements] == ["x"]
+    assert len(outcome.rounds) == 1 and outcome.rounds[0].stopped.startswith("stopped")
+
+
+def test_judge_reads_p_yes_from_log_probabilities(tmp_path):
+    teacher = make_teacher(tmp_path)
+    relevant = judge_relevance(teacher, "judge", "1", "What about fan H-052 chassis?", "Alert H-052: chassis fan slow.")
+    unrelated = judge_relevance(teacher, "judge", "2", "What about SMTP relay login?", "Alert H-052: chassis fan slow.")
+    assert 0.5 < relevant < 1.0 and 0.0 < unrelated < 0.5  # probabilities, not 0/1 words
+    again = judge_relevance(teacher, "judge", "1", "What about fan H-052 chassis?", "Alert H-052: chassis fan slow.")
+    assert again == relevant and teacher.store.usage("run-1")[0].cached_calls == 1
+
+
+def test_judge_falls_back_to_the_words_and_records_replies_without_a_verdict(tmp_path):
+    assert yes_probability("Yes.", None) == 1.0 and yes_probability("no", []) == 0.0
+    assert yes_probability("Maybe", None) is None
+    teacher = make_teacher(tmp_path, model="fake/empty", max_retries=1)
+    assert judge_relevance(teacher, "judge", "item-7", "What about fans?", "Fan 3.") is None
+    ((_, item, reason),) = teacher.store.failures("run-1", "judge")
+    assert item == "item-7" and "verdict" in reason
