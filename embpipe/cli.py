@@ -1,10 +1,13 @@
-"""The ``embpipe`` command line: run, ui, eval, cost, fetch-models.
+"""The ``embpipe`` command line: run, ui, eval, lineage, cost, serve, export, fetch-models.
 
 Example:
     embpipe run                         # the whole pipeline on data/sample, only what is stale
     embpipe run --documents ~/technotes --teacher openai/gpt-4o-mini
     embpipe eval --beir ../shared/data/techqa --model data/models/embedding_model
+    embpipe lineage --document kv-0107-smtp-alerts.md
     embpipe cost
+    embpipe serve --port 8000           # OpenAI-compatible /v1/embeddings
+    embpipe export --output exported/   # ONNX fp32 + int8 with a parity check
 """
 
 from __future__ import annotations
@@ -154,6 +157,68 @@ def command_cost(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_lineage(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from embpipe.core.lineage import rows_for_document, rows_for_query
+
+    path = data_dir() / "assets" / "training_lineage.parquet"
+    if not path.is_file():
+        print(f"{path} does not exist: run `embpipe run` first (it materializes training_lineage)", file=sys.stderr)
+        return 2
+    lineage = pd.read_parquet(path)
+    rows = rows_for_document(lineage, args.document) if args.document else rows_for_query(lineage, args.query)
+    if rows.empty:
+        known = "documents" if args.document else "queries"
+        print(f"no lineage for {args.document or args.query} ({lineage['doc_path'].nunique()} {known} known)")
+        return 1
+    if args.document:
+        columns = ["query_id", "split", "role", "source", "round", "chunk_id", "query_text"]
+        print(f"{rows['query_id'].nunique()} questions, {len(rows[rows.split == 'train'])} training rows:")
+    else:
+        columns = ["role", "source", "round", "chunk_id", "doc_id", "doc_path"]
+        print(f"{args.query}: {rows['query_text'].iloc[0]} ({rows['split'].iloc[0]})")
+    shown = rows[columns]
+    print(shown.to_csv(index=False) if args.csv else shown.to_markdown(index=False))
+    return 0
+
+
+def command_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from embpipe.serving.app import ServerLimits, create_app
+    from embpipe.serving.encoders import load_encoder
+
+    encoder = load_encoder(data_dir() / "models", args.model, args.name)
+    limits = ServerLimits(args.max_body_bytes, args.max_batch, args.max_input_chars)
+    print(f"serving {encoder.name} ({encoder.backend}, {encoder.dimension} dims) on http://{args.host}:{args.port}/v1")
+    uvicorn.run(create_app(encoder, limits), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def command_export(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from embpipe.core.onnx_export import export_onnx, verify_export
+    from embpipe.resources.embedder import load_model
+
+    source = args.model or str(data_dir() / "models" / "embedding_model")
+    if not Path(source).exists():
+        print(f"{source} does not exist: run `embpipe run` first or pass --model", file=sys.stderr)
+        return 2
+    model = load_model(source, args.max_seq_length, "cpu")
+    folder = export_onnx(model, Path(args.output))
+    texts = [line.strip() for line in Path(args.texts).read_text().splitlines() if line.strip()] if args.texts else []
+    texts = texts or [f"sample text number {i} about configuring and troubleshooting a product" for i in range(64)]
+    report = verify_export(model, folder, texts, texts, args.min_cosine)
+    print(pd.DataFrame(report.rows()).to_markdown(index=False))
+    print(json.dumps({"exported": str(folder), "served_variant": report.served}))
+    return 0
+
+
 def command_fetch_models(args: argparse.Namespace) -> int:
     from embpipe.llm.model_store import main
 
@@ -161,6 +226,8 @@ def command_fetch_models(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    from embpipe.serving.app import ServerLimits
+
     root = argparse.ArgumentParser(prog="embpipe", description=__doc__.split("\n")[0])
     commands = root.add_subparsers(dest="command", required=True)
 
@@ -194,6 +261,34 @@ def parser() -> argparse.ArgumentParser:
     cost = commands.add_parser("cost", help="teacher tokens by stage and model (the ledger)")
     cost.add_argument("--run-id", help="one Dagster run (default: all runs)")
     cost.set_defaults(func=command_cost)
+
+    lineage = commands.add_parser("lineage", help="the questions and training pairs behind a document or a query")
+    which = lineage.add_mutually_exclusive_group(required=True)
+    which.add_argument("--document", metavar="PATH", help="a document's path (as ingested, or ending in it)")
+    which.add_argument("--query", metavar="ID", help="a query id: its chunks and documents")
+    lineage.add_argument("--csv", action="store_true", help="CSV instead of a table")
+    lineage.set_defaults(func=command_lineage)
+
+    serve = commands.add_parser("serve", help="OpenAI-compatible POST /v1/embeddings (ONNX model when exported)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--model", help="ONNX export or sentence-transformers folder (default: the pipeline's)")
+    serve.add_argument("--name", default="embpipe", help="model name reported by /v1/models and /health")
+    serve.add_argument("--max-batch", type=int, default=ServerLimits.max_batch, help="most inputs per request")
+    serve.add_argument(
+        "--max-input-chars", type=int, default=ServerLimits.max_input_chars, help="longest input in characters"
+    )
+    serve.add_argument("--max-body-bytes", type=int, default=ServerLimits.max_body_bytes, help="largest request body")
+    serve.add_argument("--log-level", default="warning")
+    serve.set_defaults(func=command_serve)
+
+    export = commands.add_parser("export", help="export a model to ONNX (fp32 + int8) and check parity and speed")
+    export.add_argument("--model", help="sentence-transformers folder (default data/models/embedding_model)")
+    export.add_argument("--output", required=True, help="folder to write the ONNX export into")
+    export.add_argument("--texts", help="file of held-out texts (one per line) for the parity check")
+    export.add_argument("--min-cosine", type=float, default=0.99)
+    export.add_argument("--max-seq-length", type=int, default=256)
+    export.set_defaults(func=command_export)
 
     fetch = commands.add_parser("fetch-models", help="download and verify the local teacher weights")
     fetch.add_argument("names", nargs="*")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dagster import Definitions, define_asset_job, load_asset_checks_from_modules, load_assets_from_modules
 
-from embpipe.defs import checks, evaluation, ingest, mining, synthesis, training
+from embpipe.defs import checks, deploy, evaluation, ingest, lineage, mining, synthesis, training
+from embpipe.defs.operations import documents_folder_sensor, nightly_refresh, refresh_stale
 from embpipe.resources.embedder import EmbedderResource
 from embpipe.resources.io_managers import ModelIOManager, ParquetIOManager
 from embpipe.resources.teacher import TeacherResource
 from embpipe.resources.tracking import MlflowResource
 
-STAGE_MODULES = [ingest, synthesis, mining, training, evaluation]
+STAGE_MODULES = [ingest, synthesis, mining, training, evaluation, lineage, deploy]
 
 all_assets = load_assets_from_modules(STAGE_MODULES)
 all_checks = load_asset_checks_from_modules([checks])
@@ -29,4 +30,11 @@ def default_resources() -> dict[str, object]:
     }
 
 
-defs = Definitions(assets=all_assets, asset_checks=all_checks, jobs=[adapt_model_job], resources=default_resources())
+defs = Definitions(
+    assets=all_assets,
+    asset_checks=all_checks,
+    jobs=[adapt_model_job, refresh_stale],
+    sensors=[documents_folder_sensor],
+    schedules=[nightly_refresh],
+    resources=default_resources(),
+)

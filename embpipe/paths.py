@@ -21,3 +21,8 @@ def model_cache_dir() -> Path:
     """Per-user cache for teacher weights: ``$EMBPIPE_MODEL_CACHE`` or ``~/.cache/embpipe/models``."""
     default = Path.home() / ".cache" / "embpipe" / "models"
     return Path(os.environ.get("EMBPIPE_MODEL_CACHE", default)).expanduser().resolve()
+
+
+def default_documents_folder() -> str:
+    """The documents folder when none is configured: ``$EMBPIPE_DOCUMENTS`` or ``data/sample``."""
+    return os.environ.get("EMBPIPE_DOCUMENTS", "data/sample")

@@ -31,3 +31,15 @@ def test_leak_detector_finds_shared_documents():
 def test_bad_fractions_are_refused():
     with pytest.raises(ValueError, match="sum to 1"):
         assign_splits({"a": ["d"]}, (0.5, 0.2, 0.2), seed=0)
+
+
+def test_adding_a_document_moves_no_existing_query():
+    query_docs = {f"q{i}": [f"d{i // 2}"] for i in range(60)}
+    before = assign_splits(query_docs, (0.6, 0.2, 0.2), seed=1)
+    after = assign_splits({**query_docs, "new": ["d-new"]}, (0.6, 0.2, 0.2), seed=1)
+    assert {q: after[q] for q in before} == before
+
+
+def test_small_corpora_still_get_validation_and_test_groups():
+    assignment = assign_splits({"a": ["d1"], "b": ["d2"], "c": ["d3"]}, (0.8, 0.1, 0.1), seed=0)
+    assert sorted(assignment.values()) == ["test", "train", "validation"]

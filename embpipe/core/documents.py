@@ -174,3 +174,21 @@ def manifest_hash(documents: list[Document]) -> str:
     for document in sorted(documents, key=lambda d: d.path):
         digest.update(f"{document.path}\0{document.content_sha256}\n".encode())
     return digest.hexdigest()[:24]
+
+
+def folder_fingerprint(folder: str | Path) -> str:
+    """A cheap hash of a folder's file list, sizes and modification times: changes when a file is added,
+    changed or removed (used by the documents sensor; the ``documents`` asset hashes contents)."""
+    root = Path(folder)
+    if not root.exists():
+        return "missing"
+    files = [root] if root.is_file() else list_files(root)[0]
+    digest = hashlib.sha256()
+    for path in files:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        digest.update(f"{path.relative_to(root.parent if root.is_file() else root)}\0{stat.st_size}\0".encode())
+        digest.update(f"{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:24]

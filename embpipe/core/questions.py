@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from embpipe.core.splits import stable_unit
 from embpipe.llm.teacher import Teacher, TeacherOutputError, TokenBudgetExhausted
 
 PROMPT_VERSION = "single-chunk-questions-v2"
@@ -87,16 +87,16 @@ def parse_questions(reply: dict, count: int, passage: str = "") -> list[str]:
 def select_chunks(chunks: pd.DataFrame, max_chunks: int, min_tokens: int, seed: int) -> pd.DataFrame:
     """Up to ``max_chunks`` chunks of at least ``min_tokens``, spread over documents round-robin.
 
-    Documents are visited in a seeded random order and chunks within each document in a seeded random
-    order, so every document contributes before any contributes twice.
+    Documents, and chunks within a document, are visited in the order of a seeded hash of their ids, so
+    every document contributes before any contributes twice, and adding a document changes the selection
+    only by that document's own chunks (and the last ones it displaces when ``max_chunks`` binds).
     """
     eligible = chunks[chunks["n_tokens"] >= min_tokens]
-    rng = random.Random(seed)
-    by_doc = {doc: list(group.index) for doc, group in eligible.groupby("doc_id", sort=True)}
-    for rows in by_doc.values():
-        rng.shuffle(rows)
-    order = sorted(by_doc)
-    rng.shuffle(order)
+    by_doc = {
+        doc: sorted(group.index, key=lambda i: stable_unit(seed, str(group.at[i, "chunk_id"])), reverse=True)
+        for doc, group in eligible.groupby("doc_id", sort=True)
+    }
+    order = sorted(by_doc, key=lambda doc: stable_unit(seed, str(doc)))
     picked: list = []
     while len(picked) < max_chunks and any(by_doc.values()):
         for doc in order:

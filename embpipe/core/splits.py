@@ -1,7 +1,9 @@
 """Train / validation / test splits grouped so that no test query shares documents with training.
 
 Queries are grouped into connected components over their source documents (two queries touching one
-document are in the same group), and whole groups are assigned to splits.
+document are in the same group), and whole groups are assigned to splits by a seeded hash of the group's
+smallest document id: the assignment of a group does not depend on which other groups exist, so adding a
+document moves no existing query to another split (incremental runs stay incremental).
 
 Example:
     >>> assign_splits({"a": ["d1"], "b": ["d1"], "c": ["d2"]}, (0.5, 0.0, 0.5), seed=0)["a"] in {"train", "test"}
@@ -10,7 +12,7 @@ Example:
 
 from __future__ import annotations
 
-import random
+import hashlib
 from collections.abc import Sequence
 
 SPLITS = ("train", "validation", "test")
@@ -37,30 +39,40 @@ def document_groups(query_docs: dict[str, Sequence[str]]) -> list[list[str]]:
     return [sorted(g) for _, g in sorted(groups.items())]
 
 
+def stable_unit(seed: int, key: str) -> float:
+    """A number in [0, 1) that depends only on ``seed`` and ``key``."""
+    digest = hashlib.sha256(f"{seed}\0{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def group_key(query_docs: dict[str, Sequence[str]], group: list[str]) -> str:
+    """A group's identity: its smallest document id (its smallest query id when it has no documents)."""
+    docs = sorted(str(d) for q in group for d in query_docs[q])
+    return docs[0] if docs else f"query:{group[0]}"
+
+
 def assign_splits(
     query_docs: dict[str, Sequence[str]], fractions: tuple[float, float, float], seed: int
 ) -> dict[str, str]:
-    """Split name per query id; groups are shuffled with ``seed`` and filled up to the fractions.
+    """Split name per query id: each document group falls in the split its stable hash points at.
 
     Validation and test each get at least one group when there are three or more groups and their
-    fraction is positive.
+    fraction is positive (the groups with the smallest hashes are moved there).
     """
     if abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
         raise ValueError(f"split fractions must be non-negative and sum to 1, got {fractions}")
-    groups = document_groups(query_docs)
-    random.Random(seed).shuffle(groups)
-    total = sum(len(g) for g in groups)
-    assignment: dict[str, str] = {}
-    counts = dict.fromkeys(SPLITS, 0)
-    targets = {name: fraction * total for name, fraction in zip(SPLITS, fractions, strict=True)}
-    for index, group in enumerate(groups):
-        if len(groups) >= 3 and index < 2:
-            name = ("test", "validation")[index] if targets[("test", "validation")[index]] > 0 else "train"
-        else:
-            name = max(SPLITS, key=lambda s: targets[s] - counts[s])
-        counts[name] += len(group)
-        assignment.update(dict.fromkeys(group, name))
-    return assignment
+    train, validation, _ = fractions
+    groups = sorted(document_groups(query_docs), key=lambda g: stable_unit(seed, group_key(query_docs, g)))
+    names = []
+    for group in groups:
+        u = stable_unit(seed, group_key(query_docs, group))
+        names.append("train" if u < train else "validation" if u < train + validation else "test")
+    if len(groups) >= 3:
+        for split, fraction in (("test", fractions[2]), ("validation", validation)):
+            if fraction > 0 and split not in names:
+                movable = [i for i, n in enumerate(names) if n == "train"] or list(range(len(names)))
+                names[movable[-1]] = split
+    return {query: name for group, name in zip(groups, names, strict=True) for query in group}
 
 
 def leaking_queries(query_docs: dict[str, Sequence[str]], assignment: dict[str, str]) -> list[str]:

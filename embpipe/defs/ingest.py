@@ -17,6 +17,7 @@ from embpipe.core.chunking import ChunkingParams, ChunkStrategy, chunk_id_for, c
 from embpipe.core.documents import DEFAULT_MAX_BYTES, manifest_hash, read_folder
 from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_version, preview
 from embpipe.defs.types import ChunksFrame, DocumentsFrame, RejectedDocumentsFrame
+from embpipe.paths import default_documents_folder
 from embpipe.resources.embedder import EmbedderResource, encode
 
 
@@ -24,7 +25,8 @@ class DocumentsConfig(Config):
     """Where the documents are and which files are too large."""
 
     folder: str = Field(
-        default="data/sample", description="Folder of .txt/.md/.html/.pdf files or a BEIR corpus.jsonl."
+        default_factory=default_documents_folder,
+        description="Folder of .txt/.md/.html/.pdf files or a BEIR corpus.jsonl (default $EMBPIPE_DOCUMENTS).",
     )
     max_bytes: int = Field(default=DEFAULT_MAX_BYTES, description="Files larger than this are rejected.")
 

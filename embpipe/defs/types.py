@@ -112,3 +112,17 @@ TrainingLabelsFrame = create_dagster_pandas_dataframe_type(
         PandasColumn.boolean_column("used"),
     ],
 )
+
+LineageFrame = create_dagster_pandas_dataframe_type(
+    name="LineageFrame",
+    description="query → chunk → document, for every question, training pair and negative.",
+    columns=[
+        _id("query_id"),
+        PandasColumn.string_column("query_text"),
+        PandasColumn.categorical_column("split", categories={"train", "validation", "test", "unassigned"}),
+        PandasColumn.categorical_column("role", categories={"positive", "negative"}),
+        _id("chunk_id"),
+        PandasColumn.string_column("doc_id"),
+        PandasColumn.string_column("doc_path"),
+    ],
+)

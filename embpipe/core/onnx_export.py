@@ -1,0 +1,205 @@
+"""ONNX export of a sentence-transformers model (fp32 and dynamic int8), an ONNX encoder, parity and speed.
+
+The transformer is exported with ``torch.onnx.export`` (token ids → last hidden state, dynamic batch and
+sequence axes); pooling (mean or CLS, read from the model's pooling module) and L2 normalisation run in
+numpy, so the ONNX encoder returns what ``SentenceTransformer.encode(normalize_embeddings=True)`` returns.
+The int8 variant is onnxruntime's dynamic quantization of the fp32 graph (per-channel weights).
+
+Example:
+    >>> folder = export_onnx(model, Path("data/models/onnx_model"))  # doctest: +SKIP
+    >>> OnnxEncoder(folder, "int8").encode(["how do I reset the appliance?"]).shape  # doctest: +SKIP
+    (1, 384)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SETTINGS_FILE = "embpipe_onnx.json"
+VARIANT_FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx"}
+OPSET = 17
+
+
+def pooling_mode(model) -> str:
+    """``mean`` or ``cls``: how the model turns token states into one vector."""
+    for module in model:
+        mode = getattr(module, "pooling_mode", None)
+        if mode is None and hasattr(module, "get_pooling_mode_str"):  # sentence-transformers before 6
+            mode = module.get_pooling_mode_str()
+        if mode is not None:
+            if mode in {"mean", "cls"}:
+                return mode
+            raise ValueError(f"ONNX export supports mean or CLS pooling, not {mode!r}")
+    raise ValueError("the model has no pooling module; ONNX export needs a sentence-transformers model")
+
+
+def export_onnx(model, folder: Path) -> Path:
+    """Write ``model.onnx``, ``model_int8.onnx``, the tokenizer and the pooling settings into ``folder``."""
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    folder.mkdir(parents=True, exist_ok=True)
+    transformer = model[0].auto_model.cpu().eval()
+    tokenizer = model.tokenizer
+    sample = tokenizer(["an example input", "a second, longer example input"], padding=True, return_tensors="pt")
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
+
+    class HiddenStates(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *inputs):
+            return self.inner(**dict(zip(names, inputs, strict=True))).last_hidden_state
+
+    axes = {n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]}
+    with torch.no_grad():
+        torch.onnx.export(
+            HiddenStates(transformer),
+            tuple(sample[n] for n in names),
+            str(folder / VARIANT_FILES["fp32"]),
+            input_names=names,
+            output_names=["last_hidden_state"],
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    quantize_dynamic(
+        str(folder / VARIANT_FILES["fp32"]),
+        str(folder / VARIANT_FILES["int8"]),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+    )
+    tokenizer.save_pretrained(str(folder))
+    settings = {"pooling": pooling_mode(model), "max_seq_length": int(model.max_seq_length), "inputs": names}
+    (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+    return folder
+
+
+class OnnxEncoder:
+    """Encode texts with an exported model on onnxruntime's CPU (or CUDA when available) provider."""
+
+    def __init__(self, folder: str | Path, variant: str = "fp32", threads: int = 0):
+        import onnxruntime as ort
+        from transformers import AutoTokenizer
+
+        folder = Path(folder)
+        self.settings = json.loads((folder / SETTINGS_FILE).read_text())
+        self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+        self.session = ort.InferenceSession(str(folder / VARIANT_FILES[variant]), options, providers=providers)
+        self.variant = variant
+
+    def dimension(self) -> int:
+        return int(self.session.get_outputs()[0].shape[-1])
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """L2-normalised float32 embeddings, pooled like the source model."""
+        parts = []
+        for start in range(0, len(texts), batch_size):
+            batch = self.tokenizer(
+                list(texts[start : start + batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=self.settings["max_seq_length"],
+                return_tensors="np",
+            )
+            feeds = {n: batch[n].astype(np.int64) for n in self.settings["inputs"]}
+            states = self.session.run(None, feeds)[0]
+            if self.settings["pooling"] == "cls":
+                pooled = states[:, 0]
+            else:
+                mask = batch["attention_mask"][..., None].astype(np.float32)
+                pooled = (states * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+            parts.append(pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None))
+        return np.vstack(parts).astype(np.float32) if parts else np.zeros((0, self.dimension()), np.float32)
+
+
+def parity(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
+    """Row-wise cosine between two sets of normalised embeddings: minimum and mean."""
+    cosines = np.sum(reference * candidate, axis=1)
+    return {"min_cosine": float(cosines.min()), "mean_cosine": float(cosines.mean())}
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Texts per second of one encoder, and the wall time it was measured over."""
+
+    texts_per_s: float
+    seconds: float
+
+
+def throughput(encode: Callable[[list[str]], np.ndarray], texts: list[str], repeats: int = 1) -> Throughput:
+    """Texts per second of ``encode`` over ``texts`` (after one warm-up call)."""
+    encode(texts[:2])
+    started = time.perf_counter()
+    for _ in range(repeats):
+        encode(texts)
+    seconds = time.perf_counter() - started
+    return Throughput(len(texts) * repeats / seconds, seconds)
+
+
+@dataclass
+class ExportReport:
+    """Parity and speed of each exported variant against PyTorch, and the variant chosen for serving."""
+
+    pytorch_texts_per_s: float
+    variants: dict[str, dict[str, float]]
+    served: str
+
+    def rows(self) -> list[dict[str, float | str]]:
+        """One row per encoder: texts/s, speed-up over PyTorch and the parity cosines."""
+        rows: list[dict[str, float | str]] = [
+            {"encoder": "pytorch", "texts_per_s": self.pytorch_texts_per_s, "speedup": 1.0, "min_cosine": 1.0}
+        ]
+        for name, values in self.variants.items():
+            rows.append({"encoder": f"onnx-{name}", **values})
+        return rows
+
+
+def verify_export(
+    model,
+    folder: Path,
+    parity_texts: list[str],
+    speed_texts: list[str],
+    min_cosine: float,
+    batch_size: int = 32,
+) -> ExportReport:
+    """Parity (cosine to PyTorch on ``parity_texts``) and throughput of each variant in ``folder``.
+
+    Serving uses int8 when it passes ``min_cosine``, else fp32; the choice is recorded in the export.
+    ``ValueError`` when even fp32 disagrees with PyTorch (a broken export).
+    """
+    reference = model.encode(parity_texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
+    torch_speed = throughput(
+        lambda t: model.encode(t, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False),
+        speed_texts,
+    )
+    variants = {}
+    for variant in VARIANT_FILES:
+        encoder = OnnxEncoder(folder, variant)
+        scores = parity(reference, encoder.encode(parity_texts, batch_size))
+        speed = throughput(lambda t, e=encoder: e.encode(t, batch_size), speed_texts)
+        variants[variant] = {
+            "texts_per_s": speed.texts_per_s,
+            "speedup": speed.texts_per_s / torch_speed.texts_per_s,
+            **scores,
+        }
+    if variants["fp32"]["min_cosine"] < min_cosine:
+        raise ValueError(
+            f"ONNX fp32 export disagrees with PyTorch (min cosine {variants['fp32']['min_cosine']:.4f} < "
+            f"{min_cosine}): the export is broken"
+        )
+    served = "int8" if variants["int8"]["min_cosine"] >= min_cosine else "fp32"
+    settings = json.loads((folder / SETTINGS_FILE).read_text())
+    (folder / SETTINGS_FILE).write_text(json.dumps({**settings, "served_variant": served}, indent=2))
+    return ExportReport(torch_speed.texts_per_s, variants, served)

@@ -1,0 +1,130 @@
+"""ONNX export parity, and the OpenAI-compatible server driven by the official ``openai`` client."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from embpipe.core.onnx_export import OnnxEncoder, export_onnx, verify_export
+from embpipe.serving.app import ServerLimits, create_app
+from embpipe.serving.encoders import load_encoder
+
+TEXTS = [
+    "How do I replace chassis fan 3 after alert H-052?",
+    "Email alerts fail with SMTP 535 after the relay password changed.",
+    "The storage pool switches to read-only when it is 95 percent full.",
+    "Single sign-on rejects the SAML assertion because the audience changed.",
+]
+
+
+@pytest.fixture(scope="module")
+def onnx_folder(tmp_path_factory, base_model):
+    folder = export_onnx(base_model, tmp_path_factory.mktemp("onnx") / "onnx_model")
+    verify_export(base_model, folder, TEXTS, TEXTS * 4, min_cosine=0.99)
+    return folder
+
+
+def test_fp32_export_matches_pytorch_and_the_served_variant_passed_parity(onnx_folder, base_model):
+    reference = base_model.encode(TEXTS, normalize_embeddings=True)
+    fp32 = OnnxEncoder(onnx_folder, "fp32").encode(TEXTS)
+    assert fp32.shape == reference.shape
+    assert np.min(np.sum(fp32 * reference, axis=1)) >= 0.99
+    served = json.loads((onnx_folder / "embpipe_onnx.json").read_text())["served_variant"]
+    served_vectors = OnnxEncoder(onnx_folder, served).encode(TEXTS)
+    assert np.min(np.sum(served_vectors * reference, axis=1)) >= 0.99
+
+
+def test_a_broken_export_is_refused(onnx_folder, base_model):
+    with pytest.raises(ValueError, match="broken"):
+        verify_export(base_model, onnx_folder, TEXTS, TEXTS, min_cosine=1.01)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(onnx_folder):
+    import uvicorn
+
+    encoder = load_encoder(onnx_folder.parent, str(onnx_folder), name="embpipe-test")
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(encoder, ServerLimits(max_body_bytes=50_000, max_batch=8, max_input_chars=2_000)),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+    )
+    instance = uvicorn.Server(config)
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not instance.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", encoder
+    instance.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_openai_client_gets_embeddings_for_a_list_and_a_string(server):
+    from openai import OpenAI
+
+    url, encoder = server
+    client = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+    response = client.embeddings.create(model="embpipe-test", input=TEXTS[:2])  # the client asks for base64
+    vectors = np.array([d.embedding for d in response.data], dtype=np.float32)
+    assert np.allclose(vectors, encoder.encode(TEXTS[:2]), atol=1e-6)
+    assert [d.index for d in response.data] == [0, 1] and response.model == "embpipe-test"
+    assert response.usage.prompt_tokens == encoder.count_tokens(TEXTS[:2]) > 10
+    single = client.embeddings.create(model="embpipe-test", input=TEXTS[2], encoding_format="float")
+    assert len(single.data) == 1 and np.allclose(single.data[0].embedding, encoder.encode(TEXTS[2:3])[0], atol=1e-6)
+
+
+def test_base64_is_little_endian_float32(server):
+    url, encoder = server
+    body = httpx.post(
+        f"{url}/v1/embeddings", json={"model": "m", "input": TEXTS[0], "encoding_format": "base64"}
+    ).json()
+    decoded = np.frombuffer(base64.b64decode(body["data"][0]["embedding"]), dtype="<f4")
+    assert np.allclose(decoded, encoder.encode(TEXTS[:1])[0], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "param"),
+    [
+        ({"model": "m", "input": []}, 400, "input"),
+        ({"model": "m", "input": ""}, 400, "input"),
+        ({"model": "m", "input": [[101, 2023]]}, 400, "input"),
+        ({"input": "hello"}, 400, "model"),
+        ({"model": "m", "input": ["x"] * 9}, 400, "input"),
+        ({"model": "m", "input": "x" * 2_001}, 400, "input"),
+        ({"model": "m", "input": "hi", "encoding_format": "int8"}, 400, "encoding_format"),
+        ({"model": "m", "input": "hi", "dimensions": 12}, 400, "dimensions"),
+    ],
+)
+def test_bad_requests_get_openai_style_errors(server, payload, status, param):
+    url, _ = server
+    response = httpx.post(f"{url}/v1/embeddings", json=payload)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == param and error["message"]
+
+
+def test_invalid_json_oversized_bodies_and_unknown_routes_are_refused(server):
+    url, _ = server
+    assert httpx.post(f"{url}/v1/embeddings", content=b"{not json").status_code == 400
+    huge = json.dumps({"model": "m", "input": ["y" * 1_000] * 60})
+    assert httpx.post(f"{url}/v1/embeddings", content=huge).status_code == 413
+    assert httpx.get(f"{url}/v1/nothing").json()["error"]["code"] == "not_found"
+    assert httpx.get(f"{url}/v1/embeddings").status_code == 405
+    health = httpx.get(f"{url}/health").json()
+    assert health["status"] == "ok" and health["backend"].startswith("onnx-") and health["dimension"] == 384
