@@ -40,12 +40,20 @@ def write_documents(corpus: Path, folder: Path, count: int) -> list[Path]:
     return paths
 
 
-def refresh(instance, resources) -> dict:
+# Training settings only (teacher-facing stages keep their defaults): keeps three refreshes affordable on a CPU.
+LIGHT_TRAINING = {
+    "mining_rounds": {"config": {"rounds": 1, "student_epochs": 1}},
+    "embedding_model": {"config": {"epochs": 1, "validation_corpus_size": 500}},
+}
+
+
+def refresh(instance, resources, stages: dict) -> dict:
     """One run of the refresh job; its inner runs' paid teacher tokens by stage."""
     from embpipe.defs.operations import refresh_stale
 
     started = time.perf_counter()
-    result = refresh_stale.execute_in_process(instance=instance, resources=resources)
+    run_config = {"ops": {"refresh_stale_assets": {"config": {"stage_config_json": json.dumps(stages)}}}}
+    result = refresh_stale.execute_in_process(instance=instance, resources=resources, run_config=run_config)
     output = result.output_for_node("refresh_stale_assets")
     store = resources["teacher"].store()
     usage = [u for run_id in output["run_ids"] for u in store.usage(run_id)]
@@ -67,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", default=str(REPO.parent / "shared" / "data" / "techqa" / "corpus.jsonl"))
     parser.add_argument("--documents", type=int, default=100)
     parser.add_argument("--teacher", default="local/qwen2.5-coder-1.5b")
+    parser.add_argument("--default-training", action="store_true", help="train with the stage defaults")
     args = parser.parse_args(argv)
 
     root = REPO / "data" / "benchmarks" / "incremental"
@@ -85,15 +94,17 @@ def main(argv: list[str] | None = None) -> int:
 
     resources = {**default_resources(), "teacher": TeacherResource(model=args.teacher)}
     instance = dagster_instance()
-    full = refresh(instance, resources)
-    unchanged = refresh(instance, resources)
+    stages = {} if args.default_training else LIGHT_TRAINING
+    full = refresh(instance, resources, stages)
+    unchanged = refresh(instance, resources, stages)
     paths[-1].write_text(extra, encoding="utf-8")
-    incremental = refresh(instance, resources)
+    incremental = refresh(instance, resources, stages)
     result = {
         "corpus": args.corpus,
         "documents": args.documents,
         "added_document": paths[-1].name,
         "teacher": args.teacher,
+        "stage_config": stages,
         "full": full,
         "rerun_unchanged": unchanged,
         "after_adding_one": incremental,

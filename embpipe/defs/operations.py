@@ -13,9 +13,11 @@ Settings (environment, read when the code location loads):
 - ``EMBPIPE_AUTOMATION``: ``running`` (default) or ``stopped``: whether the sensor and schedule start on.
 """
 
+import json
 import os
 
 from dagster import (
+    Config,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     OpExecutionContext,
@@ -27,6 +29,7 @@ from dagster import (
     op,
     sensor,
 )
+from pydantic import Field
 
 from embpipe.core.documents import folder_fingerprint
 from embpipe.paths import default_documents_folder
@@ -40,11 +43,19 @@ SENSOR_INTERVAL_S = 60
 PIPELINE_RESOURCES = frozenset({"io_manager", "model_io_manager", "teacher", "embedder", "mlflow"})
 
 
+class RefreshConfig(Config):
+    """Stage settings for the refresh (the same ``ops`` mapping as a job's run config; empty = defaults)."""
+
+    stage_config_json: str = Field(
+        default="{}", description='JSON like {"embedding_model": {"config": {"epochs": 2}}}; empty = stage defaults.'
+    )
+
+
 @op(
     description="Materialize every missing, stale or re-configured asset, pass after pass, until fresh.",
     required_resource_keys=set(PIPELINE_RESOURCES),
 )
-def refresh_stale_assets(context: OpExecutionContext) -> dict:
+def refresh_stale_assets(context: OpExecutionContext, config: RefreshConfig) -> dict:
     from embpipe.definitions import all_assets, all_checks
     from embpipe.orchestration.runner import run_stale
 
@@ -52,7 +63,8 @@ def refresh_stale_assets(context: OpExecutionContext) -> dict:
         context.log.info(f"pass {number}: materializing {', '.join(names)}")
 
     resources = {key: getattr(context.resources, key) for key in PIPELINE_RESOURCES}
-    outcome = run_stale(all_assets, all_checks, resources, {}, context.instance, on_pass=on_pass)
+    run_config = {"ops": json.loads(config.stage_config_json or "{}")}
+    outcome = run_stale(all_assets, all_checks, resources, run_config, context.instance, on_pass=on_pass)
     context.log.info(f"refreshed: {', '.join(outcome.rebuilt) or 'nothing was stale'}")
     return {"rebuilt": outcome.rebuilt, "run_ids": outcome.run_ids}
 
