@@ -49,12 +49,16 @@ LIGHT_TRAINING = {
 
 def refresh(instance, resources, stages: dict) -> dict:
     """One run of the refresh job; its inner runs' paid teacher tokens by stage."""
-    from embpipe.defs.operations import refresh_stale
+    from embpipe.defs.operations import refresh_passes, refresh_stale
 
     started = time.perf_counter()
     run_config = {"ops": {"refresh_stale_assets": {"config": {"stage_config_json": json.dumps(stages)}}}}
     result = refresh_stale.execute_in_process(instance=instance, resources=resources, run_config=run_config)
-    output = result.output_for_node("refresh_stale_assets")
+    passes = refresh_passes(instance, result.run_id)
+    output = {
+        "run_ids": [r.run_id for r in passes],
+        "rebuilt": sorted(a for p in passes for a in p.assets),
+    }
     store = resources["teacher"].store()
     usage = [u for run_id in output["run_ids"] for u in store.usage(run_id)]
     by_stage: dict[str, int] = {}

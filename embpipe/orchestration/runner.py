@@ -134,10 +134,11 @@ def run_stale(
     force: bool = False,
     on_pass: Callable[[int, list[str]], None] | None = None,
     targets: set[AssetKey] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> RunOutcome:
     """Materialize passes until nothing is stale (``force`` rebuilds everything once first).
 
-    With ``targets``, only those assets and their upstream are considered.
+    With ``targets``, only those assets and their upstream are considered; ``tags`` go on every pass's run.
     """
     outcome = RunOutcome()
     every_key = {k for a in assets if a.is_materializable for k in a.keys}
@@ -157,6 +158,7 @@ def run_stale(
             resources=resources,
             instance=instance,
             run_config=selected_run_config(run_config, assets, selection),
+            tags=tags,
         )
         outcome.passes.append(PassSummary(result.run_id, names))
         selection = keys_to_build(instance, assets, run_config) & every_key
