@@ -1,8 +1,11 @@
 """Materialize only what is stale, in process: the headless ``embpipe run``.
 
 Dagster's staleness is one level deep (a child of a stale asset looks fresh until the stale one is rebuilt
-and records a new data version), so the runner works in passes: each pass materializes every asset that is
-missing, stale, or whose stage config changed since its last materialization, until none is left.
+and records a new data version), so the runner works in passes: each pass materializes the frontier of the
+assets that are missing, stale, or whose stage config changed since their last materialization (those with
+no such asset among their ancestors), until none is left. Building only the frontier matters: an asset built
+in the same pass as an ancestor's ancestor would read an input that is about to change (a report built on
+new questions but old splits).
 ``documents`` is read in every first pass (cheap): its data version is the document manifest's hash, so
 an unchanged folder leaves everything below it fresh, and a rerun with nothing changed pays nothing.
 """
@@ -125,6 +128,11 @@ def upstream_closure(assets: Sequence[AssetsDefinition], targets: set[AssetKey])
     return closure
 
 
+def frontier(assets: Sequence[AssetsDefinition], keys: set[AssetKey]) -> set[AssetKey]:
+    """The ``keys`` none of whose ancestors is in ``keys``: what can be rebuilt now without rebuilding twice."""
+    return {k for k in keys if not (upstream_closure(assets, {k}) - {k}) & keys}
+
+
 def run_stale(
     assets: Sequence[AssetsDefinition],
     checks: Sequence,
@@ -145,10 +153,10 @@ def run_stale(
     if targets:
         every_key &= upstream_closure(assets, targets)
     selection = every_key if force else (keys_to_build(instance, assets, run_config) | {ALWAYS_READ}) & every_key
-    for number in range(1, len(every_key) + 2):
+    for number in range(1, 2 * len(every_key) + 2):
         if not selection:
             break
-        selection = whole_assets(assets, selection)
+        selection = whole_assets(assets, selection if force and number == 1 else frontier(assets, selection))
         names = sorted(k.to_user_string() for k in selection)
         if on_pass:
             on_pass(number, names)
