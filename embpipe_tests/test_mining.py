@@ -113,3 +113,20 @@ def test_judge_falls_back_to_the_words_and_records_replies_without_a_verdict(tmp
     assert judge_relevance(teacher, "judge", "item-7", "What about fans?", "Fan 3.") is None
     ((_, item, reason),) = teacher.store.failures("run-1", "judge")
     assert item == "item-7" and "verdict" in reason
+
+
+def test_faiss_and_exact_search_mine_the_same_negatives():
+    from embpipe.core.retrieval import SearchBackend, faiss_available
+
+    if not faiss_available():
+        pytest.skip("faiss is not installed")
+    rng = np.random.default_rng(0)
+    chunks = unit(*rng.normal(size=(200, 16)).tolist())
+    queries = unit(*rng.normal(size=(10, 16)).tolist())
+    ids = [f"c{i}" for i in range(200)]
+    positives = [[f"c{i}", f"c{i + 50}"] for i in range(10)]
+    args = (queries, chunks, ids, ids, positives, NegativeParams(count=4, depth=30))
+    exact = mine_hard_negatives(*args, backend=SearchBackend.EXACT)
+    with_faiss = mine_hard_negatives(*args, backend=SearchBackend.FAISS)
+    assert [m.chunk_ids for m in exact] == [m.chunk_ids for m in with_faiss]
+    assert sum(len(m.chunk_ids) for m in exact) > 0

@@ -9,7 +9,7 @@ from embpipe.core.mining import Label, MiningParams, RoundRecord, StopMining, ru
 from embpipe.core.negatives import NegativeParams, mine_hard_negatives
 from embpipe.core.questions import flatten_ids
 from embpipe.core.report import dense_run
-from embpipe.core.retrieval import SearchBackend, top_k
+from embpipe.core.retrieval import SearchBackend, faiss_available, top_k
 from embpipe.core.training import TrainingParams, train_contrastive
 from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_version, preview
 from embpipe.defs.synthesis import stack_embeddings
@@ -28,7 +28,15 @@ class HardNegativeConfig(Config):
     count: int = Field(default=NegativeParams.count, description="Negatives kept per training query.")
     margin: float = Field(default=NegativeParams.margin, description="Share of the weakest positive's score.")
     depth: int = Field(default=NegativeParams.depth, description="Ranked chunks read per query.")
-    backend: SearchBackend = Field(default=SearchBackend.AUTO, description="auto, exact or faiss search.")
+    backend: SearchBackend = Field(
+        default=SearchBackend.AUTO,
+        description="auto (faiss when installed, GPU with faiss-gpu; else exact), exact, faiss.",
+    )
+
+    def search_backend(self) -> SearchBackend:
+        if self.backend != SearchBackend.AUTO:
+            return self.backend
+        return SearchBackend.FAISS if faiss_available() else SearchBackend.EXACT
 
     def params(self) -> NegativeParams:
         return NegativeParams(self.count, self.margin, self.depth)
@@ -54,7 +62,7 @@ def hard_negatives(
         chunks["text"].tolist(),
         [flatten_ids(p) for p in train["positive_chunk_ids"]],
         config.params(),
-        config.backend,
+        config.search_backend(),
     )
     frame = pd.DataFrame(
         {
@@ -74,6 +82,7 @@ def hard_negatives(
             "training_queries": len(frame),
             "negatives": int(counts.sum()),
             "queries_with_fewer_than_count": int((counts < config.count).sum()),
+            "search": str(config.search_backend()),
             CONFIG_FINGERPRINT: config_fingerprint(config),
             "preview": preview(frame, ["query_id", "negative_chunk_ids", "weakest_positive_score"]),
         },
