@@ -1,0 +1,73 @@
+"""The commands that read or ship what a run produced: ``lineage``, ``serve`` and ``export``.
+
+They are wired into the ``embpipe`` parser in ``embpipe.cli``; heavy imports stay inside each command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from embpipe.paths import data_dir
+
+
+def command_lineage(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from embpipe.core.lineage import rows_for_document, rows_for_query
+
+    path = data_dir() / "assets" / "training_lineage.parquet"
+    if not path.is_file():
+        print(f"{path} does not exist: run `embpipe run` first (it materializes training_lineage)", file=sys.stderr)
+        return 2
+    lineage = pd.read_parquet(path)
+    rows = rows_for_document(lineage, args.document) if args.document else rows_for_query(lineage, args.query)
+    if rows.empty:
+        known = "documents" if args.document else "queries"
+        print(f"no lineage for {args.document or args.query} ({lineage['doc_path'].nunique()} {known} known)")
+        return 1
+    if args.document:
+        columns = ["query_id", "split", "role", "source", "round", "chunk_id", "query_text"]
+        print(f"{rows['query_id'].nunique()} questions, {len(rows[rows.split == 'train'])} training rows:")
+    else:
+        columns = ["role", "source", "round", "chunk_id", "doc_id", "doc_path"]
+        print(f"{args.query}: {rows['query_text'].iloc[0]} ({rows['split'].iloc[0]})")
+    shown = rows[columns]
+    print(shown.to_csv(index=False) if args.csv else shown.to_markdown(index=False))
+    return 0
+
+
+def command_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from embpipe.serving.app import ServerLimits, create_app
+    from embpipe.serving.encoders import load_encoder
+
+    encoder = load_encoder(data_dir() / "models", args.model, args.name)
+    limits = ServerLimits(args.max_body_bytes, args.max_batch, args.max_input_chars)
+    print(f"serving {encoder.name} ({encoder.backend}, {encoder.dimension} dims) on http://{args.host}:{args.port}/v1")
+    uvicorn.run(create_app(encoder, limits), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def command_export(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from embpipe.core.onnx_export import export_onnx, verify_export
+    from embpipe.resources.embedder import load_model
+
+    source = args.model or str(data_dir() / "models" / "embedding_model")
+    if not Path(source).exists():
+        print(f"{source} does not exist: run `embpipe run` first or pass --model", file=sys.stderr)
+        return 2
+    model = load_model(source, args.max_seq_length, "cpu")
+    folder = export_onnx(model, Path(args.output))
+    texts = [line.strip() for line in Path(args.texts).read_text().splitlines() if line.strip()] if args.texts else []
+    texts = texts or [f"sample text number {i} about configuring and troubleshooting a product" for i in range(64)]
+    report = verify_export(model, folder, texts, texts, args.min_cosine)
+    print(pd.DataFrame(report.rows()).to_markdown(index=False))
+    print(json.dumps({"exported": str(folder), "served_variant": report.served}))
+    return 0
