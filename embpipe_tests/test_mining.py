@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from embpipe.core.mining import Label, MiningParams, StopMining, candidates_to_judge, run_mining
 from embpipe.core.negatives import NegativeParams, margin_negatives, margin_threshold, mine_hard_negatives
+from embpipe.defs.mining import earlier_judgements
 from embpipe.llm.judge import judge_relevance, yes_probability
 from embpipe_tests.conftest import make_teacher
 
@@ -36,6 +38,20 @@ def test_positives_and_copies_of_their_text_are_never_negatives():
     assert all(score < 0.95 * mined.weakest_positive for score in mined.scores)
     assert mined.scores == sorted(mined.scores, reverse=True) and mined.chunk_ids
     assert mined.threshold == pytest.approx(0.95 * mined.weakest_positive)
+
+
+def test_other_chunks_of_a_positive_document_are_never_negatives_unless_allowed():
+    query = np.array([[1.0, 0.0]], dtype=np.float32)
+    chunks = np.array([[0.9, 0.436], [0.8, 0.6], [0.7, 0.714], [0.6, 0.8]], dtype=np.float32)
+    ids, documents = ["pos", "sibling", "other", "far"], ["d1", "d1", "d2", "d3"]
+    texts = ["a", "b", "c", "d"]
+    (kept,) = mine_hard_negatives(
+        query, chunks, ids, texts, [["pos"]], NegativeParams(count=4), chunk_documents=documents
+    )
+    assert kept.chunk_ids == ["other", "far"]
+    allowed = NegativeParams(count=4, exclude_same_document=False)
+    (kept,) = mine_hard_negatives(query, chunks, ids, texts, [["pos"]], allowed, chunk_documents=documents)
+    assert kept.chunk_ids == ["sibling", "other", "far"]
 
 
 def test_only_unlabelled_unjudged_top_k_candidates_are_judged():
@@ -95,6 +111,45 @@ def test_a_judge_that_stops_ends_mining_and_keeps_earlier_judgements():
     )
     assert [label.chunk_id for label in outcome.judgements] == ["x"]
     assert len(outcome.rounds) == 1 and outcome.rounds[0].stopped.startswith("stopped")
+
+
+def test_settled_queries_keep_earlier_verdicts_and_only_new_queries_are_judged():
+    judged = []
+    carried = [Label("q1", "x", "positive", "teacher", 1, 0.9), Label("q1", "y", "uncertain", "teacher", 1, 0.5)]
+    outcome = run_mining(
+        [Label("q1", "pos", "positive", "synthetic", 0), Label("q2", "pos2", "positive", "synthetic", 0)],
+        lambda labels: ("s", 0.5),
+        lambda s: {"q1": ["pos", "z", "w"], "q2": ["pos2", "v"]},
+        lambda q, c: judged.append((q, c)) or 0.1,
+        MiningParams(rounds=1, top_k=3),
+        carried=carried,
+        settled=frozenset({"q1"}),
+    )
+    assert judged == [("q2", "v")]  # q1's new candidates z and w are not paid for
+    used = {(label.query_id, label.chunk_id): label.role for label in outcome.labels}
+    assert used[("q1", "x")] == "positive" and ("q1", "y") not in used and used[("q2", "v")] == "negative"
+    assert len(outcome.judgements) == 3
+
+
+def test_earlier_judgements_keep_only_still_valid_queries_and_chunks():
+    previous = pd.DataFrame(
+        {
+            "query_id": ["q1", "q1", "q1", "q2", "gone"],
+            "chunk_id": ["pos", "x", "changed", "y", "z"],
+            "doc_id": ["d"] * 5,
+            "role": ["positive", "negative", "positive", "uncertain", "positive"],
+            "source": ["synthetic", "teacher", "teacher", "teacher", "teacher"],
+            "round": [0, 1, 1, 1, 1],
+            "score": [float("nan"), 0.1, 0.9, 0.5, 0.95],
+            "used": [True, True, True, False, True],
+        }
+    )
+    carried, settled = earlier_judgements(previous, {"q1", "q2", "q3"}, {"pos", "x", "y", "z"})
+    assert settled == {"q1", "q2"}  # q3 is new, "gone" left the training split
+    assert [(label.query_id, label.chunk_id, label.role) for label in carried] == [
+        ("q1", "x", "negative"),
+        ("q2", "y", "uncertain"),
+    ]
 
 
 def test_judge_reads_p_yes_from_log_probabilities(tmp_path):

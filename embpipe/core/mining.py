@@ -6,7 +6,9 @@ labels and scores it on validation; if r > 1 and the score did not beat the prev
 Otherwise the student retrieves its top-k chunks for every training query, the teacher judges the chunks
 not yet labelled for that query, and those judged relevant (P(yes) ≥ ``positive_threshold``) become extra
 positives, those judged irrelevant (≤ ``negative_threshold``) hard negatives; judgements in between are kept
-as ``uncertain`` and never used. The loop is written against three callables so it runs without Dagster,
+as ``uncertain`` and never used. Judgements carried over from an earlier run settle their queries: those
+queries keep the earlier verdicts and are never judged again, so a refresh after new documents pays the
+teacher only for new queries. The loop is written against three callables so it runs without Dagster,
 models or a teacher in tests.
 
 Example:
@@ -77,13 +79,18 @@ class MiningOutcome:
 
 
 def candidates_to_judge(
-    rankings: dict[str, Sequence[str]], labels: Sequence[Label], judged: Sequence[Label], top_k: int
+    rankings: dict[str, Sequence[str]],
+    labels: Sequence[Label],
+    judged: Sequence[Label],
+    top_k: int,
+    settled: frozenset[str] = frozenset(),
 ) -> list[tuple[str, str]]:
-    """(query, chunk) pairs among each query's top-k that carry no label and were never judged."""
+    """(query, chunk) pairs among each unsettled query's top-k that carry no label and were never judged."""
     known = {(label.query_id, label.chunk_id) for label in [*labels, *judged]}
     return [
         (query_id, chunk_id)
         for query_id, ranked in rankings.items()
+        if query_id not in settled
         for chunk_id in list(ranked)[:top_k]
         if (query_id, chunk_id) not in known
     ]
@@ -107,13 +114,20 @@ def run_mining(
     judge: Callable[[str, str], float | None],
     params: MiningParams,
     on_round: Callable[[RoundRecord], None] | None = None,
+    carried: Sequence[Label] = (),
+    settled: frozenset[str] = frozenset(),
 ) -> MiningOutcome:
     """Run up to ``params.rounds`` rounds from ``labels`` (see the module docstring).
 
     ``judge`` returns P(relevant) or ``None`` (no verdict: skipped); it raises ``StopMining`` to end the loop
-    (a spent token budget), in which case the judgements made so far are kept.
+    (a spent token budget), in which case the judgements made so far are kept. ``carried`` are earlier
+    teacher judgements (kept, their verdicts used from round 1); queries in ``settled`` are never judged.
     """
-    outcome = MiningOutcome(labels=list(labels))
+    carried = list(carried)
+    outcome = MiningOutcome(
+        labels=list(labels) + [label for label in carried if label.role != UNCERTAIN], judgements=carried
+    )
+    labels = outcome.labels
     best_score, best_labels, previous = float("-inf"), list(labels), float("-inf")
     for number in range(1, params.rounds + 1):
         student, score = train_student(outcome.labels)
@@ -128,7 +142,7 @@ def run_mining(
                 on_round(record)
             break
         previous = score
-        pending = candidates_to_judge(retrieve(student), outcome.labels, outcome.judgements, params.top_k)
+        pending = candidates_to_judge(retrieve(student), outcome.labels, outcome.judgements, params.top_k, settled)
         new_labels = []
         for query_id, chunk_id in pending[: params.max_judgements_per_round]:
             try:

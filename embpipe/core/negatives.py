@@ -1,9 +1,10 @@
 """Hard negatives by the positive-aware margin rule (NV-Retriever's TopK-PercPos).
 
-For each query the corpus is ranked by the base model; every positive and every chunk whose text is an exact
-copy of a positive's text is excluded; the remaining candidates must score below ``margin`` × the weakest
-positive's score (so near-positives, likely unlabelled positives, are not used as negatives); the best
-``count`` of those are kept.
+For each query the corpus is ranked by the base model; every positive, every chunk whose text is an exact
+copy of a positive's text and (by default) every other chunk of a positive's document is excluded (retrieval
+is judged per document, so a sibling chunk is not a wrong passage); the remaining candidates must score
+below ``margin`` × the weakest positive's score (so near-positives, likely unlabelled positives, are not
+used as negatives); the best ``count`` of those are kept.
 
 Example:
     >>> margin_negatives(["a", "b", "c", "d"], [0.9, 0.8, 0.7, 0.3], [0.8], {"a"}, 0.95, 2)
@@ -27,6 +28,7 @@ class NegativeParams:
     count: int = 4
     margin: float = 0.95
     depth: int = 100
+    exclude_same_document: bool = True
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,12 @@ def mine_hard_negatives(
     positives: Sequence[Sequence[str]],
     params: NegativeParams,
     backend: SearchBackend = SearchBackend.AUTO,
+    chunk_documents: Sequence[str] | None = None,
 ) -> list[QueryNegatives]:
     """Negatives for each query (row of ``query_vectors``) given its positive chunk ids.
+
+    ``chunk_documents`` (each chunk's document id) lets ``params.exclude_same_document`` exclude the other
+    chunks of a positive's document.
 
     Vectors must be L2-normalised; ranking uses ``top_k`` (faiss when installed and worthwhile, on the GPU
     when faiss-gpu sees one; exact search otherwise).
@@ -89,7 +95,14 @@ def mine_hard_negatives(
     ids = [str(c) for c in chunk_ids]
     row_of = {chunk_id: row for row, chunk_id in enumerate(ids)}
     copies = duplicate_ids(ids, chunk_texts)
-    depth = min(params.depth + max((len(p) for p in positives), default=0), len(ids))
+    siblings: dict[str, set[str]] = {}
+    if chunk_documents is not None and params.exclude_same_document:
+        by_document: dict[str, set[str]] = {}
+        for chunk_id, document in zip(ids, chunk_documents, strict=True):
+            by_document.setdefault(str(document), set()).add(chunk_id)
+        siblings = {c: by_document[str(d)] for c, d in zip(ids, chunk_documents, strict=True)}
+    longest_document = max((len(s) for s in siblings.values()), default=1)
+    depth = min(params.depth + longest_document * max((len(p) for p in positives), default=0), len(ids))
     result = top_k(query_vectors, chunk_vectors, depth, backend)
     mined = []
     for row, query_positives in enumerate(positives):
@@ -98,7 +111,7 @@ def mine_hard_negatives(
             mined.append(QueryNegatives([], [], float("nan"), float("nan")))
             continue
         positive_scores = [float(chunk_vectors[row_of[p]] @ query_vectors[row]) for p in known]
-        excluded = set().union(*(copies[p] for p in known))
+        excluded = set().union(*(copies[p] | siblings.get(p, set()) for p in known))
         ranked = [ids[i] for i in result.indices[row]]
         kept = margin_negatives(
             ranked, result.scores[row].tolist(), positive_scores, excluded, params.margin, params.count

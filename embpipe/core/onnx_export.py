@@ -103,25 +103,30 @@ class OnnxEncoder:
         return int(self.session.get_outputs()[0].shape[-1])
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """L2-normalised float32 embeddings, pooled like the source model."""
-        parts = []
+        """L2-normalised float32 embeddings, pooled like the source model, in the order of ``texts``.
+
+        Texts are batched longest first (as sentence-transformers does), so each batch pads to similar lengths.
+        """
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        vectors = np.zeros((len(texts), self.dimension()), np.float32)
         for start in range(0, len(texts), batch_size):
-            batch = self.tokenizer(
-                list(texts[start : start + batch_size]),
-                padding=True,
-                truncation=True,
-                max_length=self.settings["max_seq_length"],
-                return_tensors="np",
-            )
-            feeds = {n: batch[n].astype(np.int64) for n in self.settings["inputs"]}
-            states = self.session.run(None, feeds)[0]
-            if self.settings["pooling"] == "cls":
-                pooled = states[:, 0]
-            else:
-                mask = batch["attention_mask"][..., None].astype(np.float32)
-                pooled = (states * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
-            parts.append(pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None))
-        return np.vstack(parts).astype(np.float32) if parts else np.zeros((0, self.dimension()), np.float32)
+            rows = order[start : start + batch_size]
+            vectors[rows] = self.encode_batch([texts[i] for i in rows])
+        return vectors
+
+    def encode_batch(self, texts: list[str]) -> np.ndarray:
+        """One padded batch through the session, pooled and normalised."""
+        batch = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.settings["max_seq_length"], return_tensors="np"
+        )
+        feeds = {n: batch[n].astype(np.int64) for n in self.settings["inputs"]}
+        states = self.session.run(None, feeds)[0]
+        if self.settings["pooling"] == "cls":
+            pooled = states[:, 0]
+        else:
+            mask = batch["attention_mask"][..., None].astype(np.float32)
+            pooled = (states * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+        return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
 
 
 def parity(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:

@@ -48,7 +48,7 @@ class TrainingParams:
 
     epochs: int = 5
     batch_size: int = 8
-    learning_rate: float = 1e-4
+    learning_rate: float = 2e-5
     warmup_ratio: float = 0.1
     scale: float = 50.0
     patience: int = 2

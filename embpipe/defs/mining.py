@@ -1,5 +1,7 @@
 """Training data mining: margin-rule hard negatives, then iterative student–teacher rounds."""
 
+from pathlib import Path
+
 import pandas as pd
 from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
 from pydantic import Field
@@ -28,6 +30,10 @@ class HardNegativeConfig(Config):
     count: int = Field(default=NegativeParams.count, description="Negatives kept per training query.")
     margin: float = Field(default=NegativeParams.margin, description="Share of the weakest positive's score.")
     depth: int = Field(default=NegativeParams.depth, description="Ranked chunks read per query.")
+    exclude_same_document: bool = Field(
+        default=NegativeParams.exclude_same_document,
+        description="Never use another chunk of a positive's document as a negative.",
+    )
     backend: SearchBackend = Field(
         default=SearchBackend.AUTO,
         description="auto (faiss when installed, GPU with faiss-gpu; else exact), exact, faiss.",
@@ -39,10 +45,10 @@ class HardNegativeConfig(Config):
         return SearchBackend.FAISS if faiss_available() else SearchBackend.EXACT
 
     def params(self) -> NegativeParams:
-        return NegativeParams(self.count, self.margin, self.depth)
+        return NegativeParams(self.count, self.margin, self.depth, self.exclude_same_document)
 
 
-@asset(dagster_type=HardNegativesFrame, code_version="1", group_name="training")
+@asset(dagster_type=HardNegativesFrame, code_version="2", group_name="training")
 def hard_negatives(
     context: AssetExecutionContext,
     config: HardNegativeConfig,
@@ -63,6 +69,7 @@ def hard_negatives(
         [flatten_ids(p) for p in train["positive_chunk_ids"]],
         config.params(),
         config.search_backend(),
+        chunks["doc_id"].astype(str).tolist(),
     )
     frame = pd.DataFrame(
         {
@@ -111,9 +118,16 @@ class MiningConfig(Config):
     full_search_max_chunks: int = Field(
         default=5000, description="Corpora up to this many chunks are searched whole by the student."
     )
+    reuse_judgements: bool = Field(
+        default=True,
+        description="Keep the last materialization's teacher judgements (same settings) for training queries "
+        "that are still there, and judge only new queries: a refresh after new documents pays for those alone.",
+    )
 
     def params(self) -> MiningParams:
-        return MiningParams(**self.model_dump(exclude={"student_epochs", "pool_depth", "full_search_max_chunks"}))
+        return MiningParams(
+            **self.model_dump(exclude={"student_epochs", "pool_depth", "full_search_max_chunks", "reuse_judgements"})
+        )
 
 
 def starting_labels(train: pd.DataFrame, negatives: pd.DataFrame) -> list[Label]:
@@ -151,6 +165,40 @@ def labels_frame(labels: list[Label], judgements: list[Label], chunks: pd.DataFr
     return frame.astype({"round": "int64", "score": "float64", "used": bool})
 
 
+def earlier_judgements(
+    previous: pd.DataFrame, train_query_ids: set[str], chunk_ids: set[str]
+) -> tuple[list[Label], frozenset[str]]:
+    """From the last labels table: the teacher judgements still valid, and the training queries they settle.
+
+    A query is settled when it is still a training query and the last table labelled it; a judgement is kept
+    when its query is settled and its chunk still exists (a changed chunk has a new id and is judged anew).
+    """
+    settled = frozenset(set(previous["query_id"].astype(str)) & train_query_ids)
+    judged = previous[
+        (previous["source"] == "teacher")
+        & previous["query_id"].astype(str).isin(settled)
+        & previous["chunk_id"].astype(str).isin(chunk_ids)
+    ]
+    labels = [
+        Label(str(r.query_id), str(r.chunk_id), str(r.role), "teacher", int(r.round), float(r.score))
+        for r in judged.itertuples(index=False)
+    ]
+    return labels, settled
+
+
+def previous_labels(context: AssetExecutionContext, fingerprint: str) -> pd.DataFrame | None:
+    """The last materialized labels table when it was made with the same settings (else ``None``)."""
+    event = context.instance.get_latest_materialization_event(context.asset_key)
+    if event is None or event.asset_materialization is None:
+        return None
+    metadata = event.asset_materialization.metadata
+    recorded = metadata.get(CONFIG_FINGERPRINT)
+    path = metadata.get("path")
+    if recorded is None or recorded.value != fingerprint or path is None or not Path(str(path.value)).is_file():
+        return None
+    return pd.read_parquet(str(path.value))
+
+
 def candidate_pool(
     train: pd.DataFrame, chunks: pd.DataFrame, chunk_embeddings: pd.DataFrame, query_vectors, config: MiningConfig
 ) -> dict[str, str]:
@@ -165,7 +213,7 @@ def candidate_pool(
     return {c: corpus[c] for c in sorted(pool) if c in corpus}
 
 
-@asset(dagster_type=TrainingLabelsFrame, code_version="1", group_name="training")
+@asset(dagster_type=TrainingLabelsFrame, code_version="2", group_name="training")
 def mining_rounds(
     context: AssetExecutionContext,
     config: MiningConfig,
@@ -221,9 +269,17 @@ def mining_rounds(
         )
 
     labels = starting_labels(train, hard_negatives)
+    carried, settled = [], frozenset()
+    previous = previous_labels(context, config_fingerprint(config)) if config.reuse_judgements else None
+    if previous is not None:
+        carried, settled = earlier_judgements(previous, set(texts), set(corpus))
+        context.log.info(
+            f"reusing {len(carried)} teacher judgements of {len(settled)} unchanged training queries; "
+            f"judging only the other {len(texts) - len(settled)}"
+        )
     with mlflow.start_run("mining_rounds", tags={"dagster_run_id": context.run_id}) as run:
         mlflow_api.log_params({**config.model_dump(), "train_queries": len(train), "pool": len(pool)})
-        outcome = run_mining(labels, train_student, retrieve, judge, config.params(), on_round)
+        outcome = run_mining(labels, train_student, retrieve, judge, config.params(), on_round, carried, settled)
         mlflow_api.log_metric("base_val_ndcg_at_10", score(base))
     frame = labels_frame(outcome.labels, outcome.judgements, chunks)
     rounds = pd.DataFrame([vars(r) for r in outcome.rounds])
@@ -235,6 +291,8 @@ def mining_rounds(
             "positives": int(((frame.role == "positive") & frame.used).sum()),
             "negatives": int(((frame.role == "negative") & frame.used).sum()),
             "teacher_judgements": len(outcome.judgements),
+            "judgements_reused": len(carried),
+            "queries_settled_earlier": len(settled),
             "rounds_run": len(outcome.rounds),
             "best_round": outcome.best_round,
             "rounds": MetadataValue.md(rounds.to_markdown(index=False) if len(rounds) else "no rounds"),
