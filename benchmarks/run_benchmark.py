@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token-budget", type=int, help="override the setting's teacher-token budget")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--set", action="append", default=[], help="extra stage config: op.field=value")
+    parser.add_argument("--no-lmar", action="store_true", help="without LMAR's stages (the no-cluster ablation)")
     parser.add_argument("--annotate", action="store_true", help="only add stage metadata to an existing result")
     parser.add_argument(
         "--reuse-from",
@@ -125,13 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     from embpipe.definitions import all_assets, all_checks, default_resources
     from embpipe.orchestration.instance import dagster_instance
     from embpipe.orchestration.runner import run_stale
+    from embpipe.resources.methods import MethodsResource
     from embpipe.resources.teacher import TeacherResource
 
     setting = SETTINGS[args.setting]
     budget = args.token_budget or setting["token_budget"]
     run_config = benchmark_run_config(dataset_dir, setting, args.seed, parse_overrides(args.set))
     teacher = TeacherResource(model=args.teacher, token_budget=budget)
-    resources = {**default_resources(), "teacher": teacher}
+    resources = {**default_resources(), "teacher": teacher, "methods": MethodsResource(lmar=not args.no_lmar)}
     instance = dagster_instance()
     started = time.perf_counter()
     outcome = run_stale(all_assets, all_checks, resources, run_config, instance, force=not args.reuse_from)
@@ -194,6 +196,7 @@ def collect_result(args, variant, budget, run_config, resources, instance, outco
         "config": {
             "teacher": args.teacher,
             "token_budget": budget,
+            "lmar": not args.no_lmar,
             "run_config": run_config["ops"],
             "base_model": embedder.model_id(),
             "max_seq_length": embedder.max_seq_length,

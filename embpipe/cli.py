@@ -39,6 +39,7 @@ def resources_from(args: argparse.Namespace) -> dict:
     from dagster import EnvVar
 
     from embpipe.definitions import default_resources
+    from embpipe.resources.methods import MethodsResource
     from embpipe.resources.teacher import TeacherResource
 
     resources = default_resources()
@@ -51,6 +52,8 @@ def resources_from(args: argparse.Namespace) -> dict:
         teacher["token_budget"] = args.token_budget
     if teacher:
         resources["teacher"] = TeacherResource(**teacher)
+    if getattr(args, "no_lmar", False):
+        resources["methods"] = MethodsResource(lmar=False)
     return resources
 
 
@@ -178,6 +181,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--token-budget", type=int, help="most teacher tokens this run may pay for")
     run.add_argument("--max-chunks", type=int, help="chunks to write questions for")
     run.add_argument("--epochs", type=int, help="most training epochs")
+    run.add_argument(
+        "--no-lmar", action="store_true", help="skip LMAR's stages (triplets, clusters, cluster questions)"
+    )
     run.add_argument("--beir", help="also score on this BEIR folder (never trained on)")
     run.add_argument("--force", action="store_true", help="rebuild every asset (LLM replies still come from cache)")
     run.add_argument("--select", nargs="+", metavar="ASSET", help="only these assets (and what they need)")

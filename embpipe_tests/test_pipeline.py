@@ -52,6 +52,13 @@ def test_full_run_then_rerun_pays_nothing(pipeline, data_dir):
     queries = pd.read_parquet(data_dir / "assets" / "synthetic_queries.parquet")
     chunks = pd.read_parquet(data_dir / "assets" / "chunks.parquet")
     assert set(c for ids in queries["positive_chunk_ids"] for c in ids) <= set(chunks["chunk_id"])
+    assert set(queries["strategy"]) == {"single_chunk", "cluster"}  # LMAR's cluster questions are trained on
+    cluster_rows = queries[queries.strategy == "cluster"]
+    assert cluster_rows["validator_score"].between(0.5, 1.0).all()
+    triplets = pd.read_parquet(data_dir / "assets" / "labeled_triplets.parquet")
+    assert len(triplets) and triplets["confidence"].between(0, 1).all()
+    clusters = pd.read_parquet(data_dir / "assets" / "chunk_clusters.parquet")
+    assert set(clusters["chunk_id"]) == set(chunks["chunk_id"])
 
     evaluations = [
         e.dagster_event.event_specific_data

@@ -54,15 +54,19 @@ class QuestionConfig(Config):
     seed: int = Field(default=42, description="Seed of the chunk sample.")
 
 
-@asset(dagster_type=SyntheticQueriesFrame, code_version="1", group_name="synthesis")
+@asset(dagster_type=SyntheticQueriesFrame, code_version="2", group_name="synthesis")
 def synthetic_queries(
     context: AssetExecutionContext,
     config: QuestionConfig,
     teacher: TeacherResource,
     embedder: EmbedderResource,
     chunks: pd.DataFrame,
+    cluster_queries: pd.DataFrame,
 ):
-    """Teacher-written questions, each with its positive chunk(s) and source documents; near-duplicates dropped."""
+    """Teacher-written questions (single-chunk, plus LMAR's validated cluster questions), near-duplicates dropped.
+
+    Each keeps its positive chunk(s), source documents, ``strategy``, ``hops`` and validator score.
+    """
     sample = select_chunks(chunks, config.max_chunks, config.min_chunk_tokens, config.seed)
     last_report = [time.monotonic()]
 
@@ -75,6 +79,8 @@ def synthetic_queries(
     frame, stats = generate_single_chunk_questions(client, sample, config.questions_per_chunk, progress)
     if stats.budget_exhausted:
         context.log.warning(f"stopped early, kept {len(frame)} questions: {stats.budget_message}")
+    frame = pd.concat([frame, cluster_queries], ignore_index=True) if len(cluster_queries) else frame
+    frame = frame.drop_duplicates("query_id").reset_index(drop=True)
     if len(frame):
         keep = near_duplicate_mask(encode(embedder.load(), frame["text"].tolist()), config.dedup_threshold)
         frame = frame[keep].reset_index(drop=True)
@@ -85,6 +91,9 @@ def synthetic_queries(
         data_version=DataVersion(frame_version(frame)),
         metadata={
             "queries": len(frame),
+            "queries_by_strategy": MetadataValue.json(
+                {str(k): int(v) for k, v in frame["strategy"].value_counts().items()}
+            ),
             "chunks_attempted": stats.attempted,
             "chunks_failed": stats.failed,
             "failure_rate": stats.failed / max(stats.attempted, 1),

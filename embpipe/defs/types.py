@@ -5,7 +5,7 @@ An asset whose output breaks its contract fails at that asset, with the column n
 
 from dagster_pandas import PandasColumn, create_dagster_pandas_dataframe_type
 
-STRATEGIES = frozenset({"single_chunk", "proximity", "intra_cluster", "inter_cluster"})
+STRATEGIES = frozenset({"single_chunk", "cluster", "proximity", "intra_cluster", "inter_cluster"})
 
 
 def _id(name: str, unique: bool = False) -> PandasColumn:
@@ -124,5 +124,32 @@ LineageFrame = create_dagster_pandas_dataframe_type(
         _id("chunk_id"),
         PandasColumn.string_column("doc_id"),
         PandasColumn.string_column("doc_path"),
+    ],
+)
+
+LabeledTripletsFrame = create_dagster_pandas_dataframe_type(
+    name="LabeledTripletsFrame",
+    description="LMAR: anchor chunk, the candidate the teacher judged closer, the other one, and its confidence.",
+    columns=[
+        _id("anchor_chunk_id"),
+        _id("positive_chunk_id"),
+        _id("negative_chunk_id"),
+        PandasColumn.float_column("confidence", min_value=0.0, max_value=1.0),
+    ],
+)
+
+ChunkClustersFrame = create_dagster_pandas_dataframe_type(
+    name="ChunkClustersFrame",
+    description="LMAR: the cluster of every chunk (sampling-based KNN clustering on stage-1 embeddings).",
+    columns=[_id("chunk_id", unique=True), PandasColumn.integer_column("cluster_id", min_value=0, non_nullable=True)],
+)
+
+ClusterProfilesFrame = create_dagster_pandas_dataframe_type(
+    name="ClusterProfilesFrame",
+    description="LMAR: the teacher's topic summary of every cluster of two or more chunks.",
+    columns=[
+        PandasColumn.integer_column("cluster_id", min_value=0, non_nullable=True, unique=True),
+        PandasColumn.integer_column("size", min_value=2),
+        _id("summary"),
     ],
 )

@@ -1,18 +1,21 @@
 """A deterministic teacher for tests and dry runs, routed through litellm like any other provider.
 
 ``fake/<behaviour>`` replies depend only on the request: question requests (a JSON schema with a
-``questions`` array) get questions built from the words of the passage after ``PASSAGE:``; any other JSON
+``questions`` array) get questions built from the words of the passage after ``PASSAGE:`` (cluster questions
+cite passage 1), summary requests a summary of the passages' words; any other JSON
 schema gets its smallest valid instance; relevance judgements ("Yes or No") answer Yes when most content
 words of the question occur in the passage, with log-probabilities from that overlap when they are asked
-for; plain chat gets an echo. Token usage is one token per four
+for; "A or B" closeness questions answer by the anchor's word overlap with each passage, leaning
+towards "A" by ``POSITION_BIAS`` as small real models do (so position-bias handling is tested); plain
+chat gets an echo. Token usage is one token per four
 characters, so budget tests can predict it.
 
 Faults, for reliability tests, are chosen by the model name ``fake/<fault>``: ``invalid-json``,
 ``wrong-shape`` (JSON without the asked-for fields), ``empty``, ``out-of-range`` (numbers far outside the
 schema's bounds), ``timeout``, ``rate-limit`` (HTTP 429), ``connection-error``; ``fake/<fault>-once`` shows
 the fault only the first time each distinct conversation arrives (whatever the sampling parameters), then
-answers normally; ``fake/slow`` answers
-normally after a short delay.
+answers normally; ``fake/slow`` answers normally after a short delay; ``fake/no-logprobs`` answers
+normally but never returns log-probabilities.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 from embpipe.core.chunking import split_sentences
 
 SLOW_SECONDS = 0.25
+POSITION_BIAS = 0.15
 STOPWORDS = frozenset("the a an and or of to in on for with is are was be by this that it as at from".split())
 
 
@@ -110,6 +114,30 @@ def judge_logprobs(p_yes: float, top: int) -> list[dict]:
     return [{**entries[0], "top_logprobs": entries}]
 
 
+def closer_probability(prompt: str) -> float:
+    """P("A") for a closeness question: the anchor's word overlap with A against B, plus the position bias."""
+    anchor = content_words(prompt.split("ANCHOR:", 1)[-1].split("PASSAGE A:", 1)[0])
+    option_a = content_words(prompt.split("PASSAGE A:", 1)[-1].split("PASSAGE B:", 1)[0])
+    option_b = content_words(prompt.split("PASSAGE B:", 1)[-1])
+    shared_a, shared_b = len(anchor & option_a), len(anchor & option_b)
+    share = shared_a / (shared_a + shared_b) if shared_a + shared_b else 0.5
+    return min(max(share + POSITION_BIAS, 0.02), 0.98)
+
+
+def choice_logprobs(p_a: float, top: int) -> list[dict]:
+    """OpenAI-style log-probabilities of a one-token A/B answer."""
+    entries = sorted(
+        [{"token": "A", "logprob": math.log(p_a)}, {"token": "B", "logprob": math.log(1 - p_a)}],
+        key=lambda e: -e["logprob"],
+    )[:top]
+    return [{**entries[0], "top_logprobs": entries}]
+
+
+def is_closer_question(messages: list[dict]) -> bool:
+    """Whether the request asks which of two passages is closer to an anchor."""
+    return "ANCHOR:" in str(messages[-1].get("content", "")) if messages else False
+
+
 def is_judgement(messages: list[dict]) -> bool:
     """Whether the request asks for a Yes/No relevance judgement."""
     return any("Yes or No" in str(m.get("content", "")) for m in messages) and "QUESTION:" in str(
@@ -122,11 +150,19 @@ def fake_reply(messages: list[dict], schema: dict[str, Any] | None) -> str:
     last = str(messages[-1].get("content", "")) if messages else ""
     if schema is None:
         return f"echo: {last[:200]}"
-    questions = schema.get("properties", {}).get("questions")
+    properties = schema.get("properties", {})
+    questions = properties.get("questions")
+    if questions is not None and questions.get("items", {}).get("type") == "object":  # cited cluster questions
+        passage = last.split("PASSAGES:", 1)[-1].split("[2]", 1)[0]
+        count = int(questions.get("maxItems", 2))
+        return json.dumps({"questions": [{"question": q, "passages": [1]} for q in fake_questions(passage, count)]})
     if questions is not None:
         passage = last.split("PASSAGE:", 1)[-1]
         count = int(questions.get("maxItems", 2))
         return json.dumps({"questions": fake_questions(passage, count)})
+    if "summary" in properties:
+        words = sorted(content_words(last.split("PASSAGES:", 1)[-1]))[:6]
+        return json.dumps({"summary": "Passages about " + " ".join(words)})
     return json.dumps(minimal_instance(schema))
 
 
@@ -165,10 +201,16 @@ class FakeTeacherProvider(_custom_llm_base()):
         request = json.dumps([kwargs["model"], messages], sort_keys=True, default=str)
         text = faulty_reply(self.fault_for(behaviour, request), schema)
         logprobs = None
-        if text is None and is_judgement(messages):
+        wants_logprobs = bool(optional.get("top_logprobs")) and behaviour != "no-logprobs"
+        if text is None and is_closer_question(messages):
+            p_a = closer_probability(str(messages[-1].get("content", "")))
+            text = "A" if p_a >= 0.5 else "B"
+            if wants_logprobs:
+                logprobs = {"content": choice_logprobs(p_a, int(optional["top_logprobs"]))}
+        elif text is None and is_judgement(messages):
             p_yes = judge_overlap(str(messages[-1].get("content", "")))
             text = "Yes" if p_yes >= 0.5 else "No"
-            if optional.get("top_logprobs"):
+            if wants_logprobs:
                 logprobs = {"content": judge_logprobs(p_yes, int(optional["top_logprobs"]))}
         elif text is None:
             text = fake_reply(messages, schema)

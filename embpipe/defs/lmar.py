@@ -1,0 +1,324 @@
+"""LMAR: LLM-labelled triplets, triplet tuning, sampling-based KNN clustering, validated cluster questions.
+
+With ``MethodsResource.lmar`` off every stage here stores an empty table (and ``triplet_tuned_model`` the base
+model) without calling the teacher, so ``synthetic_queries`` holds single-chunk questions only.
+"""
+
+import time
+
+import numpy as np
+import pandas as pd
+from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
+from pydantic import Field
+
+from embpipe.core.cluster_questions import (
+    PROFILE_PROMPT_VERSION,
+    PROFILE_SCHEMA,
+    ClusterQuestionStats,
+    cluster_members,
+    empty_queries,
+    generate_cluster_questions,
+    parse_profile,
+    profile_messages,
+)
+from embpipe.core.clustering import knn_clusters, size_histogram
+from embpipe.core.triplets import TextTriplet, TripletParams, candidate_triplets, train_triplets
+from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_version, preview
+from embpipe.defs.synthesis import PROGRESS_SECONDS, chunk_passages, stack_embeddings
+from embpipe.defs.training import model_version
+from embpipe.defs.types import ChunkClustersFrame, ClusterProfilesFrame, LabeledTripletsFrame, SyntheticQueriesFrame
+from embpipe.llm.closer import judge_closer
+from embpipe.llm.judge import judge_relevance
+from embpipe.llm.teacher import TokenBudgetExhausted
+from embpipe.resources.embedder import EmbedderResource, encode_with_progress
+from embpipe.resources.methods import MethodsResource
+from embpipe.resources.teacher import TeacherResource
+from embpipe.resources.tracking import MlflowResource
+
+TRIPLET_COLUMNS = ["anchor_chunk_id", "positive_chunk_id", "negative_chunk_id", "confidence"]
+
+
+def progress_logger(context: AssetExecutionContext, what: str):
+    """A ``(done, total)`` callback that logs at most every ``PROGRESS_SECONDS``."""
+    last = [time.monotonic()]
+
+    def report(done: int, total: int) -> None:
+        if time.monotonic() - last[0] >= PROGRESS_SECONDS or done == total:
+            last[0] = time.monotonic()
+            context.log.info(f"{what}: {done}/{total}")
+
+    return report
+
+
+class TripletConfig(Config):
+    """Anchors to label and where their two candidates come from."""
+
+    anchors: int = Field(default=48, description="Anchor chunks sampled (one triplet question each).")
+    neighbours: int = Field(default=10, description="K: both candidates are drawn from the anchor's top-K.")
+    ambiguity_margin: float = Field(
+        default=0.1, description="|P(first closer) - 0.5| below this is 'ambiguous' and the triplet is dropped."
+    )
+    seed: int = Field(default=42, description="Seed of the anchor and candidate draws.")
+
+
+@asset(dagster_type=LabeledTripletsFrame, code_version="1", group_name="lmar")
+def labeled_triplets(
+    context: AssetExecutionContext,
+    config: TripletConfig,
+    methods: MethodsResource,
+    teacher: TeacherResource,
+    chunks: pd.DataFrame,
+    chunk_embeddings: pd.DataFrame,
+):
+    """LMAR triplets: for sampled anchors, which of two top-K neighbours the teacher finds closer."""
+    frame = pd.DataFrame(columns=TRIPLET_COLUMNS).astype({"confidence": "float64"})
+    verdicts = {"first": 0, "second": 0, "ambiguous": 0, "failed": 0}
+    if methods.lmar:
+        aligned = chunk_embeddings.set_index("chunk_id").loc[chunks["chunk_id"].astype(str)].reset_index()
+        triples = candidate_triplets(stack_embeddings(aligned), config.anchors, config.neighbours, config.seed)
+        ids, texts = chunks["chunk_id"].astype(str).tolist(), chunks["text"].astype(str).tolist()
+        client, rows, report = teacher.client(), [], progress_logger(context, "triplets")
+        for number, (anchor, first, second) in enumerate(triples, start=1):
+            try:
+                verdict = judge_closer(
+                    client,
+                    "labeled_triplets",
+                    ids[anchor],
+                    texts[anchor],
+                    texts[first],
+                    texts[second],
+                    config.ambiguity_margin,
+                )
+            except TokenBudgetExhausted as error:
+                context.log.warning(f"triplets stopped: {error}")
+                break
+            verdicts[verdict.closer if verdict else "failed"] += 1
+            if verdict and verdict.closer != "ambiguous":
+                positive, negative = (first, second) if verdict.closer == "first" else (second, first)
+                confidence = verdict.confidence if verdict.closer == "first" else 1 - verdict.confidence
+                rows.append((ids[anchor], ids[positive], ids[negative], float(confidence)))
+            report(number, len(triples))
+        frame = pd.DataFrame(rows, columns=TRIPLET_COLUMNS).astype({"confidence": "float64"})
+    return Output(
+        frame,
+        data_version=DataVersion(frame_version(frame)),
+        metadata={
+            "lmar": methods.lmar,
+            "triplets": len(frame),
+            **{f"verdicts_{k}": v for k, v in verdicts.items()},
+            CONFIG_FINGERPRINT: config_fingerprint(config),
+            "preview": preview(frame),
+        },
+    )
+
+
+class TripletTuningConfig(Config):
+    """LMAR stage 1: triplet margin loss on cosine distance."""
+
+    epochs: int = Field(default=TripletParams.epochs, description="Passes over the labelled triplets.")
+    batch_size: int = Field(default=TripletParams.batch_size, description="Triplets per step.")
+    learning_rate: float = Field(default=TripletParams.learning_rate, description="AdamW learning rate.")
+    margin: float = Field(default=TripletParams.margin, description="Triplet margin (cosine distance).")
+    seed: int = Field(default=TripletParams.seed, description="Seed of the triplet order.")
+
+    def params(self) -> TripletParams:
+        return TripletParams(**self.model_dump())
+
+
+@asset(io_manager_key="model_io_manager", code_version="1", group_name="lmar")
+def triplet_tuned_model(
+    context: AssetExecutionContext,
+    config: TripletTuningConfig,
+    methods: MethodsResource,
+    embedder: EmbedderResource,
+    mlflow: MlflowResource,
+    chunks: pd.DataFrame,
+    labeled_triplets: pd.DataFrame,
+):
+    """The base model tuned on the labelled triplets (the base model itself when LMAR is off or none)."""
+    import mlflow as mlflow_api
+
+    model = embedder.load()
+    losses: list[float] = []
+    run_id = ""
+    if methods.lmar and len(labeled_triplets):
+        passages = dict(zip(chunks["chunk_id"].astype(str), chunk_passages(chunks), strict=True))
+        triplets = [
+            TextTriplet(passages[a], passages[p], passages[n], w)
+            for a, p, n, w in labeled_triplets[
+                ["anchor_chunk_id", "positive_chunk_id", "negative_chunk_id", "confidence"]
+            ].itertuples(index=False)
+            if a in passages and p in passages and n in passages
+        ]
+        with mlflow.start_run("triplet_tuned_model", tags={"dagster_run_id": context.run_id}) as run:
+            mlflow_api.log_params({**config.model_dump(), "triplets": len(triplets), "base_model": embedder.model_id()})
+            losses = train_triplets(model, triplets, config.params())
+            for epoch, loss in enumerate(losses, start=1):
+                mlflow_api.log_metric("triplet_loss", loss, step=epoch)
+            run_id = run.info.run_id
+        context.log.info(f"triplet tuning on {len(triplets)} triplets: losses {losses}")
+    return Output(
+        model,
+        data_version=DataVersion(model_version(model)),
+        metadata={
+            "lmar": methods.lmar,
+            "triplets": len(labeled_triplets),
+            "epoch_losses": str([round(v, 4) for v in losses]),
+            "mlflow_run_id": run_id,
+            CONFIG_FINGERPRINT: config_fingerprint(config),
+        },
+    )
+
+
+class ClusterConfig(Config):
+    """LMAR Algorithm 1."""
+
+    neighbours: int = Field(default=10, description="K: a cluster is a seed plus at most K neighbours.")
+    min_similarity: float = Field(default=0.6, description="δ: neighbours must have cosine above this.")
+    seed: int = Field(default=42, description="Seed of the seed order.")
+
+
+@asset(dagster_type=ChunkClustersFrame, code_version="1", group_name="lmar")
+def chunk_clusters(
+    context: AssetExecutionContext,
+    config: ClusterConfig,
+    methods: MethodsResource,
+    embedder: EmbedderResource,
+    chunks: pd.DataFrame,
+    triplet_tuned_model,
+):
+    """Every chunk's cluster: sampling-based KNN clustering on the triplet-tuned embeddings."""
+    frame = pd.DataFrame({"chunk_id": pd.Series(dtype=str), "cluster_id": pd.Series(dtype="int64")})
+    histogram: dict[int, int] = {}
+    if methods.lmar and len(chunks):
+        vectors = encode_with_progress(
+            triplet_tuned_model, chunk_passages(chunks), embedder.batch_size, context.log.info
+        )
+        labels = knn_clusters(vectors, config.neighbours, config.min_similarity, config.seed)
+        frame = pd.DataFrame({"chunk_id": chunks["chunk_id"].astype(str), "cluster_id": labels})
+        histogram = size_histogram(labels)
+    sizes = pd.DataFrame({"size": list(histogram), "clusters": list(histogram.values())})
+    return Output(
+        frame,
+        data_version=DataVersion(frame_version(frame)),
+        metadata={
+            "lmar": methods.lmar,
+            "chunks": len(frame),
+            "clusters": int(frame["cluster_id"].nunique()),
+            "clusters_of_two_or_more": int(sum(v for k, v in histogram.items() if k >= 2)),
+            "size_histogram": MetadataValue.md(sizes.to_markdown(index=False) if len(sizes) else "no clusters"),
+            CONFIG_FINGERPRINT: config_fingerprint(config),
+        },
+    )
+
+
+class ProfileConfig(Config):
+    """Which clusters get a topic summary."""
+
+    max_clusters: int = Field(default=24, description="Clusters (two or more chunks, largest first) to profile.")
+
+
+@asset(dagster_type=ClusterProfilesFrame, code_version="1", group_name="lmar")
+def cluster_profiles(
+    context: AssetExecutionContext,
+    config: ProfileConfig,
+    methods: MethodsResource,
+    teacher: TeacherResource,
+    chunks: pd.DataFrame,
+    chunk_clusters: pd.DataFrame,
+):
+    """The teacher's topic summary of each cluster of two or more chunks (largest clusters first)."""
+    rows = []
+    if methods.lmar and len(chunk_clusters):
+        members = cluster_members(chunks, chunk_clusters)
+        sizes = chunk_clusters["cluster_id"].value_counts()
+        chosen = sorted(members, key=lambda c: (-int(sizes[c]), c))[: config.max_clusters]
+        client, report = teacher.client(), progress_logger(context, "cluster profiles")
+        for number, cluster in enumerate(chosen, start=1):
+            try:
+                summary = client.generate_json(
+                    "cluster_profiles",
+                    f"cluster-{cluster}",
+                    profile_messages(members[cluster]["text"].astype(str).tolist()),
+                    parse_profile,
+                    schema=PROFILE_SCHEMA,
+                    prompt_version=PROFILE_PROMPT_VERSION,
+                    max_tokens=96,
+                )
+            except TokenBudgetExhausted as error:
+                context.log.warning(f"profiles stopped: {error}")
+                break
+            if summary:
+                rows.append((cluster, int(sizes[cluster]), summary))
+            report(number, len(chosen))
+    frame = pd.DataFrame(rows, columns=["cluster_id", "size", "summary"]).astype(
+        {"cluster_id": "int64", "size": "int64"}
+    )
+    return Output(
+        frame,
+        data_version=DataVersion(frame_version(frame)),
+        metadata={
+            "lmar": methods.lmar,
+            "profiles": len(frame),
+            CONFIG_FINGERPRINT: config_fingerprint(config),
+            "preview": preview(frame),
+        },
+    )
+
+
+class ClusterQuestionConfig(Config):
+    """Questions per profiled cluster and the validator threshold."""
+
+    questions_per_cluster: int = Field(default=2, description="Questions asked per cluster.")
+    min_validator_score: float = Field(
+        default=0.5, description="Questions whose cited evidence scores below this P(yes) are dropped."
+    )
+
+
+@asset(dagster_type=SyntheticQueriesFrame, code_version="1", group_name="lmar")
+def cluster_queries(
+    context: AssetExecutionContext,
+    config: ClusterQuestionConfig,
+    methods: MethodsResource,
+    teacher: TeacherResource,
+    chunks: pd.DataFrame,
+    chunk_clusters: pd.DataFrame,
+    cluster_profiles: pd.DataFrame,
+):
+    """Questions only a cluster answers, its cited chunks as positives, scored by the validator."""
+    stats = ClusterQuestionStats()
+    frame = empty_queries()
+    if methods.lmar and len(cluster_profiles):
+        client = teacher.client()
+        summaries = dict(zip(cluster_profiles["cluster_id"].astype(int), cluster_profiles["summary"], strict=True))
+
+        def validator(question: str, evidence: str) -> float | None:
+            return judge_relevance(client, "cluster_queries", question[:60], question, evidence)
+
+        frame = generate_cluster_questions(
+            client,
+            cluster_members(chunks, chunk_clusters),
+            summaries,
+            config.questions_per_cluster,
+            validator,
+            config.min_validator_score,
+            stats,
+            progress_logger(context, "cluster questions"),
+        )
+        if stats.budget_message:
+            context.log.warning(f"cluster questions stopped early: {stats.budget_message}")
+    return Output(
+        frame,
+        data_version=DataVersion(frame_version(frame)),
+        metadata={
+            "lmar": methods.lmar,
+            "queries": len(frame),
+            "clusters_attempted": stats.attempted,
+            "clusters_failed": stats.failed,
+            "dropped_by_validator": stats.below_threshold,
+            "mean_validator_score": float(np.mean(stats.scores)) if stats.scores else 0.0,
+            "hops": MetadataValue.json({str(k): int(v) for k, v in frame["hops"].value_counts().items()}),
+            CONFIG_FINGERPRINT: config_fingerprint(config),
+            "preview": preview(frame, ["query_id", "text", "hops", "validator_score"]),
+        },
+    )

@@ -1,0 +1,15 @@
+"""Which synthesis methods run: the one place for the LMAR switch (its "no cluster" ablation when off)."""
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+
+class MethodsResource(ConfigurableResource):
+    """Method switches read by the stages they turn on or off."""
+
+    lmar: bool = Field(
+        default=True,
+        description="Run LMAR's stages (labelled triplets, triplet tuning, clustering, cluster profiles and "
+        "validated cluster questions); off, they store empty tables and the base model, and only single-chunk "
+        "questions are trained on.",
+    )
