@@ -105,10 +105,10 @@ def judge_overlap(prompt: str) -> float:
     return min(max(share, 0.02), 0.98)
 
 
-def judge_logprobs(p_yes: float, top: int) -> list[dict]:
-    """OpenAI-style log-probabilities of a one-token Yes/No answer."""
+def binary_logprobs(tokens: tuple[str, str], p_first: float, top: int) -> list[dict]:
+    """OpenAI-style log-probabilities of a one-token answer that is ``tokens[0]`` with probability ``p_first``."""
     entries = sorted(
-        [{"token": "Yes", "logprob": math.log(p_yes)}, {"token": "No", "logprob": math.log(1 - p_yes)}],
+        [{"token": tokens[0], "logprob": math.log(p_first)}, {"token": tokens[1], "logprob": math.log(1 - p_first)}],
         key=lambda e: -e["logprob"],
     )[:top]
     return [{**entries[0], "top_logprobs": entries}]
@@ -122,15 +122,6 @@ def closer_probability(prompt: str) -> float:
     shared_a, shared_b = len(anchor & option_a), len(anchor & option_b)
     share = shared_a / (shared_a + shared_b) if shared_a + shared_b else 0.5
     return min(max(share + POSITION_BIAS, 0.02), 0.98)
-
-
-def choice_logprobs(p_a: float, top: int) -> list[dict]:
-    """OpenAI-style log-probabilities of a one-token A/B answer."""
-    entries = sorted(
-        [{"token": "A", "logprob": math.log(p_a)}, {"token": "B", "logprob": math.log(1 - p_a)}],
-        key=lambda e: -e["logprob"],
-    )[:top]
-    return [{**entries[0], "top_logprobs": entries}]
 
 
 def is_closer_question(messages: list[dict]) -> bool:
@@ -206,12 +197,12 @@ class FakeTeacherProvider(_custom_llm_base()):
             p_a = closer_probability(str(messages[-1].get("content", "")))
             text = "A" if p_a >= 0.5 else "B"
             if wants_logprobs:
-                logprobs = {"content": choice_logprobs(p_a, int(optional["top_logprobs"]))}
+                logprobs = {"content": binary_logprobs(("A", "B"), p_a, int(optional["top_logprobs"]))}
         elif text is None and is_judgement(messages):
             p_yes = judge_overlap(str(messages[-1].get("content", "")))
             text = "Yes" if p_yes >= 0.5 else "No"
             if wants_logprobs:
-                logprobs = {"content": judge_logprobs(p_yes, int(optional["top_logprobs"]))}
+                logprobs = {"content": binary_logprobs(("Yes", "No"), p_yes, int(optional["top_logprobs"]))}
         elif text is None:
             text = fake_reply(messages, schema)
         prompt_chars = sum(len(str(m.get("content", ""))) for m in messages)
