@@ -104,20 +104,23 @@ def test_bounded_number_rejects_non_numbers(value):
 
 
 def materialize_questions(teacher_resource, max_chunks: int):
-    """Materialize documents → chunks → synthetic_queries (and their checks) on data/sample."""
+    """Materialize documents → chunks → synthetic_queries (and their checks) on data/sample, LMAR off."""
     from dagster import AssetKey, materialize
 
     from embpipe.definitions import all_assets, all_checks, default_resources
+    from embpipe.resources.methods import MethodsResource
     from embpipe_tests.conftest import SAMPLE_DIR
 
-    keys = [AssetKey(k) for k in ("documents", "rejected_documents", "chunks", "synthetic_queries")]
+    lmar = ("labeled_triplets", "triplet_tuned_model", "chunk_clusters", "cluster_profiles", "cluster_queries")
+    names = ("documents", "rejected_documents", "chunks", "chunk_embeddings", *lmar, "synthetic_queries")
+    keys = [AssetKey(k) for k in names]
     run_config = {
         "ops": {
             "read_documents": {"config": {"folder": str(SAMPLE_DIR)}},
             "synthetic_queries": {"config": {"max_chunks": max_chunks}},
         }
     }
-    resources = {**default_resources(), "teacher": teacher_resource}
+    resources = {**default_resources(), "teacher": teacher_resource, "methods": MethodsResource(lmar=False)}
     result = materialize(
         [*all_assets, *all_checks], selection=keys, resources=resources, run_config=run_config, raise_on_error=False
     )

@@ -42,7 +42,7 @@ SENSOR_INTERVAL_S = 60
 REFRESH_TAG = "embpipe/refresh_run"  # on every materialization run a refresh starts: its refresh run's id
 
 
-PIPELINE_RESOURCES = frozenset({"io_manager", "model_io_manager", "teacher", "embedder", "mlflow"})
+PIPELINE_RESOURCES = frozenset({"io_manager", "model_io_manager", "teacher", "embedder", "mlflow", "methods"})
 
 
 class RefreshConfig(Config):
