@@ -81,6 +81,9 @@ def print_summary(outcome, instance, started: float) -> None:
     usage = [u for run_id in outcome.run_ids for u in store.usage(run_id)]
     paid = sum(u.prompt_tokens + u.completion_tokens for u in usage)
     print(f"\nRebuilt: {', '.join(outcome.rebuilt) or 'nothing (everything was fresh)'}")
+    if outcome.held_back:
+        held = ", ".join(f"{asset} (by {check})" for asset, check in sorted(outcome.held_back.items()))
+        print(f"Held back by a failed blocking check, until its asset is rebuilt and passes: {held}")
     print(f"Teacher tokens paid in this run: {paid} (calls served from cache: {sum(u.cached_calls for u in usage)})")
     print(f"Model:   {data_dir() / 'models' / 'embedding_model'}")
     print(

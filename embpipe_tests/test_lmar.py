@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,8 @@ from embpipe.core.clustering import knn_clusters, size_histogram
 from embpipe.core.datasets import labelled_examples
 from embpipe.core.training import TrainingExample, batch_loss
 from embpipe.core.triplets import TextTriplet, TripletParams, candidate_triplets, train_triplets, triplet_loss
-from embpipe.llm.closer import judge_closer
+from embpipe.llm.closer import judge_closer, same_topic_messages
+from embpipe.llm.fake_provider import judge_overlap
 from embpipe_tests.conftest import make_teacher
 
 
@@ -78,23 +80,39 @@ CLOSE = "backup encryption key rotation for the vault appliance"
 FAR = "rotation of the chassis fan in the rack"
 
 
-@pytest.mark.parametrize("model", ["fake/teacher", "fake/no-logprobs"])
-def test_closer_passage_verdict_is_the_same_in_both_orders(tmp_path, model):
+BOTH_WAYS = [(m, c) for m in ("fake/teacher", "fake/no-logprobs") for c in ("pairwise", "pointwise")]
+
+
+@pytest.mark.parametrize(("model", "comparison"), BOTH_WAYS)
+def test_closer_passage_verdict_is_the_same_in_both_orders(tmp_path, model, comparison):
     teacher = make_teacher(tmp_path, model=model)
-    assert judge_closer(teacher, "labeled_triplets", "t1", ANCHOR, CLOSE, FAR, 0.1).closer == "first"
-    assert judge_closer(teacher, "labeled_triplets", "t2", ANCHOR, FAR, CLOSE, 0.1).closer == "second"
+    assert judge_closer(teacher, "labeled_triplets", "t1", ANCHOR, CLOSE, FAR, 0.1, comparison).closer == "first"
+    assert judge_closer(teacher, "labeled_triplets", "t2", ANCHOR, FAR, CLOSE, 0.1, comparison).closer == "second"
 
 
-@pytest.mark.parametrize("model", ["fake/teacher", "fake/no-logprobs"])
-def test_a_tie_is_ambiguous_although_the_teacher_favours_position_a(tmp_path, model):
+@pytest.mark.parametrize(("model", "comparison"), BOTH_WAYS)
+def test_a_tie_is_ambiguous_although_the_teacher_favours_position_a(tmp_path, model, comparison):
     teacher = make_teacher(tmp_path, model=model)
     one, other = "backup settings for the appliance", "encryption settings for the appliance"
     single_order = teacher.chat(
         "x", [{"role": "user", "content": f"ANCHOR: {ANCHOR}\nPASSAGE A: {one}\nPASSAGE B: {other}"}], max_tokens=1
     )
     assert single_order.text == "A"  # asked once, the biased teacher would have picked a side
-    verdict = judge_closer(teacher, "labeled_triplets", "t3", ANCHOR, one, other, 0.1)
+    verdict = judge_closer(teacher, "labeled_triplets", "t3", ANCHOR, one, other, 0.1, comparison)
     assert verdict.closer == "ambiguous"
+
+
+def test_pointwise_asks_each_candidate_alone_and_shares_the_probabilities(tmp_path):
+    teacher = make_teacher(tmp_path)
+    verdict = judge_closer(teacher, "labeled_triplets", "t4", ANCHOR, CLOSE, FAR, 0.1, "pointwise")
+    p_close = judge_overlap(same_topic_messages(ANCHOR, CLOSE)[-1]["content"])
+    p_far = judge_overlap(same_topic_messages(ANCHOR, FAR)[-1]["content"])
+    assert p_close > p_far  # the fake teacher's own same-topic probabilities
+    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+    assert verdict.confidence == pytest.approx(1 / (1 + math.exp(logit(p_far) - logit(p_close))), abs=1e-3)
+    assert all(u.calls == 2 and u.completion_tokens == 2 for u in teacher.store.usage("run-1"))  # one per candidate
+    with pytest.raises(ValueError, match="comparison"):
+        judge_closer(teacher, "labeled_triplets", "t5", ANCHOR, CLOSE, FAR, 0.1, "listwise")
 
 
 def test_triplet_loss_is_zero_beyond_the_margin_and_weighted():

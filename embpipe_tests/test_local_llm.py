@@ -59,15 +59,16 @@ def test_local_model_judges_with_next_token_probabilities(tmp_path):
     assert usage.completion_tokens == 1 and usage.prompt_tokens > 20
 
 
-def test_local_model_labels_a_triplet_from_a_b_probabilities_in_both_orders(tmp_path):
+@pytest.mark.parametrize("comparison", ["pairwise", "pointwise"])
+def test_local_model_labels_a_triplet_from_next_token_probabilities(tmp_path, comparison):
     from embpipe.llm.closer import judge_closer
 
     teacher = Teacher(TeacherSettings(model="local/smollm2-135m"), TeacherStore(tmp_path / "t.sqlite"), "run")
     verdict = judge_closer(
         teacher, "labeled_triplets", "1", "Alert H-052: chassis fan 3 is slow.",
-        "Replace fan 3 when alert H-052 repeats.", "Rotate the backup encryption key monthly.", 0.0,
+        "Replace fan 3 when alert H-052 repeats.", "Rotate the backup encryption key monthly.", 0.0, comparison,
     )  # fmt: skip
     assert verdict is not None and verdict.closer in {"first", "second", "ambiguous"}
-    assert 0.0 < verdict.confidence < 1.0  # averaged probabilities, not an agreement flag
-    usage = teacher.store.usage("run")
-    assert sum(u.calls for u in usage) == 2 and all(u.completion_tokens == u.calls for u in usage)  # both orders
+    assert 0.0 < verdict.confidence < 1.0  # probabilities read from the logits, not an agreement flag
+    usage = teacher.store.usage("run")  # both orders (pairwise) or both candidates (pointwise), one token each
+    assert sum(u.calls for u in usage) == 2 and all(u.completion_tokens == u.calls for u in usage)

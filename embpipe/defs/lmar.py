@@ -5,6 +5,7 @@ model) without calling the teacher, so ``synthetic_queries`` holds single-chunk 
 """
 
 import time
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -55,13 +56,17 @@ class TripletConfig(Config):
 
     anchors: int = Field(default=48, description="Anchor chunks sampled (one triplet question each).")
     neighbours: int = Field(default=10, description="K: both candidates are drawn from the anchor's top-K.")
+    comparison: Literal["pointwise", "pairwise"] = Field(
+        default="pointwise",
+        description="pointwise: same-topic P(yes) per candidate; pairwise: A/B in both orders (strong teachers).",
+    )
     ambiguity_margin: float = Field(
-        default=0.1, description="|P(first closer) - 0.5| below this is 'ambiguous' and the triplet is dropped."
+        default=0.05, description="|P(first closer) - 0.5| below this is 'ambiguous' and the triplet is dropped."
     )
     seed: int = Field(default=42, description="Seed of the anchor and candidate draws.")
 
 
-@asset(dagster_type=LabeledTripletsFrame, code_version="1", group_name="lmar")
+@asset(dagster_type=LabeledTripletsFrame, code_version="2", group_name="lmar")
 def labeled_triplets(
     context: AssetExecutionContext,
     config: TripletConfig,
@@ -88,6 +93,7 @@ def labeled_triplets(
                     texts[first],
                     texts[second],
                     config.ambiguity_margin,
+                    config.comparison,
                 )
             except TokenBudgetExhausted as error:
                 context.log.warning(f"triplets stopped: {error}")

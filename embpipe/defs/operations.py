@@ -76,6 +76,8 @@ def refresh_stale_assets(context: OpExecutionContext, config: RefreshConfig) -> 
         tags={REFRESH_TAG: context.run_id},
     )
     context.log.info(f"refreshed: {', '.join(outcome.rebuilt) or 'nothing was stale'}")
+    if outcome.held_back:
+        context.log.warning(f"held back by failed blocking checks (asset: check): {outcome.held_back}")
 
 
 def refresh_passes(instance, refresh_run_id: str) -> list[PassSummary]:

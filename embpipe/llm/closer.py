@@ -1,16 +1,28 @@
 """Triplet labels by the teacher: which of two passages is closer to an anchor passage, or "ambiguous".
 
-LLM pairwise choices are position-biased, so each pair is asked in both orders. Where the provider returns
-token log-probabilities, P(first is closer) is P("A") in the first order averaged with P("B") in the swapped
-order; the pair is labelled when that average is at least ``0.5 + margin`` (or at most ``0.5 - margin``)
-and ambiguous otherwise. Where it does not, the two written answers must agree, else the pair is ambiguous.
-Ambiguous pairs are dropped, never guessed.
+Two ways to ask, both free of position bias, both giving P(first is closer) that is labelled when it is at
+least ``0.5 + margin`` (or at most ``0.5 - margin``) and ambiguous otherwise; ambiguous pairs are dropped,
+never guessed.
+
+- ``pairwise``: the teacher sees the anchor with both candidates and answers A or B, in both orders. With
+  token log-probabilities, P(first) is P("A") in the first order averaged with P("B") in the swapped order;
+  without them the two written answers must agree, else the pair is ambiguous.
+- ``pointwise``: the teacher answers Yes/No "same specific topic?" for (anchor, first) and (anchor, second)
+  separately, so no candidate has a position; P(first) = sigmoid(logit P(yes | first) - logit P(yes | second)),
+  the Bradley-Terry preference between the two scores.
+  Small local teachers need this one: the bundled 1.5B model puts ~0.7 on "A" whatever the passages say,
+  so its pairwise averages sit at 0.50-0.53 even for a same-document versus other-document pair, while its
+  pointwise P(yes) ranks the same-document candidate higher.
 
 Example:
     >>> agreeing_choice("A", "B")  # the first order says A, the swapped order says B: both mean "first"
     'first'
     >>> agreeing_choice("A", "A") is None  # contradictory: the answer followed the position
     True
+    >>> verdict_from_topic_scores(0.8, 0.2, margin=0.1)
+    CloserVerdict(closer='first', confidence=0.941)
+    >>> verdict_from_topic_scores(0.6, 0.6, margin=0.1).closer
+    'ambiguous'
 """
 
 from __future__ import annotations
@@ -18,9 +30,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from embpipe.llm.judge import ask_yes_probability
 from embpipe.llm.teacher import Teacher, TokenBudgetExhausted, transient_errors
 
+COMPARISONS = ("pointwise", "pairwise")
 PROMPT_VERSION = "closer-passage-v1"
+TOPIC_PROMPT_VERSION = "same-topic-v1"
+TOPIC_SYSTEM = "You compare passages from one document collection. Answer Yes or No only."
 CLOSER_SYSTEM = (
     "You compare passages from one document collection. Answer A or B only: which passage is about the "
     "same specific topic as the ANCHOR passage?"
@@ -40,6 +56,15 @@ def closer_messages(anchor: str, option_a: str, option_b: str) -> list[dict]:
     """Chat messages asking whether passage A or B is closer to ``anchor``."""
     user = f"ANCHOR: {anchor}\n\nPASSAGE A: {option_a}\n\nPASSAGE B: {option_b}\n\nWhich passage is closer, A or B?"
     return [{"role": "system", "content": CLOSER_SYSTEM}, {"role": "user", "content": user}]
+
+
+def same_topic_messages(anchor: str, candidate: str) -> list[dict]:
+    """Chat messages asking whether ``candidate`` is about the same specific topic as ``anchor``."""
+    user = (
+        f"PASSAGE 1:\n{anchor}\n\nPASSAGE 2:\n{candidate}\n\n"
+        "Are these two passages about the same specific topic? Yes or No."
+    )
+    return [{"role": "system", "content": TOPIC_SYSTEM}, {"role": "user", "content": user}]
 
 
 def choice_probability(text: str, logprobs: list | None) -> float | None:
@@ -66,9 +91,8 @@ def agreeing_choice(first_order: str | None, swapped_order: str | None) -> str |
     return "first" if first_order == "A" else "second"
 
 
-def verdict_from_probabilities(p_a_first: float, p_a_swapped: float, margin: float) -> CloserVerdict:
-    """Average P(first is closer) over both orders, then decide with the ambiguity ``margin``."""
-    p_first = (p_a_first + (1.0 - p_a_swapped)) / 2
+def decide(p_first: float, margin: float) -> CloserVerdict:
+    """The verdict for P(first is closer) under the ambiguity ``margin``."""
     if p_first >= 0.5 + margin:
         return CloserVerdict("first", p_first)
     if p_first <= 0.5 - margin:
@@ -76,13 +100,62 @@ def verdict_from_probabilities(p_a_first: float, p_a_swapped: float, margin: flo
     return CloserVerdict("ambiguous", p_first)
 
 
+def verdict_from_probabilities(p_a_first: float, p_a_swapped: float, margin: float) -> CloserVerdict:
+    """Average P(first is closer) over both orders, then decide with the ambiguity ``margin``."""
+    return decide((p_a_first + (1.0 - p_a_swapped)) / 2, margin)
+
+
+def log_odds(probability: float) -> float:
+    """logit(p), with p kept inside [0.001, 0.999] so certain answers stay finite."""
+    p = min(max(probability, 0.001), 0.999)
+    return math.log(p / (1 - p))
+
+
+def verdict_from_topic_scores(p_yes_first: float, p_yes_second: float, margin: float) -> CloserVerdict:
+    """P(first is closer) = sigmoid(logit p_first - logit p_second) of the same-topic probabilities, then decide."""
+    difference = log_odds(p_yes_first) - log_odds(p_yes_second)
+    return decide(round(1 / (1 + math.exp(-difference)), 3), margin)
+
+
 def judge_closer(
-    teacher: Teacher, stage: str, item_id: str, anchor: str, first: str, second: str, margin: float
+    teacher: Teacher,
+    stage: str,
+    item_id: str,
+    anchor: str,
+    first: str,
+    second: str,
+    margin: float,
+    comparison: str = "pointwise",
 ) -> CloserVerdict | None:
     """The teacher's verdict on (anchor, first, second), or ``None`` (recorded) when it gave no usable answer.
 
-    Raises ``TokenBudgetExhausted`` when the budget forbids a call, so callers can stop cleanly.
+    ``comparison`` is one of ``COMPARISONS``. Raises ``TokenBudgetExhausted`` when the budget forbids a call.
     """
+    if comparison == "pointwise":
+        return judge_pointwise(teacher, stage, item_id, anchor, first, second, margin)
+    if comparison == "pairwise":
+        return judge_pairwise(teacher, stage, item_id, anchor, first, second, margin)
+    raise ValueError(f"comparison must be one of {COMPARISONS}, got {comparison!r}")
+
+
+def judge_pointwise(
+    teacher: Teacher, stage: str, item_id: str, anchor: str, first: str, second: str, margin: float
+) -> CloserVerdict | None:
+    """Same-topic P(yes) for each candidate on its own; ``None`` when either has no answer (recorded)."""
+    scores = []
+    for candidate in (first, second):
+        messages = same_topic_messages(anchor, candidate)
+        score = ask_yes_probability(teacher, stage, item_id, messages, TOPIC_PROMPT_VERSION)
+        if score is None:
+            return None
+        scores.append(score)
+    return verdict_from_topic_scores(scores[0], scores[1], margin)
+
+
+def judge_pairwise(
+    teacher: Teacher, stage: str, item_id: str, anchor: str, first: str, second: str, margin: float
+) -> CloserVerdict | None:
+    """A/B in both orders: averaged probabilities, or agreeing written answers where there are none."""
     answers = []
     for option_a, option_b in ((first, second), (second, first)):
         messages = closer_messages(anchor, option_a, option_b)

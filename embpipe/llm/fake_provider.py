@@ -5,10 +5,10 @@
 cite passage 1), summary requests a summary of the passages' words; any other JSON
 schema gets its smallest valid instance; relevance judgements ("Yes or No") answer Yes when most content
 words of the question occur in the passage, with log-probabilities from that overlap when they are asked
-for; "A or B" closeness questions answer by the anchor's word overlap with each passage, leaning
-towards "A" by ``POSITION_BIAS`` as small real models do (so position-bias handling is tested); plain
-chat gets an echo. Token usage is one token per four
-characters, so budget tests can predict it.
+for; "same topic" questions likewise by the share of PASSAGE 1's words found in PASSAGE 2; "A or B"
+closeness questions answer by the anchor's word overlap with each passage, leaning towards "A" by
+``POSITION_BIAS`` as small real models do (so position-bias handling is tested); plain chat gets an echo.
+Token usage is one token per four characters, so budget tests can predict it.
 
 Faults, for reliability tests, are chosen by the model name ``fake/<fault>``: ``invalid-json``,
 ``wrong-shape`` (JSON without the asked-for fields), ``empty``, ``out-of-range`` (numbers far outside the
@@ -97,9 +97,13 @@ def content_words(text: str) -> set[str]:
 
 
 def judge_overlap(prompt: str) -> float:
-    """Share of the QUESTION's content words found in the PASSAGE of a judge prompt, in [0.02, 0.98]."""
-    question = prompt.split("QUESTION:", 1)[-1].split("PASSAGE:", 1)[0]
-    passage = prompt.split("PASSAGE:", 1)[-1]
+    """Share of the QUESTION's (or PASSAGE 1's) content words found in the PASSAGE (or PASSAGE 2), in [0.02, 0.98]."""
+    if "PASSAGE 1:" in prompt:
+        question = prompt.split("PASSAGE 1:", 1)[-1].split("PASSAGE 2:", 1)[0]
+        passage = prompt.split("PASSAGE 2:", 1)[-1].split("Are these two passages", 1)[0]
+    else:
+        question = prompt.split("QUESTION:", 1)[-1].split("PASSAGE:", 1)[0]
+        passage = prompt.split("PASSAGE:", 1)[-1]
     asked = content_words(question) - {"what", "about", "how", "does", "do", "which", "why"}
     share = len(asked & content_words(passage)) / max(len(asked), 1)
     return min(max(share, 0.02), 0.98)
@@ -130,10 +134,10 @@ def is_closer_question(messages: list[dict]) -> bool:
 
 
 def is_judgement(messages: list[dict]) -> bool:
-    """Whether the request asks for a Yes/No relevance judgement."""
-    return any("Yes or No" in str(m.get("content", "")) for m in messages) and "QUESTION:" in str(
-        messages[-1].get("content", "")
-    )
+    """Whether the request asks for a Yes/No relevance or same-topic judgement."""
+    last = str(messages[-1].get("content", "")) if messages else ""
+    asks = any("Yes or No" in str(m.get("content", "")) for m in messages)
+    return asks and ("QUESTION:" in last or "PASSAGE 1:" in last)
 
 
 def fake_reply(messages: list[dict], schema: dict[str, Any] | None) -> str:

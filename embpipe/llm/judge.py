@@ -49,12 +49,21 @@ def judge_relevance(teacher: Teacher, stage: str, item_id: str, question: str, p
 
     Raises ``TokenBudgetExhausted`` when the budget forbids the call, so callers can stop cleanly.
     """
-    messages = relevance_messages(question, passage)
+    return ask_yes_probability(teacher, stage, item_id, relevance_messages(question, passage), PROMPT_VERSION)
+
+
+def ask_yes_probability(
+    teacher: Teacher, stage: str, item_id: str, messages: list[dict], prompt_version: str
+) -> float | None:
+    """P(Yes) for a one-token Yes/No question, asked again on a non-answer, else ``None`` (recorded).
+
+    Raises ``TokenBudgetExhausted`` when the budget forbids the call, so callers can stop cleanly.
+    """
     reason = "no Yes/No verdict"
     for attempt in range(teacher.settings.max_retries + 1):
         try:
             reply = teacher.chat(
-                stage, messages, prompt_version=PROMPT_VERSION, max_tokens=1, logprobs=TOP_LOGPROBS, attempt=attempt
+                stage, messages, prompt_version=prompt_version, max_tokens=1, logprobs=TOP_LOGPROBS, attempt=attempt
             )
         except TokenBudgetExhausted:
             raise

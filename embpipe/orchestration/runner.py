@@ -6,6 +6,9 @@ assets that are missing, stale, or whose stage config changed since their last m
 no such asset among their ancestors), until none is left. Building only the frontier matters: an asset built
 in the same pass as an ancestor's ancestor would read an input that is about to change (a report built on
 new questions but old splits).
+Assets below one whose latest blocking check failed are held back: Dagster's blocking checks stop only the
+rest of the run that failed them, and the next run would find the blocked asset fresh and build on it (a
+model worse than the base going on to export and serving). They wait until that asset is rebuilt and passes.
 ``documents`` is read in every first pass (cheap): its data version is the document manifest's hash, so
 an unchanged folder leaves everything below it fresh, and a rerun with nothing changed pays nothing.
 """
@@ -19,6 +22,7 @@ from dagster import AssetKey, AssetsDefinition, Config, ConfigurableResource, Da
 from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
 from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._time import get_current_datetime
 
 from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint
@@ -40,6 +44,8 @@ class RunOutcome:
     """Every pass of a headless run."""
 
     passes: list[PassSummary] = field(default_factory=list)
+    failed: bool = False
+    held_back: dict[str, str] = field(default_factory=dict)
 
     @property
     def run_ids(self) -> list[str]:
@@ -128,6 +134,23 @@ def upstream_closure(assets: Sequence[AssetsDefinition], targets: set[AssetKey])
     return closure
 
 
+def held_back_by_checks(instance: DagsterInstance, assets: Sequence[AssetsDefinition], checks: Sequence) -> dict:
+    """Every asset below one whose latest blocking-check evaluation failed, with that check's name."""
+    graph = AssetGraph.from_assets(assets)
+    held: dict[AssetKey, str] = {}
+    for spec in (s for c in checks for s in c.check_specs if s.blocking):
+        record = instance.get_latest_asset_check_evaluation_record(spec.key)
+        if record is None or record.status != AssetCheckExecutionRecordStatus.FAILED:
+            continue
+        pending = list(graph.get(spec.asset_key).child_keys)
+        while pending:
+            key = pending.pop()
+            if key not in held:
+                held[key] = spec.name
+                pending.extend(graph.get(key).child_keys)
+    return held
+
+
 def frontier(assets: Sequence[AssetsDefinition], keys: set[AssetKey]) -> set[AssetKey]:
     """The ``keys`` none of whose ancestors is in ``keys``: what can be rebuilt now without rebuilding twice."""
     return {k for k in keys if not (upstream_closure(assets, {k}) - {k}) & keys}
@@ -143,10 +166,13 @@ def run_stale(
     on_pass: Callable[[int, list[str]], None] | None = None,
     targets: set[AssetKey] | None = None,
     tags: dict[str, str] | None = None,
+    raise_on_error: bool = True,
 ) -> RunOutcome:
     """Materialize passes until nothing is stale (``force`` rebuilds everything once first).
 
     With ``targets``, only those assets and their upstream are considered; ``tags`` go on every pass's run.
+    A failed pass raises, or with ``raise_on_error=False`` ends the loop with ``outcome.failed`` set. Assets
+    below a failed blocking check are left unbuilt and listed in ``outcome.held_back`` (asset: check).
     """
     outcome = RunOutcome()
     every_key = {k for a in assets if a.is_materializable for k in a.keys}
@@ -154,6 +180,9 @@ def run_stale(
         every_key &= upstream_closure(assets, targets)
     selection = every_key if force else (keys_to_build(instance, assets, run_config) | {ALWAYS_READ}) & every_key
     for number in range(1, 2 * len(every_key) + 2):
+        held = held_back_by_checks(instance, assets, checks)
+        outcome.held_back = {k.to_user_string(): v for k, v in held.items() if k in every_key}
+        selection = selection - set(held)
         if not selection:
             break
         selection = whole_assets(assets, selection if force and number == 1 else frontier(assets, selection))
@@ -167,7 +196,11 @@ def run_stale(
             instance=instance,
             run_config=selected_run_config(run_config, assets, selection),
             tags=tags,
+            raise_on_error=raise_on_error,
         )
         outcome.passes.append(PassSummary(result.run_id, names))
+        if not result.success:
+            outcome.failed = True
+            break
         selection = keys_to_build(instance, assets, run_config) & every_key
     return outcome

@@ -1,0 +1,50 @@
+"""The stale-only runner: a failed pass raises or ends the run; a failed blocking check holds back what is below."""
+
+from __future__ import annotations
+
+import pytest
+from dagster import AssetCheckResult, DagsterInstance, asset, asset_check
+
+from embpipe.orchestration.runner import run_stale
+
+UPSTREAM_VALUE = {"value": 1}
+
+
+@asset
+def upstream() -> int:
+    return UPSTREAM_VALUE["value"]
+
+
+@asset
+def downstream(upstream: int) -> int:
+    return upstream + 1
+
+
+@asset_check(asset=upstream, blocking=True)
+def upstream_is_large(upstream: int) -> AssetCheckResult:
+    return AssetCheckResult(passed=upstream > 1)
+
+
+def built(instance: DagsterInstance, asset_def) -> bool:
+    return instance.get_latest_materialization_event(asset_def.key) is not None
+
+
+def test_a_failed_blocking_check_holds_back_the_assets_below_until_the_asset_passes(tmp_path, monkeypatch):
+    monkeypatch.setitem(UPSTREAM_VALUE, "value", 1)
+    instance = DagsterInstance.local_temp(str(tmp_path))
+    graph, checks = [upstream, downstream], [upstream_is_large]
+    outcome = run_stale(graph, checks, {}, {}, instance, raise_on_error=False)
+    assert outcome.failed and outcome.rebuilt == ["upstream"] and not built(instance, downstream)
+
+    again = run_stale(graph, checks, {}, {}, instance)  # upstream is fresh now, but still blocked
+    assert again.rebuilt == [] and again.held_back == {"downstream": "upstream_is_large"}
+    assert not built(instance, downstream)
+
+    monkeypatch.setitem(UPSTREAM_VALUE, "value", 2)
+    fixed = run_stale(graph, checks, {}, {}, instance, force=True)
+    assert fixed.rebuilt == ["upstream", "downstream"] and not fixed.held_back and built(instance, downstream)
+
+
+def test_a_failed_pass_raises_by_default(tmp_path):
+    with pytest.raises(Exception, match="blocking asset check failed"):
+        run_stale([upstream, downstream], [upstream_is_large], {}, {}, DagsterInstance.local_temp(str(tmp_path)))
