@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from embpipe.core.onnx_export import OnnxEncoder, export_onnx, verify_export
+from embpipe.core.onnx_export import FP32_NODES, OnnxEncoder, export_onnx, verify_export
 from embpipe.serving.app import ServerLimits, create_app
 from embpipe.serving.encoders import load_encoder
 
@@ -39,6 +39,15 @@ def test_fp32_export_matches_pytorch_and_the_served_variant_passed_parity(onnx_f
     served = json.loads((onnx_folder / "embpipe_onnx.json").read_text())["served_variant"]
     served_vectors = OnnxEncoder(onnx_folder, served).encode(TEXTS)
     assert np.min(np.sum(served_vectors * reference, axis=1)) >= 0.99
+
+
+def test_int8_keeps_the_feed_forward_down_projections_in_fp32_and_quantizes_the_rest(onnx_folder):
+    import onnx
+
+    ops = {n.name: n.op_type for n in onnx.load(str(onnx_folder / "model_int8.onnx")).graph.node}
+    kept = [name for name in ops if FP32_NODES.search(name) and ops[name] == "MatMul"]
+    assert len(kept) == 6  # one per layer of the 6-layer MiniLM
+    assert sum(op == "MatMulInteger" for op in ops.values()) == 5 * len(kept)  # q, k, v, attention out, FFN up
 
 
 def test_a_broken_export_is_refused(onnx_folder, base_model):
