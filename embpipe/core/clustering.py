@@ -9,8 +9,6 @@ still above ``delta`` is rescored against the unassigned points, so the result e
 
 Example:
     >>> import numpy as np
-
-from embpipe.core.retrieval import top_k
     >>> vectors = np.array([[1, 0], [0.99, 0.14], [0, 1], [0.14, 0.99]], dtype=np.float32)
     >>> knn_clusters(vectors, k=3, delta=0.9, seed=0).tolist()
     [0, 0, 1, 1]
