@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--set", action="append", default=[], help="extra stage config: op.field=value")
     parser.add_argument("--no-lmar", action="store_true", help="without LMAR's stages (the no-cluster ablation)")
+    parser.add_argument("--embgen", action="store_true", help="with EmbGen's stages (entities, strategy questions)")
     parser.add_argument("--annotate", action="store_true", help="only add stage metadata to an existing result")
     parser.add_argument(
         "--reuse-from",
@@ -135,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     budget = args.token_budget or setting["token_budget"]
     run_config = benchmark_run_config(dataset_dir, setting, args.seed, parse_overrides(args.set))
     teacher = TeacherResource(model=args.teacher, token_budget=budget)
-    resources = {**default_resources(), "teacher": teacher, "methods": MethodsResource(lmar=not args.no_lmar)}
+    methods = MethodsResource(lmar=not args.no_lmar, embgen=args.embgen)
+    resources = {**default_resources(), "teacher": teacher, "methods": methods}
     instance = dagster_instance()
     started = time.perf_counter()
     outcome = run_stale(
@@ -224,6 +226,7 @@ def collect_result(args, variant, budget, run_config, resources, instance, outco
             "teacher": args.teacher,
             "token_budget": budget,
             "lmar": not args.no_lmar,
+            "embgen": args.embgen,
             "run_config": run_config["ops"],
             "base_model": embedder.model_id(),
             "max_seq_length": embedder.max_seq_length,

@@ -16,7 +16,7 @@ import argparse
 import sys
 import time
 
-from embpipe.cli_artifacts import command_export, command_lineage, command_serve
+from embpipe.cli_artifacts import command_export, command_lineage, command_serve, command_sft
 from embpipe.paths import data_dir
 
 
@@ -52,8 +52,8 @@ def resources_from(args: argparse.Namespace) -> dict:
         teacher["token_budget"] = args.token_budget
     if teacher:
         resources["teacher"] = TeacherResource(**teacher)
-    if getattr(args, "no_lmar", False):
-        resources["methods"] = MethodsResource(lmar=False)
+    if getattr(args, "no_lmar", False) or getattr(args, "embgen", False):
+        resources["methods"] = MethodsResource(lmar=not args.no_lmar, embgen=args.embgen)
     return resources
 
 
@@ -187,6 +187,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--no-lmar", action="store_true", help="skip LMAR's stages (triplets, clusters, cluster questions)"
     )
+    run.add_argument("--embgen", action="store_true", help="run EmbGen's stages (entities, strategy questions)")
     run.add_argument("--beir", help="also score on this BEIR folder (never trained on)")
     run.add_argument("--force", action="store_true", help="rebuild every asset (LLM replies still come from cache)")
     run.add_argument("--select", nargs="+", metavar="ASSET", help="only these assets (and what they need)")
@@ -237,6 +238,11 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--min-cosine", type=float, default=0.99)
     export.add_argument("--max-seq-length", type=int, default=256)
     export.set_defaults(func=command_export)
+
+    sft = commands.add_parser("sft", help="write EmbGen's question-answer pairs as chat JSONL for LLM fine-tuning")
+    sft.add_argument("--output", required=True, help="JSONL file to write")
+    sft.add_argument("--system", help="system message of every record (default: a question-answering assistant)")
+    sft.set_defaults(func=command_sft)
 
     fetch = commands.add_parser("fetch-models", help="download and verify the local teacher weights")
     fetch.add_argument("names", nargs="*")

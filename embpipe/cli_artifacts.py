@@ -1,4 +1,4 @@
-"""The commands that read or ship what a run produced: ``lineage``, ``serve`` and ``export``.
+"""The commands that read or ship what a run produced: ``lineage``, ``serve``, ``export`` and ``sft``.
 
 They are wired into the ``embpipe`` parser in ``embpipe.cli``; heavy imports stay inside each command.
 """
@@ -70,4 +70,29 @@ def command_export(args: argparse.Namespace) -> int:
     report = verify_export(model, folder, texts, texts, args.min_cosine)
     print(pd.DataFrame(report.rows()).to_markdown(index=False))
     print(json.dumps({"exported": str(folder), "served_variant": report.served}))
+    return 0
+
+
+def command_sft(args: argparse.Namespace) -> int:
+    """Write EmbGen's question–answer pairs as chat-format JSONL (one ``messages`` record per line)."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from embpipe.core.embgen_questions import SFT_SYSTEM, sft_record
+
+    path = data_dir() / "assets" / "embgen_queries.parquet"
+    if not path.is_file():
+        print(f"{path} does not exist: run `embpipe run --embgen` first (it builds embgen_queries)", file=sys.stderr)
+        return 2
+    pairs = pd.read_parquet(path)
+    if pairs.empty:
+        print("embgen_queries is empty (EmbGen off or no question): run `embpipe run --embgen`", file=sys.stderr)
+        return 1
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps(sft_record(q, a, args.system or SFT_SYSTEM)) for q, a in pairs[["text", "answer"]].values]
+    output.write_text("\n".join(lines) + "\n")
+    print(json.dumps({"written": str(output), "records": len(lines)}))
     return 0

@@ -1,11 +1,14 @@
-"""EmbGen: entity pairs, their per-document deduplication and reassembly, and the chunk-sampling strategies."""
+"""EmbGen: entity pairs and their reassembly, the chunk-sampling strategies, questions under a budget, the stages."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from embpipe.core.embgen_questions import EmbGenStats, generate_selection_questions, quality_messages
 from embpipe.core.entities import (
     chunks_by_cluster,
     cluster_centroids,
@@ -13,13 +16,18 @@ from embpipe.core.entities import (
     parse_entities,
     reassemble,
 )
+from embpipe.core.questions import near_duplicate_mask
 from embpipe.core.sampling import (
+    ChunkSelection,
     inter_cluster_selections,
     intra_cluster_selections,
     plan_mix,
     proximity_selections,
 )
+from embpipe.llm.judge import ask_yes_probability
 from embpipe.llm.teacher import TeacherOutputError
+from embpipe.resources.embedder import encode
+from embpipe_tests.conftest import make_teacher
 
 
 def unit(rows: list[list[float]]) -> np.ndarray:
@@ -103,3 +111,129 @@ def test_the_planned_mix_never_exceeds_the_budget(budget):
     assert plan_mix(budget, {**weights, "inter_cluster": 0.0}, costs)["inter_cluster"] == 0
     with pytest.raises(ValueError, match="positive weight"):
         plan_mix(budget, dict.fromkeys(weights, 0.0), costs)
+
+
+PASSAGES = {
+    "c1": ("Alert H-052 means chassis fan 3 runs below its minimum speed. Replace the fan.", "d1"),
+    "c2": ("Fan 3 replacement: power off the appliance, open the chassis and swap the fan module.", "d1"),
+    "c3": ("Backup encryption keys rotate every 90 days. Rotation needs the security officer role.", "d2"),
+}
+SELECTIONS = [
+    ChunkSelection("proximity", ("c1", "c2")),
+    ChunkSelection("intra_cluster", ("c2", "c1"), (0,)),
+    ChunkSelection("inter_cluster", ("c1", "c3"), (0, 1)),
+    ChunkSelection("proximity", ("c3",)),
+]
+
+
+def fake_quality(teacher):
+    def judge(stage, question, evidence):
+        return ask_yes_probability(teacher, stage, question[:60], quality_messages(question, evidence), "q")
+
+    return judge
+
+
+def test_selection_questions_cite_their_chunks_carry_answers_and_bill_each_strategy(tmp_path):
+    teacher = make_teacher(tmp_path)
+    stats = EmbGenStats()
+    frame, answers = generate_selection_questions(
+        teacher, SELECTIONS, PASSAGES, lambda s: [("fan 3", "chassis fan")], fake_quality(teacher), 0.0, stats
+    )
+    assert frame["strategy"].tolist() == ["proximity", "intra_cluster", "inter_cluster", "proximity"]
+    assert frame["hops"].tolist() == [2, 2, 2, 1]  # the fake teacher cites every passage it was given
+    assert [list(p) for p in frame["positive_chunk_ids"]] == [list(s.chunk_ids) for s in SELECTIONS]
+    assert list(frame.loc[2, "doc_ids"]) == ["d1", "d2"] and frame["validator_score"].between(0, 1).all()
+    assert answers[0] == "Alert H-052 means chassis fan 3 runs below its minimum speed."
+    stages = {u.stage for u in teacher.store.usage("run-1")}
+    assert stages == {"embgen_proximity", "embgen_intra_cluster", "embgen_inter_cluster"}
+
+
+def test_low_quality_questions_are_dropped(tmp_path):
+    teacher = make_teacher(tmp_path)
+    stats = EmbGenStats()
+    frame, _ = generate_selection_questions(
+        teacher, SELECTIONS, PASSAGES, lambda s: [], fake_quality(teacher), 0.999, stats
+    )
+    assert frame.empty and stats.below_quality == len(SELECTIONS)
+
+
+@pytest.mark.parametrize("budget", [0, 300, 700, 1500])
+def test_the_embgen_budget_is_never_exceeded(tmp_path, budget):
+    teacher = make_teacher(tmp_path)
+    stats = EmbGenStats()
+
+    def spent() -> int:
+        return sum(u.prompt_tokens + u.completion_tokens for u in teacher.store.usage("run-1"))
+
+    frame, _ = generate_selection_questions(
+        teacher, SELECTIONS, PASSAGES, lambda s: [], fake_quality(teacher), 0.0, stats, budget=(budget, spent)
+    )
+    assert spent() <= budget
+    assert (len(frame) < len(SELECTIONS)) == bool(stats.budget_message)  # stopped early only for the budget
+    if budget == 0:
+        assert frame.empty and spent() == 0
+
+
+def test_deduplication_drops_paraphrases_and_keeps_distinct_questions(base_model):
+    questions = [
+        "How do I rotate the backup encryption key?",
+        "How can I rotate the backup encryption key?",
+        "What does alert H-052 about chassis fan 3 mean?",
+        "How do I rotate the encryption key of the backups?",
+    ]
+    keep = near_duplicate_mask(encode(base_model, questions), 0.9)
+    assert keep.tolist() == [True, False, True, False]
+
+
+def test_the_embgen_stages_materialize_every_strategy_with_answers_and_feed_synthetic_queries(data_dir, tmp_path):
+    from dagster import materialize
+
+    from embpipe.definitions import all_assets, default_resources
+    from embpipe.resources.methods import MethodsResource
+    from embpipe.resources.teacher import TeacherResource
+    from embpipe_tests.conftest import SAMPLE_DIR
+
+    resources = {
+        **default_resources(),
+        "teacher": TeacherResource(model="fake/teacher"),
+        "methods": MethodsResource(lmar=False, embgen=True),
+    }
+    selection = [
+        "documents", "rejected_documents", "chunks", "chunk_embeddings", "labeled_triplets", "triplet_tuned_model",
+        "chunk_clusters", "cluster_profiles", "cluster_queries", "entity_descriptions", "entity_clusters",
+        "embgen_queries", "synthetic_queries",
+    ]  # fmt: skip
+    run_config = {
+        "ops": {
+            "read_documents": {"config": {"folder": str(SAMPLE_DIR)}},
+            "synthetic_queries": {"config": {"max_chunks": 0}},
+            "entity_descriptions": {"config": {"max_chunks": 30}},
+            "entity_clusters": {"config": {"min_similarity": 0.5}},
+            "embgen_queries": {"config": {"token_budget": 30_000, "min_quality": 0.0}},
+        }
+    }
+    result = materialize(all_assets, selection=selection, resources=resources, run_config=run_config)
+    assert result.success
+    assets = data_dir / "assets"
+    entities = pd.read_parquet(assets / "entity_descriptions.parquet")
+    chunks = pd.read_parquet(assets / "chunks.parquet").set_index("chunk_id")
+    assert len(entities) and entities["entity_id"].is_unique
+    assert all(chunks.loc[list(ids), "doc_id"].eq(doc).all() for doc, ids in entities[["doc_id", "chunk_ids"]].values)
+    embgen = pd.read_parquet(assets / "embgen_queries.parquet")
+    assert set(embgen["strategy"]) == {"proximity", "intra_cluster", "inter_cluster"}
+    assert embgen["answer"].str.len().gt(0).all() and set(embgen["hops"]) <= {1, 2, 3} and embgen["hops"].max() >= 2
+    for positives, docs in embgen[["positive_chunk_ids", "doc_ids"]].values:  # lineage to documents
+        assert set(chunks.loc[list(positives), "doc_id"]) == set(docs)
+    queries = pd.read_parquet(assets / "synthetic_queries.parquet")
+    assert set(queries["query_id"]) <= set(embgen["query_id"]) and len(queries)  # no single-chunk questions asked
+    [materialization] = result.asset_materializations_for_node("embgen_queries")
+    spent = materialization.metadata["tokens_by_strategy"].value
+    assert set(spent) == {"proximity", "intra_cluster", "inter_cluster"} and sum(spent.values()) <= 30_000
+
+    from embpipe.cli import main
+
+    assert main(["sft", "--output", str(tmp_path / "sft.jsonl")]) == 0  # EmbGen's chat-format export
+    records = [json.loads(line) for line in (tmp_path / "sft.jsonl").read_text().splitlines()]
+    assert [r["messages"][1]["content"] for r in records] == embgen["text"].tolist()
+    assert [r["messages"][2]["content"] for r in records] == embgen["answer"].tolist()
+    assert {r["messages"][2]["role"] for r in records} == {"assistant"}

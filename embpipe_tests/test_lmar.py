@@ -190,7 +190,8 @@ def test_with_lmar_off_the_stages_store_empty_tables_and_call_no_teacher(data_di
     }
     selection = [
         "documents", "rejected_documents", "chunks", "chunk_embeddings", "labeled_triplets", "triplet_tuned_model",
-        "chunk_clusters", "cluster_profiles", "cluster_queries", "synthetic_queries",
+        "chunk_clusters", "cluster_profiles", "cluster_queries", "entity_descriptions", "entity_clusters",
+        "embgen_queries", "synthetic_queries",
     ]  # fmt: skip
     run_config = {
         "ops": {

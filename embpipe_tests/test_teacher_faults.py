@@ -104,7 +104,7 @@ def test_bounded_number_rejects_non_numbers(value):
 
 
 def materialize_questions(teacher_resource, max_chunks: int):
-    """Materialize documents → chunks → synthetic_queries (and their checks) on data/sample, LMAR off."""
+    """Materialize documents → chunks → synthetic_queries (and their checks) on data/sample, LMAR and EmbGen off."""
     from dagster import AssetKey, materialize
 
     from embpipe.definitions import all_assets, all_checks, default_resources
@@ -112,7 +112,8 @@ def materialize_questions(teacher_resource, max_chunks: int):
     from embpipe_tests.conftest import SAMPLE_DIR
 
     lmar = ("labeled_triplets", "triplet_tuned_model", "chunk_clusters", "cluster_profiles", "cluster_queries")
-    names = ("documents", "rejected_documents", "chunks", "chunk_embeddings", *lmar, "synthetic_queries")
+    embgen = ("entity_descriptions", "entity_clusters", "embgen_queries")
+    names = ("documents", "rejected_documents", "chunks", "chunk_embeddings", *lmar, *embgen, "synthetic_queries")
     keys = [AssetKey(k) for k in names]
     run_config = {
         "ops": {

@@ -8,7 +8,12 @@ from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, O
 from pydantic import Field
 
 from embpipe.core.beir import passage_text
-from embpipe.core.questions import generate_single_chunk_questions, near_duplicate_mask, select_chunks
+from embpipe.core.questions import (
+    QUERY_COLUMNS,
+    generate_single_chunk_questions,
+    near_duplicate_mask,
+    select_chunks,
+)
 from embpipe.core.splits import assign_splits
 from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_version, preview
 from embpipe.defs.types import ChunkEmbeddingsFrame, QuerySplitsFrame, SyntheticQueriesFrame
@@ -54,7 +59,7 @@ class QuestionConfig(Config):
     seed: int = Field(default=42, description="Seed of the chunk sample.")
 
 
-@asset(dagster_type=SyntheticQueriesFrame, code_version="2", group_name="synthesis")
+@asset(dagster_type=SyntheticQueriesFrame, code_version="3", group_name="synthesis")
 def synthetic_queries(
     context: AssetExecutionContext,
     config: QuestionConfig,
@@ -62,8 +67,9 @@ def synthetic_queries(
     embedder: EmbedderResource,
     chunks: pd.DataFrame,
     cluster_queries: pd.DataFrame,
+    embgen_queries: pd.DataFrame,
 ):
-    """Teacher-written questions (single-chunk, plus LMAR's validated cluster questions), near-duplicates dropped.
+    """Teacher-written questions (single-chunk, LMAR's cluster and EmbGen's strategy questions), deduplicated.
 
     Each keeps its positive chunk(s), source documents, ``strategy``, ``hops`` and validator score.
     """
@@ -79,7 +85,8 @@ def synthetic_queries(
     frame, stats = generate_single_chunk_questions(client, sample, config.questions_per_chunk, progress)
     if stats.budget_exhausted:
         context.log.warning(f"stopped early, kept {len(frame)} questions: {stats.budget_message}")
-    frame = pd.concat([frame, cluster_queries], ignore_index=True) if len(cluster_queries) else frame
+    extra = [q[QUERY_COLUMNS] for q in (cluster_queries, embgen_queries) if len(q)]
+    frame = pd.concat([frame, *extra], ignore_index=True) if extra else frame
     frame = frame.drop_duplicates("query_id").reset_index(drop=True)
     if len(frame):
         keep = near_duplicate_mask(encode(embedder.load(), frame["text"].tolist()), config.dedup_threshold)

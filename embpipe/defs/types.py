@@ -153,3 +153,36 @@ ClusterProfilesFrame = create_dagster_pandas_dataframe_type(
         _id("summary"),
     ],
 )
+
+EntityDescriptionsFrame = create_dagster_pandas_dataframe_type(
+    name="EntityDescriptionsFrame",
+    description="EmbGen: the teacher's (entity, description) pairs, one row per document and entity.",
+    columns=[
+        _id("entity_id", unique=True),
+        _id("doc_id"),
+        _id("entity"),
+        _id("description"),
+        PandasColumn.exists("chunk_ids"),
+    ],
+)
+
+EntityClustersFrame = create_dagster_pandas_dataframe_type(
+    name="EntityClustersFrame",
+    description="EmbGen: the cluster of every entity, from the similarity of their descriptions.",
+    columns=[_id("entity_id", unique=True), PandasColumn.integer_column("cluster_id", min_value=0, non_nullable=True)],
+)
+
+EmbGenQueriesFrame = create_dagster_pandas_dataframe_type(
+    name="EmbGenQueriesFrame",
+    description="EmbGen: quality-scored proximity, intra- and inter-cluster questions with the teacher's answers.",
+    columns=[
+        _id("query_id", unique=True),
+        _id("text"),
+        PandasColumn.exists("positive_chunk_ids"),
+        PandasColumn.exists("doc_ids"),
+        PandasColumn.categorical_column("strategy", categories=STRATEGIES),
+        PandasColumn.integer_column("hops", min_value=1, max_value=3),
+        PandasColumn.float_column("validator_score", min_value=0.0, max_value=1.0),
+        _id("answer"),
+    ],
+)

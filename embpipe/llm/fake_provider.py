@@ -2,8 +2,9 @@
 
 ``fake/<behaviour>`` replies depend only on the request: question requests (a JSON schema with a
 ``questions`` array) get questions built from the words of the passage after ``PASSAGE:`` (cluster questions
-cite passage 1), summary requests a summary of the passages' words; any other JSON
-schema gets its smallest valid instance; relevance judgements ("Yes or No") answer Yes when most content
+cite passage 1), summary requests a summary of the passages' words, entity requests one entity per early
+sentence, EmbGen's single cited question cites every passage and answers with passage 1's first sentence;
+any other JSON schema gets its smallest valid instance; relevance judgements ("Yes or No") answer Yes when most content
 words of the question occur in the passage, with log-probabilities from that overlap when they are asked
 for; "same topic" questions likewise by the share of PASSAGE 1's words found in PASSAGE 2; "A or B"
 closeness questions answer by the anchor's word overlap with each passage, leaning towards "A" by
@@ -158,7 +159,30 @@ def fake_reply(messages: list[dict], schema: dict[str, Any] | None) -> str:
     if "summary" in properties:
         words = sorted(content_words(last.split("PASSAGES:", 1)[-1]))[:6]
         return json.dumps({"summary": "Passages about " + " ".join(words)})
+    if "entities" in properties:
+        return json.dumps({"entities": fake_entities(last.split("PASSAGE:", 1)[-1])})
+    if {"question", "answer", "passages"} <= set(properties):
+        return json.dumps(fake_cited_question(last.split("PASSAGES:", 1)[-1]))
     return json.dumps(minimal_instance(schema))
+
+
+def fake_entities(passage: str) -> list[dict]:
+    """Up to three entities: the longest content word of each early sentence, described by that sentence."""
+    entities = []
+    for sentence in split_sentences(passage)[:3]:
+        words = sorted(content_words(sentence), key=lambda w: (-len(w), w))
+        if words and len(sentence.strip()) >= 10:
+            entities.append({"entity": words[0], "description": " ".join(sentence.split())[:300]})
+    return entities
+
+
+def fake_cited_question(passages: str) -> dict:
+    """One question from passage 1's words, answered by its first sentence, citing every numbered passage."""
+    numbers = [int(n) for n in re.findall(r"^\[(\d+)\]", passages, flags=re.MULTILINE)] or [1]
+    first = passages.split("[2]", 1)[0].split("]", 1)[-1]
+    question = (fake_questions(first, 1) or ["What about this topic?"])[0]
+    answer = (split_sentences(first) or ["No answer."])[0].strip()[:300]
+    return {"question": question, "answer": answer, "passages": numbers}
 
 
 def _custom_llm_base():

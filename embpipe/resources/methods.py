@@ -1,4 +1,4 @@
-"""Which synthesis methods run: the one place for the LMAR switch (its "no cluster" ablation when off)."""
+"""Which synthesis methods run: the one place for the LMAR and EmbGen switches (ablations when off)."""
 
 from dagster import ConfigurableResource
 from pydantic import Field
@@ -12,4 +12,9 @@ class MethodsResource(ConfigurableResource):
         description="Run LMAR's stages (labelled triplets, triplet tuning, clustering, cluster profiles and "
         "validated cluster questions); off, they store empty tables and the base model, and only single-chunk "
         "questions are trained on.",
+    )
+    embgen: bool = Field(
+        default=False,
+        description="Run EmbGen's stages (entity extraction, entity clusters, proximity / intra-cluster / "
+        "inter-cluster questions with answers under a token budget); off, they store empty tables.",
     )
