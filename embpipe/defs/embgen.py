@@ -180,6 +180,12 @@ def planned_selections(
     return plan, interleaved
 
 
+def tokens_by_strategy(client) -> dict[str, int]:
+    """Teacher tokens (paid and cached) of this run's EmbGen questions and quality scores, per strategy."""
+    usage = [u for u in client.store.usage(client.run_id) if u.stage.startswith("embgen_")]
+    return {u.stage.removeprefix("embgen_"): u.prompt_tokens + u.completion_tokens + u.cached_tokens for u in usage}
+
+
 def entity_lookup(entities: pd.DataFrame) -> dict[str, list[tuple[str, str]]]:
     """chunk id → the (entity, description) pairs that name it."""
     named: dict[str, list[tuple[str, str]]] = {}
@@ -224,12 +230,6 @@ def embgen_queries(
             messages = quality_messages(question, evidence)
             return ask_yes_probability(client, stage, question[:60], messages, QUALITY_PROMPT_VERSION)
 
-        def spent() -> int:
-            usage = client.store.usage(client.run_id)
-            return sum(
-                u.prompt_tokens + u.completion_tokens + u.cached_tokens for u in usage if u.stage.startswith("embgen_")
-            )
-
         frame, answers = generate_selection_questions(
             client,
             selections,
@@ -238,7 +238,7 @@ def embgen_queries(
             judge,
             config.min_quality,
             stats,
-            budget=(config.token_budget, spent),
+            budget=(config.token_budget, lambda: sum(tokens_by_strategy(client).values())),
             progress=progress_logger(context, "EmbGen questions"),
         )
         if stats.budget_message:
@@ -247,8 +247,7 @@ def embgen_queries(
     if len(frame):
         frame = frame[near_duplicate_mask(encode(embedder.load(), frame["text"].tolist()), config.dedup_threshold)]
     frame = frame.reset_index(drop=True).astype({"hops": "int64", "validator_score": "float64"})
-    usage = [u for u in (client.store.usage(client.run_id) if client else []) if u.stage.startswith("embgen_")]
-    tokens = {u.stage.removeprefix("embgen_"): u.prompt_tokens + u.completion_tokens + u.cached_tokens for u in usage}
+    tokens = tokens_by_strategy(client) if client else {}
     document_tokens = int(chunks["n_tokens"].sum()) if len(chunks) else 0
     return Output(
         frame[EMBGEN_COLUMNS],
