@@ -8,7 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embpipe.core.embgen_questions import EmbGenStats, generate_selection_questions, quality_messages
+from embpipe.core.embgen_questions import (
+    EmbGenStats,
+    generate_selection_questions,
+    quality_messages,
+    specialised_system_prompt,
+)
 from embpipe.core.entities import (
     chunks_by_cluster,
     cluster_centroids,
@@ -237,3 +242,18 @@ def test_the_embgen_stages_materialize_every_strategy_with_answers_and_feed_synt
     assert [r["messages"][1]["content"] for r in records] == embgen["text"].tolist()
     assert [r["messages"][2]["content"] for r in records] == embgen["answer"].tolist()
     assert {r["messages"][2]["role"] for r in records} == {"assistant"}
+
+
+def test_a_cluster_selections_prompt_names_its_clusters_entities_before_its_chunks():
+    from embpipe.defs.embgen import prompt_entities
+
+    members = {0: [("fan 3", "chassis fan"), ("H-052", "fan alert")], 1: [("SMTP", "mail relay")]}
+    named = {"c1": [("fan 3", "chassis fan"), ("PSU", "power supply")]}
+    selection = ChunkSelection("intra_cluster", ("c1", "c2"), (0,))
+    assert prompt_entities(selection, members, named) == [
+        ("fan 3", "chassis fan"),
+        ("H-052", "fan alert"),
+        ("PSU", "power supply"),
+    ]
+    prompt = specialised_system_prompt(prompt_entities(selection, members, named))
+    assert "- H-052: fan alert" in prompt and "SMTP" not in prompt

@@ -186,6 +186,23 @@ def tokens_by_strategy(client) -> dict[str, int]:
     return {u.stage.removeprefix("embgen_"): u.prompt_tokens + u.completion_tokens + u.cached_tokens for u in usage}
 
 
+def entity_description_pairs(entities: pd.DataFrame, labels: np.ndarray) -> dict[int, list[tuple[str, str]]]:
+    """Entity cluster → its (entity, description) pairs."""
+    pairs: dict[int, list[tuple[str, str]]] = {}
+    for label, entity, description in zip(labels.tolist(), entities["entity"], entities["description"], strict=True):
+        pairs.setdefault(int(label), []).append((str(entity), str(description)))
+    return pairs
+
+
+def prompt_entities(
+    selection: ChunkSelection, members: dict[int, list[tuple[str, str]]], named: dict[str, list[tuple[str, str]]]
+) -> list[tuple[str, str]]:
+    """What a selection's system prompt says its passages are about: its clusters' entities, then its chunks'."""
+    pairs = [p for c in selection.cluster_ids for p in members.get(c, [])]
+    pairs += [p for chunk_id in selection.chunk_ids for p in named.get(chunk_id, [])]
+    return list(dict.fromkeys(pairs))
+
+
 def entity_lookup(entities: pd.DataFrame) -> dict[str, list[tuple[str, str]]]:
     """chunk id → the (entity, description) pairs that name it."""
     named: dict[str, list[tuple[str, str]]] = {}
@@ -222,6 +239,7 @@ def embgen_queries(
         plan, selections = planned_selections(config, chunks, stack_embeddings(aligned), clusters, centroids)
         context.log.info(f"EmbGen plan for {config.token_budget} tokens: {plan}")
         named = entity_lookup(entity_descriptions)
+        members = entity_description_pairs(entity_descriptions, labels)
         passages = {
             str(c): (str(t), str(d)) for c, t, d in chunks[["chunk_id", "text", "doc_id"]].itertuples(index=False)
         }
@@ -234,7 +252,7 @@ def embgen_queries(
             client,
             selections,
             passages,
-            lambda selection: [pair for c in selection.chunk_ids for pair in named.get(c, [])],
+            lambda selection: prompt_entities(selection, members, named),
             judge,
             config.min_quality,
             stats,
