@@ -43,3 +43,17 @@ def test_adding_a_document_moves_no_existing_query():
 def test_small_corpora_still_get_validation_and_test_groups():
     assignment = assign_splits({"a": ["d1"], "b": ["d2"], "c": ["d3"]}, (0.8, 0.1, 0.1), seed=0)
     assert sorted(assignment.values()) == ["test", "train", "validation"]
+
+
+def test_a_budget_cut_chunk_selection_still_splits_by_the_fractions():
+    import pandas as pd
+
+    from embpipe.core.questions import select_chunks
+
+    chunks = pd.DataFrame(
+        {"chunk_id": [f"c{i}" for i in range(400)], "doc_id": [f"d{i}" for i in range(400)], "n_tokens": 50}
+    )
+    picked = select_chunks(chunks, 60, 20, seed=42)  # the budget stops after the first documents in hash order
+    assignment = assign_splits({f"q{d}": [d] for d in picked["doc_id"]}, (0.6, 0.2, 0.2), seed=42)
+    counts = {name: list(assignment.values()).count(name) for name in ("train", "validation", "test")}
+    assert 20 <= counts["train"] <= 52 and counts["validation"] >= 4 and counts["test"] >= 4

@@ -3,7 +3,9 @@
 Queries are grouped into connected components over their source documents (two queries touching one
 document are in the same group), and whole groups are assigned to splits by a seeded hash of the group's
 smallest document id: the assignment of a group does not depend on which other groups exist, so adding a
-document moves no existing query to another split (incremental runs stay incremental).
+document moves no existing query to another split (incremental runs stay incremental). The hash is salted
+with ``SPLIT_SALT``: chunk selection orders documents by the same seeded hash, so without the salt a token
+budget that stops early leaves only low-hash documents, and all of them would land in train.
 
 Example:
     >>> assign_splits({"a": ["d1"], "b": ["d1"], "c": ["d2"]}, (0.5, 0.0, 0.5), seed=0)["a"] in {"train", "test"}
@@ -16,6 +18,7 @@ import hashlib
 from collections.abc import Sequence
 
 SPLITS = ("train", "validation", "test")
+SPLIT_SALT = "split"
 
 
 def document_groups(query_docs: dict[str, Sequence[str]]) -> list[list[str]]:
@@ -45,6 +48,11 @@ def stable_unit(seed: int, key: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+def split_unit(seed: int, key: str) -> float:
+    """A group's place in [0, 1) for the split draw, independent of the chunk-selection order."""
+    return stable_unit(seed, f"{SPLIT_SALT}\0{key}")
+
+
 def group_key(query_docs: dict[str, Sequence[str]], group: list[str]) -> str:
     """A group's identity: its smallest document id (its smallest query id when it has no documents)."""
     docs = sorted(str(d) for q in group for d in query_docs[q])
@@ -62,10 +70,10 @@ def assign_splits(
     if abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
         raise ValueError(f"split fractions must be non-negative and sum to 1, got {fractions}")
     train, validation, _ = fractions
-    groups = sorted(document_groups(query_docs), key=lambda g: stable_unit(seed, group_key(query_docs, g)))
+    groups = sorted(document_groups(query_docs), key=lambda g: split_unit(seed, group_key(query_docs, g)))
     names = []
     for group in groups:
-        u = stable_unit(seed, group_key(query_docs, group))
+        u = split_unit(seed, group_key(query_docs, group))
         names.append("train" if u < train else "validation" if u < train + validation else "test")
     if len(groups) >= 3:
         for split, fraction in (("test", fractions[2]), ("validation", validation)):

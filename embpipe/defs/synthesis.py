@@ -125,7 +125,7 @@ class SplitConfig(Config):
     seed: int = Field(default=42, description="Seed of the group shuffle.")
 
 
-@asset(dagster_type=QuerySplitsFrame, code_version="1", group_name="synthesis")
+@asset(dagster_type=QuerySplitsFrame, code_version="2", group_name="synthesis")
 def query_splits(config: SplitConfig, synthetic_queries: pd.DataFrame):
     """train / validation / test per query, grouped by source document so test documents are unseen."""
     query_docs = {q: list(d) for q, d in zip(synthetic_queries["query_id"], synthetic_queries["doc_ids"], strict=True)}
