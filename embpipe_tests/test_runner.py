@@ -1,11 +1,12 @@
-"""The stale-only runner: a failed pass raises or ends the run; a failed blocking check holds back what is below."""
+"""The stale-only runner: failed passes, holding back what a failed blocking check guards, method switches."""
 
 from __future__ import annotations
 
 import pytest
-from dagster import AssetCheckResult, DagsterInstance, asset, asset_check
+from dagster import AssetCheckResult, DagsterInstance, Output, asset, asset_check
 
 from embpipe.orchestration.runner import run_stale
+from embpipe.resources.methods import MethodsResource
 
 UPSTREAM_VALUE = {"value": 1}
 
@@ -48,3 +49,25 @@ def test_a_failed_blocking_check_holds_back_the_assets_below_until_the_asset_pas
 def test_a_failed_pass_raises_by_default(tmp_path):
     with pytest.raises(Exception, match="blocking asset check failed"):
         run_stale([upstream, downstream], [upstream_is_large], {}, {}, DagsterInstance.local_temp(str(tmp_path)))
+
+
+@asset(required_resource_keys={"methods"})
+def switched(context) -> Output[int]:
+    return Output(int(context.resources.methods.lmar), metadata={"lmar": context.resources.methods.lmar})
+
+
+@asset
+def downstream_of_switched(switched: int) -> int:
+    return switched + 1
+
+
+def test_flipping_a_method_switch_rebuilds_the_stages_that_read_it(tmp_path):
+    instance = DagsterInstance.local_temp(str(tmp_path))
+    graph = [switched, downstream_of_switched]
+    assert run_stale(graph, [], {"methods": MethodsResource(lmar=False)}, {}, instance).rebuilt == [
+        "switched",
+        "downstream_of_switched",
+    ]
+    assert run_stale(graph, [], {"methods": MethodsResource(lmar=False)}, {}, instance).rebuilt == []
+    flipped = run_stale(graph, [], {"methods": MethodsResource(lmar=True)}, {}, instance)
+    assert flipped.rebuilt == ["switched", "downstream_of_switched"]

@@ -98,14 +98,34 @@ def config_changed(instance: DagsterInstance, asset: AssetsDefinition, run_confi
     return False
 
 
-def keys_to_build(instance: DagsterInstance, assets: Sequence[AssetsDefinition], run_config: dict) -> set[AssetKey]:
-    """Asset keys that are missing, stale, or configured differently than when last built."""
+def switches_changed(instance: DagsterInstance, asset: AssetsDefinition, resources: dict) -> bool:
+    """Whether a method switch (``methods.lmar``, ``methods.embgen``) differs from the one the asset recorded.
+
+    Dagster does not mark an asset stale when a resource changes, so an LMAR stage built with LMAR off would
+    stay an empty table after LMAR is switched on; the stages record their switch and the runner compares it.
+    """
+    methods = resources.get("methods")
+    if methods is None or "methods" not in asset.required_resource_keys:
+        return False
+    for key in asset.keys:
+        event = instance.get_latest_materialization_event(key)
+        metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+        for switch in type(methods).model_fields:
+            if switch in metadata and metadata[switch].value != getattr(methods, switch):
+                return True
+    return False
+
+
+def keys_to_build(
+    instance: DagsterInstance, assets: Sequence[AssetsDefinition], run_config: dict, resources: dict | None = None
+) -> set[AssetKey]:
+    """Asset keys that are missing, stale, or configured (or switched) differently than when last built."""
     resolver = stale_resolver(instance, assets)
     keys: set[AssetKey] = set()
     for asset in assets:
         if not asset.is_materializable:
             continue
-        if config_changed(instance, asset, run_config):
+        if config_changed(instance, asset, run_config) or switches_changed(instance, asset, resources or {}):
             keys |= set(asset.keys)
         keys |= {k for k in asset.keys if resolver.get_status(k) in (StaleStatus.STALE, StaleStatus.MISSING)}
     return keys
@@ -178,7 +198,8 @@ def run_stale(
     every_key = {k for a in assets if a.is_materializable for k in a.keys}
     if targets:
         every_key &= upstream_closure(assets, targets)
-    selection = every_key if force else (keys_to_build(instance, assets, run_config) | {ALWAYS_READ}) & every_key
+    stale = keys_to_build(instance, assets, run_config, resources) if not force else set()
+    selection = every_key if force else (stale | {ALWAYS_READ}) & every_key
     for number in range(1, 2 * len(every_key) + 2):
         held = held_back_by_checks(instance, assets, checks)
         outcome.held_back = {k.to_user_string(): v for k, v in held.items() if k in every_key}
@@ -202,5 +223,5 @@ def run_stale(
         if not result.success:
             outcome.failed = True
             break
-        selection = keys_to_build(instance, assets, run_config) & every_key
+        selection = keys_to_build(instance, assets, run_config, resources) & every_key
     return outcome
