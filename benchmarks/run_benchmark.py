@@ -253,7 +253,21 @@ def collect_result(args, variant, budget, run_config, resources, instance, outco
     }
 
 
-RECORDED_STAGES = ("synthetic_queries", "hard_negatives", "mining_rounds", "embedding_model", "onnx_model")
+RECORDED_STAGES = (
+    "labeled_triplets",
+    "chunk_clusters",
+    "cluster_profiles",
+    "cluster_queries",
+    "entity_descriptions",
+    "entity_clusters",
+    "embgen_queries",
+    "synthetic_queries",
+    "query_splits",
+    "hard_negatives",
+    "mining_rounds",
+    "embedding_model",
+    "onnx_model",
+)
 
 
 def stage_metadata(instance) -> dict[str, dict]:
@@ -268,7 +282,7 @@ def stage_metadata(instance) -> dict[str, dict]:
         values = {}
         for key, entry in event.asset_materialization.metadata.items():
             value = entry.value
-            if isinstance(value, int | float | str | bool):
+            if isinstance(value, int | float | str | bool | dict | list):
                 values[key] = value
             elif hasattr(value, "md_str"):
                 values[key] = value.md_str
