@@ -85,6 +85,19 @@ def test_judged_candidates_become_positives_negatives_or_uncertain():
     assert outcome.rounds[0].new_positives == 1 and outcome.rounds[0].new_negatives == 1
 
 
+def test_progress_counts_each_round_s_judgements_against_what_the_round_asks():
+    calls = []
+    run_mining(
+        [Label("q1", "pos", "positive", "synthetic", 0)],
+        lambda labels: ("s", 0.5),
+        lambda s: {"q1": ["pos", "x", "y", "z"]},
+        lambda q, c: 0.5,
+        MiningParams(rounds=1, top_k=4, max_judgements_per_round=2),
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    assert calls == [(1, 2), (2, 2)]
+
+
 def test_round_loop_stops_on_a_validation_plateau_and_keeps_the_best_labels():
     outcome, trained = scripted_mining([0.50, 0.60, 0.60, 0.9], {"x": 0.9, "y": 0.1}, MiningParams(rounds=4, top_k=4))
     assert [r.round for r in outcome.rounds] == [1, 2, 3] and outcome.rounds[-1].stopped == "plateau"

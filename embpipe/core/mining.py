@@ -116,12 +116,14 @@ def run_mining(
     on_round: Callable[[RoundRecord], None] | None = None,
     carried: Sequence[Label] = (),
     settled: frozenset[str] = frozenset(),
+    progress: Callable[[int, int], None] | None = None,
 ) -> MiningOutcome:
     """Run up to ``params.rounds`` rounds from ``labels`` (see the module docstring).
 
     ``judge`` returns P(relevant) or ``None`` (no verdict: skipped); it raises ``StopMining`` to end the loop
     (a spent token budget), in which case the judgements made so far are kept. ``carried`` are earlier
     teacher judgements (kept, their verdicts used from round 1); queries in ``settled`` are never judged.
+    ``progress`` gets ``(asked, to_ask)`` after each teacher judgement of a round.
     """
     carried = list(carried)
     outcome = MiningOutcome(
@@ -143,13 +145,15 @@ def run_mining(
             break
         previous = score
         pending = candidates_to_judge(retrieve(student), outcome.labels, outcome.judgements, params.top_k, settled)
-        new_labels = []
-        for query_id, chunk_id in pending[: params.max_judgements_per_round]:
+        new_labels, to_ask = [], pending[: params.max_judgements_per_round]
+        for asked, (query_id, chunk_id) in enumerate(to_ask, start=1):
             try:
                 verdict = judge(query_id, chunk_id)
             except StopMining as reason:
                 record.stopped = f"stopped: {reason}"
                 break
+            if progress:
+                progress(asked, len(to_ask))
             if verdict is None:
                 continue
             label = label_from_judgement(query_id, chunk_id, verdict, number, params)

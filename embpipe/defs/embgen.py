@@ -36,8 +36,7 @@ from embpipe.core.sampling import (
     plan_mix,
     proximity_selections,
 )
-from embpipe.defs.lmar import progress_logger
-from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_version, preview
+from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_version, preview, progress_logger
 from embpipe.defs.synthesis import stack_embeddings
 from embpipe.defs.types import EmbGenQueriesFrame, EntityClustersFrame, EntityDescriptionsFrame
 from embpipe.llm.judge import ask_yes_probability

@@ -4,7 +4,6 @@ With ``MethodsResource.lmar`` off every stage here stores an empty table (and ``
 model) without calling the teacher, so ``synthetic_queries`` holds single-chunk questions only.
 """
 
-import time
 from typing import Literal
 
 import numpy as np
@@ -24,8 +23,8 @@ from embpipe.core.cluster_questions import (
 )
 from embpipe.core.clustering import knn_clusters, size_histogram
 from embpipe.core.triplets import TextTriplet, TripletParams, candidate_triplets, train_triplets
-from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_version, preview
-from embpipe.defs.synthesis import PROGRESS_SECONDS, chunk_passages, stack_embeddings
+from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_version, preview, progress_logger
+from embpipe.defs.synthesis import chunk_passages, stack_embeddings
 from embpipe.defs.training import model_version
 from embpipe.defs.types import ChunkClustersFrame, ClusterProfilesFrame, LabeledTripletsFrame, SyntheticQueriesFrame
 from embpipe.llm.closer import judge_closer
@@ -37,18 +36,6 @@ from embpipe.resources.teacher import TeacherResource
 from embpipe.resources.tracking import MlflowResource
 
 TRIPLET_COLUMNS = ["anchor_chunk_id", "positive_chunk_id", "negative_chunk_id", "confidence"]
-
-
-def progress_logger(context: AssetExecutionContext, what: str):
-    """A ``(done, total)`` callback that logs at most every ``PROGRESS_SECONDS``."""
-    last = [time.monotonic()]
-
-    def report(done: int, total: int) -> None:
-        if time.monotonic() - last[0] >= PROGRESS_SECONDS or done == total:
-            last[0] = time.monotonic()
-            context.log.info(f"{what}: {done}/{total}")
-
-    return report
 
 
 class TripletConfig(Config):

@@ -1,12 +1,15 @@
-"""Metadata helpers shared by the assets: previews, counts, config fingerprints, content versions."""
+"""Helpers shared by the assets: previews, config fingerprints, content versions, progress logs."""
 
 import hashlib
 import json
+import time
+from collections.abc import Callable
 
 import pandas as pd
-from dagster import Config, MetadataValue
+from dagster import AssetExecutionContext, Config, MetadataValue
 
 CONFIG_FINGERPRINT = "config_fingerprint"
+PROGRESS_SECONDS = 30.0
 
 
 def preview(frame: pd.DataFrame, columns: list[str] | None = None, rows: int = 5, width: int = 80) -> MetadataValue:
@@ -26,3 +29,15 @@ def frame_version(frame: pd.DataFrame) -> str:
     """A content hash of a table, used as its Dagster data version."""
     hashed = pd.util.hash_pandas_object(frame.astype(str), index=False)
     return hashlib.sha256(hashed.values.tobytes()).hexdigest()[:24]
+
+
+def progress_logger(context: AssetExecutionContext, what: str) -> Callable[[int, int], None]:
+    """A ``(done, total)`` callback that logs at most every ``PROGRESS_SECONDS`` (and at the end)."""
+    last = [time.monotonic()]
+
+    def report(done: int, total: int) -> None:
+        if time.monotonic() - last[0] >= PROGRESS_SECONDS or done == total:
+            last[0] = time.monotonic()
+            context.log.info(f"{what}: {done}/{total}")
+
+    return report

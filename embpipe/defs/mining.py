@@ -13,7 +13,7 @@ from embpipe.core.questions import flatten_ids
 from embpipe.core.report import dense_run
 from embpipe.core.retrieval import SearchBackend, faiss_available, top_k
 from embpipe.core.training import TrainingParams, train_contrastive
-from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_version, preview
+from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_version, preview, progress_logger
 from embpipe.defs.synthesis import stack_embeddings
 from embpipe.defs.training import NEGATIVES_PER_EXAMPLE, validation_scorer, validation_target
 from embpipe.defs.types import HardNegativesFrame, TrainingLabelsFrame
@@ -279,7 +279,17 @@ def mining_rounds(
         )
     with mlflow.start_run("mining_rounds", tags={"dagster_run_id": context.run_id}) as run:
         mlflow_api.log_params({**config.model_dump(), "train_queries": len(train), "pool": len(pool)})
-        outcome = run_mining(labels, train_student, retrieve, judge, config.params(), on_round, carried, settled)
+        outcome = run_mining(
+            labels,
+            train_student,
+            retrieve,
+            judge,
+            config.params(),
+            on_round,
+            carried,
+            settled,
+            progress=progress_logger(context, "teacher judgements this round"),
+        )
         mlflow_api.log_metric("base_val_ndcg_at_10", score(base))
     frame = labels_frame(outcome.labels, outcome.judgements, chunks)
     rounds = pd.DataFrame([vars(r) for r in outcome.rounds])

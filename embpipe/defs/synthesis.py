@@ -1,7 +1,5 @@
 """Synthesis: base-model chunk embeddings, teacher-written questions, grouped train/validation/test splits."""
 
-import time
-
 import numpy as np
 import pandas as pd
 from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
@@ -15,12 +13,10 @@ from embpipe.core.questions import (
     select_chunks,
 )
 from embpipe.core.splits import assign_splits
-from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_version, preview
+from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_version, preview, progress_logger
 from embpipe.defs.types import ChunkEmbeddingsFrame, QuerySplitsFrame, SyntheticQueriesFrame
 from embpipe.resources.embedder import EmbedderResource, encode, encode_with_progress
 from embpipe.resources.teacher import TeacherResource
-
-PROGRESS_SECONDS = 30.0
 
 
 def chunk_passages(chunks: pd.DataFrame) -> list[str]:
@@ -74,13 +70,7 @@ def synthetic_queries(
     Each keeps its positive chunk(s), source documents, ``strategy``, ``hops`` and validator score.
     """
     sample = select_chunks(chunks, config.max_chunks, config.min_chunk_tokens, config.seed)
-    last_report = [time.monotonic()]
-
-    def progress(done: int, total: int) -> None:
-        if time.monotonic() - last_report[0] >= PROGRESS_SECONDS or done == total:
-            last_report[0] = time.monotonic()
-            context.log.info(f"questions: {done}/{total} chunks")
-
+    progress = progress_logger(context, "questions: chunks done")
     client = teacher.client()
     frame, stats = generate_single_chunk_questions(client, sample, config.questions_per_chunk, progress)
     if stats.budget_exhausted:
