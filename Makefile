@@ -1,8 +1,11 @@
 # The two README commands. `make demo` installs everything and runs the pipeline on data/sample;
-# `make test` installs everything and runs the test suite. Both are idempotent and reuse pip's cache.
-PYTHON ?= python3
+# `make test` installs everything and runs the test suite. Both install into .venv from requirements.lock
+# (scripts/install.sh), are idempotent and reuse pip's cache and the built llama-cpp-python wheel.
+VENV ?= .venv
+export EMBPIPE_VENV := $(VENV)
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install demo test lint
+.PHONY: install demo test test-fast lint lock
 
 install:
 	bash scripts/install.sh
@@ -11,7 +14,14 @@ demo: install
 	embpipe run
 
 test: install
-	$(PYTHON) -m pytest -q
+	python -m pytest -q
+
+test-fast: install
+	python -m pytest -q -m "not slow"
 
 lint:
 	ruff check embpipe embpipe_tests benchmarks
+
+# Regenerate requirements.lock after changing dependencies in pyproject.toml or requirements/pins.txt.
+lock:
+	bash scripts/lock.sh

@@ -113,10 +113,13 @@ def command_run(args: argparse.Namespace) -> int:
     targets = {AssetKey(name) for name in args.select} if args.select else None
     resources, run_config = resources_from(args), run_config_from(args)
     outcome = run_stale(
-        all_assets, all_checks, resources, run_config, instance, force=args.force, on_pass=on_pass, targets=targets
-    )
+        all_assets, all_checks, resources, run_config, instance, force=args.force, on_pass=on_pass,
+        targets=targets, raise_on_error=False,
+    )  # fmt: skip
     print_summary(outcome, instance, started)
-    return 0
+    for error in outcome.errors:
+        print(f"[embpipe] stopped: {error}", file=sys.stderr)
+    return 1 if outcome.failed else 0
 
 
 def command_ui(args: argparse.Namespace) -> int:
@@ -126,7 +129,7 @@ def command_ui(args: argparse.Namespace) -> int:
     from embpipe.orchestration.instance import prepare_dagster_home
 
     prepare_dagster_home()
-    cmd = ["dagster", "dev", "-w", "workspace.yaml", "-p", str(args.port), "-h", args.host]
+    cmd = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(args.port), "-h", args.host]
     return subprocess.call(cmd, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 

@@ -13,6 +13,15 @@ SAMPLE_DIR = REPO / "data" / "sample"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def stop_local_teachers():
+    """Stop the local teacher servers the session started, so none outlives the test run."""
+    yield
+    from embpipe.llm.local_endpoint import stop_all
+
+    stop_all()
+
+
 @pytest.fixture(scope="session")
 def base_model():
     """The packaged all-MiniLM-L6-v2, loaded once (tests must not train it in place)."""

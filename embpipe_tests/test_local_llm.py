@@ -1,9 +1,14 @@
-"""A real local model (SmolLM2-135M GGUF) through the same litellm provider code as the default teacher."""
+"""A real local model (SmolLM2-135M GGUF) through the same local teacher server and litellm path as the default
+teacher: schema-constrained JSON, next-token judgements, determinism, and a server killed mid-stage."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 
+import pandas as pd
 import pytest
 
 from embpipe.core.questions import question_messages, question_schema
@@ -39,9 +44,6 @@ def test_local_model_is_deterministic_at_temperature_zero(tmp_path):
 
 def test_missing_local_model_names_the_install_command(tmp_path, monkeypatch):
     monkeypatch.setenv("EMBPIPE_MODEL_CACHE", str(tmp_path))
-    from embpipe.llm.providers import LOCAL_PROVIDER
-
-    monkeypatch.setattr(LOCAL_PROVIDER.runtime, "models", {})
     teacher = Teacher(
         TeacherSettings(model="local/smollm2-135m", max_retries=0), TeacherStore(tmp_path / "t.sqlite"), "r"
     )
@@ -72,3 +74,45 @@ def test_local_model_labels_a_triplet_from_next_token_probabilities(tmp_path, co
     assert 0.0 < verdict.confidence < 1.0  # probabilities read from the logits, not an agreement flag
     usage = teacher.store.usage("run")  # both orders (pairwise) or both candidates (pointwise), one token each
     assert sum(u.calls for u in usage) == 2 and all(u.completion_tokens == u.calls for u in usage)
+
+
+def test_a_killed_local_teacher_fails_one_item_clearly_and_a_rerun_pays_only_for_it(tmp_path):
+    from embpipe.core.questions import generate_single_chunk_questions
+
+    passages = [
+        "Alert H-052 means chassis fan 3 turns too slowly; replace the fan module.",
+        "Backup job BK-7 fails with error 0x51 when the catalog volume is full.",
+        "Rotate the TLS certificate of the admin console every 90 days.",
+        "Firmware 4.2 adds support for dual power supplies on the X200 chassis.",
+    ]
+    chunks = pd.DataFrame(
+        {"chunk_id": [f"c{i}" for i in range(4)], "doc_id": [f"d{i}" for i in range(4)],
+         "title": ["Notes"] * 4, "text": passages}
+    )  # fmt: skip
+    settings = TeacherSettings(model="local/smollm2-135m", max_retries=0, local_idle_timeout_s=120)
+    store = TeacherStore(tmp_path / "t.sqlite")
+    first = Teacher(settings, store, "run-1")
+    endpoint = first.local_endpoint()
+    endpoint.stop()  # a server of this test's own (one another process started reports no exit status)
+
+    def kill_the_server_after_two(done: int, total: int) -> None:
+        if done == 2:
+            state = json.loads(endpoint.state_path.read_text())
+            os.kill(state["pid"], signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while endpoint.alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+    _, stats = generate_single_chunk_questions(first, chunks, 2, progress=kill_the_server_after_two)
+    assert stats.attempted == 4  # the stage went on past the crash
+    crashes = [(item, reason) for _, item, reason in store.failures("run-1") if "local teacher process" in reason]
+    assert [item for item, _ in crashes] == ["c2"]
+    assert "SIGKILL" in crashes[0][1] and "scripts/install.sh" in crashes[0][1]
+    assert endpoint.alive() and endpoint.crashes == 1  # a fresh server answered the fourth chunk
+    paid_first = sum(u.calls - u.cached_calls for u in store.usage("run-1"))
+    assert paid_first == 3
+
+    _, again = generate_single_chunk_questions(Teacher(settings, store, "run-2"), chunks, 2)
+    assert again.attempted == 4
+    [usage] = store.usage("run-2")
+    assert (usage.calls, usage.calls - usage.cached_calls) == (4, 1)  # only the crashed item is paid again

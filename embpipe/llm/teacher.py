@@ -1,7 +1,8 @@
 """The LLM teacher: every call through litellm, cached, counted, budgeted and retried.
 
-``Teacher.chat`` sends a chat request to any litellm model string (``local/…`` runs a GGUF in process,
-``fake/…`` is the deterministic test provider, ``openai/…``, ``ollama/…``, ``hosted_vllm/…`` reach
+``Teacher.chat`` sends a chat request to any litellm model string (``local/…`` is a GGUF served by the local
+teacher server, a process of its own reached like any OpenAI-compatible endpoint; ``fake/…`` is the
+deterministic test provider, ``openai/…``, ``ollama/…``, ``hosted_vllm/…`` reach
 services). ``Teacher.generate_json`` adds validation: a reply that does not parse or validate is asked
 again (a new sampling seed per attempt, so the retry can differ), then recorded as a failure.
 
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from embpipe.llm.local_endpoint import LocalEndpoint, TeacherCrashed, endpoint_for
 from embpipe.llm.providers import register_providers
 from embpipe.llm.store import CachedReply, TeacherStore
 
@@ -51,6 +53,9 @@ class TeacherSettings:
     backoff_s: float = 1.0
     timeout_s: float = 300.0
     token_budget: int | None = None
+    local_threads: int = 2
+    local_reset_each_call: bool = False
+    local_idle_timeout_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -76,10 +81,12 @@ def estimate_tokens(messages: list[dict]) -> int:
 
 
 def transient_errors() -> tuple[type[BaseException], ...]:
-    """litellm exceptions worth a retry with backoff: timeouts, rate limits, connection and server errors."""
+    """Errors that fail one item, not the stage: litellm's timeouts, rate limits, connection and server
+    errors (retried with backoff first), and a crash of the local teacher process (not retried)."""
     import litellm
 
     return (
+        TeacherCrashed,
         litellm.Timeout,
         litellm.RateLimitError,
         litellm.APIConnectionError,
@@ -109,6 +116,13 @@ class Teacher:
                 "raise token_budget to generate more"
             )
 
+    def local_endpoint(self) -> LocalEndpoint | None:
+        """The local teacher server behind a ``local/…`` model, else ``None``."""
+        if not self.settings.model.startswith("local/"):
+            return None
+        s = self.settings
+        return endpoint_for(s.model.split("/", 1)[1], s.local_threads, s.local_reset_each_call, s.local_idle_timeout_s)
+
     def _completion(self, messages: list[dict], params: dict[str, Any]):
         import litellm
 
@@ -119,11 +133,18 @@ class Teacher:
             kwargs["api_base"] = self.settings.api_base
         if self.settings.api_key:
             kwargs["api_key"] = self.settings.api_key
+        local = self.local_endpoint()
+        if local is not None:  # an OpenAI-compatible server of our own; its retries are ours, not the SDK's
+            kwargs.update(model=f"openai/{local.model}", api_key="local-teacher", max_retries=0)
         for attempt in range(self.settings.max_retries + 1):
+            if local is not None:
+                kwargs["api_base"] = local.ensure()
             try:
                 return litellm.completion(**kwargs)
-            except transient_errors() as error:
-                if attempt == self.settings.max_retries:
+            except Exception as error:
+                if local is not None and not local.alive():
+                    raise local.crashed() from error
+                if not isinstance(error, transient_errors()) or attempt == self.settings.max_retries:
                     raise
                 delay = self.settings.backoff_s * 2**attempt
                 logger.warning("teacher call failed (%s); retry %d in %.1fs", type(error).__name__, attempt + 1, delay)
@@ -191,6 +212,9 @@ class Teacher:
                     json_schema=schema,
                     attempt=attempt,
                 )
+            except TeacherCrashed as error:
+                reason = f"TeacherCrashed: {error}"
+                break
             except transient_errors() as error:  # already retried with backoff inside chat
                 reason = (
                     f"teacher unavailable after {self.settings.max_retries} retries: {type(error).__name__}: {error}"

@@ -4,7 +4,7 @@ import os
 import shutil
 from pathlib import Path
 
-from embpipe.orchestration.locks import file_lock
+from embpipe.locks import file_lock
 from embpipe.paths import data_dir
 
 DAGSTER_YAML = "dagster.yaml"

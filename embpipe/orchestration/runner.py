@@ -46,6 +46,7 @@ class RunOutcome:
     passes: list[PassSummary] = field(default_factory=list)
     failed: bool = False
     held_back: dict[str, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
 
     @property
     def run_ids(self) -> list[str]:
@@ -54,6 +55,18 @@ class RunOutcome:
     @property
     def rebuilt(self) -> list[str]:
         return [a for p in self.passes for a in p.assets]
+
+
+def step_errors(result) -> list[str]:
+    """``step: message`` of each failed step, with the innermost cause (the user's error, not Dagster's wrapper)."""
+    errors = []
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            error = event.step_failure_data.error
+            while error.cause is not None:
+                error = error.cause
+            errors.append(f"{event.step_key}: {error.message.strip()}")
+    return errors
 
 
 def stale_resolver(instance: DagsterInstance, assets: Sequence[AssetsDefinition]) -> CachingStaleStatusResolver:
@@ -221,7 +234,7 @@ def run_stale(
         )
         outcome.passes.append(PassSummary(result.run_id, names))
         if not result.success:
-            outcome.failed = True
+            outcome.failed, outcome.errors = True, step_errors(result)
             break
         selection = keys_to_build(instance, assets, run_config, resources) & every_key
     return outcome

@@ -26,9 +26,12 @@ class TeacherResource(ConfigurableResource):
     token_budget: int | None = Field(
         default=None, description="Most prompt+completion tokens one run may pay for; calls stop before it."
     )
-    local_threads: int = Field(default=2, description="CPU threads of the in-process local model.")
+    local_threads: int = Field(default=2, description="CPU threads of the local teacher server.")
     local_reset_each_call: bool = Field(
         default=False, description="Recompute every local prompt from scratch (slower; no prompt-prefix reuse)."
+    )
+    local_idle_timeout_s: float = Field(
+        default=600.0, description="The local teacher server exits after this long without a request."
     )
     store_path: str = Field(
         default="", description="SQLite file of the response cache, ledger and failures; empty = <data dir>/teacher."
@@ -48,6 +51,9 @@ class TeacherResource(ConfigurableResource):
             max_retries=self.max_retries,
             timeout_s=self.timeout_s,
             token_budget=self.token_budget,
+            local_threads=self.local_threads,
+            local_reset_each_call=self.local_reset_each_call,
+            local_idle_timeout_s=self.local_idle_timeout_s,
         )
 
     def store(self) -> TeacherStore:
@@ -56,11 +62,9 @@ class TeacherResource(ConfigurableResource):
 
     def client(self) -> Teacher:
         """A teacher bound to this run's ledger; a missing local model fails here, naming the fix."""
-        from embpipe.llm.local_provider import model_name
+        from embpipe.llm.local_runtime import model_name
         from embpipe.llm.model_store import require_model
-        from embpipe.llm.providers import register_providers
 
         if self.model.startswith("local/"):
             require_model(model_name(self.model))
-        register_providers(local_threads=self.local_threads, local_reset_each_call=self.local_reset_each_call)
         return Teacher(self.settings(), self.store(), run_id=self._run_id)

@@ -7,7 +7,7 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from embpipe.orchestration.locks import file_lock
+from embpipe.locks import file_lock
 from embpipe.paths import data_dir
 
 

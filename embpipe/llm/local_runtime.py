@@ -1,20 +1,21 @@
-"""The offline teacher: a GGUF model run in process by llama-cpp-python behind a litellm custom provider.
+"""The offline teacher's engine: a GGUF model run by llama-cpp-python inside the local teacher server.
 
-Model strings look like ``local/qwen2.5-coder-1.5b`` (see ``model_store.LOCAL_MODELS``). A llama context is
-not thread-safe, so calls are serialised. By default the context is kept between calls so that llama.cpp
-reuses the shared prompt prefix (the system prompt), which saves several seconds per call on a CPU; replies
-are reproducible through the response cache. ``reset_each_call`` recomputes every prompt from scratch
-instead, for bit-exact recomputation regardless of call history. JSON replies are constrained by
-llama.cpp's grammar when the request carries ``response_format={"type": "json_object", "schema": …}``;
-a request with ``top_logprobs`` and ``max_tokens=1`` (a judge asking for one word) is answered from the
-next-token distribution of the prompt, read directly from llama.cpp's last logits: the most likely token and
-the ``top_logprobs`` best tokens with their log-probabilities, in OpenAI's format. This needs no
-``logits_all`` buffer (n_ctx × vocabulary floats), and reuses the shared prompt prefix like any other call.
+Only ``embpipe.llm.local_server`` (a process of its own, so that a native crash cannot take a run with it)
+loads models through this module. Model strings look like ``local/qwen2.5-coder-1.5b`` (see
+``model_store.LOCAL_MODELS``). A llama context is not thread-safe, so calls are serialised. By default the
+context is kept between calls so that llama.cpp reuses the shared prompt prefix (the system prompt), which
+saves several seconds per call on a CPU; replies are reproducible through the response cache.
+``reset_each_call`` recomputes every prompt from scratch instead, for bit-exact recomputation regardless of
+call history. JSON replies are constrained by llama.cpp's grammar when the request carries
+``response_format={"type": "json_object", "schema": …}``; a request with ``top_logprobs`` and ``max_tokens=1``
+(a judge asking for one word) is answered from the next-token distribution of the prompt, read directly from
+llama.cpp's last logits: the most likely token and the ``top_logprobs`` best tokens with their log-
+probabilities, in OpenAI's format. This needs no ``logits_all`` buffer (n_ctx × vocabulary floats), and reuses
+the shared prompt prefix like any other call.
 """
 
 from __future__ import annotations
 
-import atexit
 import os
 import threading
 from dataclasses import dataclass, field
@@ -134,33 +135,3 @@ def request_params(optional_params: dict[str, Any]) -> dict[str, Any]:
 def model_name(model: str) -> str:
     """``local/qwen2.5-coder-1.5b`` or ``qwen2.5-coder-1.5b`` → ``qwen2.5-coder-1.5b``."""
     return model.split("/", 1)[1] if model.startswith("local/") else model
-
-
-def _custom_llm_base():
-    from litellm import CustomLLM
-
-    return CustomLLM
-
-
-class LocalLlamaProvider(_custom_llm_base()):
-    """litellm handler for ``local/…`` model strings."""
-
-    def __init__(self, runtime: LocalRuntime):
-        super().__init__()
-        self.runtime = runtime
-        atexit.register(runtime.close)
-
-    def completion(self, *args: Any, **kwargs: Any):
-        from embpipe.llm.responses import model_response
-
-        model = model_name(kwargs["model"])
-        raw = self.runtime.chat(model, kwargs["messages"], request_params(kwargs.get("optional_params") or {}))
-        choice = raw["choices"][0]
-        usage = raw.get("usage") or {}
-        return model_response(
-            f"local/{model}",
-            choice["message"].get("content") or "",
-            usage.get("prompt_tokens", 0),
-            usage.get("completion_tokens", 0),
-            choice.get("logprobs"),
-        )
