@@ -130,6 +130,13 @@ class LocalEndpoint:
         """Whether the server this endpoint last used is still running."""
         return self._state is not None and pid_alive(self._state["pid"])
 
+    def gone(self, grace_s: float = 2.0) -> bool:
+        """Whether the server has died, allowing ``grace_s`` for one that dropped its connections while exiting."""
+        deadline = time.monotonic() + grace_s
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return not self.alive()
+
     def ensure(self) -> str:
         """The server's OpenAI base URL, starting a server when none is running."""
         with self._lock:

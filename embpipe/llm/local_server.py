@@ -182,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
+    sock.listen(128)  # connections queue from now on, so a client that reads the state file is never refused
     state = {"pid": os.getpid(), "port": sock.getsockname()[1], "model": args.model, "threads": args.threads,
              "build": build}  # fmt: skip
     write_state(args.state, state)

@@ -142,7 +142,7 @@ class Teacher:
             try:
                 return litellm.completion(**kwargs)
             except Exception as error:
-                if local is not None and not local.alive():
+                if local is not None and isinstance(error, transient_errors()) and local.gone():
                     raise local.crashed() from error
                 if not isinstance(error, transient_errors()) or attempt == self.settings.max_retries:
                     raise
