@@ -50,6 +50,8 @@ def resources_from(args: argparse.Namespace) -> dict:
         teacher["api_key"] = EnvVar(args.api_key_env)
     if args.token_budget:
         teacher["token_budget"] = args.token_budget
+    if args.teacher_timeout:
+        teacher["timeout_s"] = args.teacher_timeout
     if teacher:
         resources["teacher"] = TeacherResource(**teacher)
     if getattr(args, "no_lmar", False) or getattr(args, "embgen", False):
@@ -185,6 +187,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--api-base", help="endpoint for a served teacher (Ollama, vLLM)")
     run.add_argument("--api-key-env", help="name of the environment variable that holds the teacher API key")
     run.add_argument("--token-budget", type=int, help="most teacher tokens this run may pay for")
+    run.add_argument("--teacher-timeout", type=float, help="seconds one teacher request may take (default 300)")
     run.add_argument("--max-chunks", type=int, help="chunks to write questions for")
     run.add_argument("--epochs", type=int, help="most training epochs")
     run.add_argument(

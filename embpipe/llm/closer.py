@@ -31,7 +31,7 @@ import math
 from dataclasses import dataclass
 
 from embpipe.llm.judge import ask_yes_probability
-from embpipe.llm.teacher import Teacher, TokenBudgetExhausted, transient_errors
+from embpipe.llm.teacher import Teacher, TokenBudgetExhausted, failure_reason, item_errors
 
 COMPARISONS = ("pointwise", "pairwise")
 PROMPT_VERSION = "closer-passage-v1"
@@ -163,8 +163,9 @@ def judge_pairwise(
             reply = teacher.chat(stage, messages, prompt_version=PROMPT_VERSION, max_tokens=1, logprobs=TOP_LOGPROBS)
         except TokenBudgetExhausted:
             raise
-        except transient_errors() as error:
-            teacher.store.record_failure(teacher.run_id, stage, item_id, f"teacher unavailable: {error}")
+        except item_errors() as error:
+            reason = failure_reason(error, teacher.settings.max_retries)
+            teacher.store.record_failure(teacher.run_id, stage, item_id, reason)
             return None
         answers.append((choice_probability(reply.text, reply.logprobs), written_choice(reply.text)))
     (p_first_order, word_first), (p_swapped, word_swapped) = answers

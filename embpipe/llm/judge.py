@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from embpipe.llm.teacher import Teacher, TokenBudgetExhausted, transient_errors
+from embpipe.llm.teacher import Teacher, TokenBudgetExhausted, failure_reason, item_errors
 
 PROMPT_VERSION = "relevance-judge-v1"
 JUDGE_SYSTEM = (
@@ -67,8 +67,8 @@ def ask_yes_probability(
             )
         except TokenBudgetExhausted:
             raise
-        except transient_errors() as error:
-            reason = f"teacher unavailable: {type(error).__name__}: {error}"
+        except item_errors() as error:
+            reason = failure_reason(error, teacher.settings.max_retries)
             break
         score = yes_probability(reply.text, reply.logprobs)
         if score is not None:

@@ -41,6 +41,10 @@ class TeacherOutputError(ValueError):
     """A reply that does not parse or does not satisfy its schema."""
 
 
+class MalformedReply(RuntimeError):
+    """A successful HTTP reply without a usable completion (no choices): retried like a transient error."""
+
+
 @dataclass(frozen=True)
 class TeacherSettings:
     """How the teacher is reached and limited. ``api_key`` is used for calls and never stored or logged."""
@@ -81,18 +85,49 @@ def estimate_tokens(messages: list[dict]) -> int:
 
 
 def transient_errors() -> tuple[type[BaseException], ...]:
-    """Errors that fail one item, not the stage: litellm's timeouts, rate limits, connection and server
-    errors (retried with backoff first), and a crash of the local teacher process (not retried)."""
+    """Errors that fail one item, not the stage, after our retries with backoff: timeouts, rate limits,
+    connection errors, 5xx, replies that are not a completion; and a crash of the local teacher process
+    (recorded at once, not retried). Ours are the only retries: the OpenAI SDK's own are switched off."""
     import litellm
 
     return (
         TeacherCrashed,
+        MalformedReply,
         litellm.Timeout,
         litellm.RateLimitError,
         litellm.APIConnectionError,
         litellm.ServiceUnavailableError,
         litellm.InternalServerError,
+        litellm.BadGatewayError,
+        litellm.APIResponseValidationError,
     )
+
+
+def refused_item_errors() -> tuple[type[BaseException], ...]:
+    """Errors the teacher gives for one request that a retry would only repeat (a 400: the context length
+    exceeded, a content filter, a malformed request): recorded for that item at once; the stage goes on."""
+    import litellm
+
+    return (litellm.BadRequestError, litellm.UnprocessableEntityError)
+
+
+def item_errors() -> tuple[type[BaseException], ...]:
+    """Every error that fails one item and lets the stage go on (``transient_errors`` + ``refused_item_errors``).
+
+    Authentication, permission and unknown-model errors are not among them: they would fail every item, so
+    they stop the stage with the provider's message.
+    """
+    return transient_errors() + refused_item_errors()
+
+
+def failure_reason(error: BaseException, retries: int) -> str:
+    """The recorded reason of an item that failed with ``error``."""
+    name = type(error).__name__
+    if isinstance(error, TeacherCrashed):
+        return f"TeacherCrashed: {error}"
+    if isinstance(error, refused_item_errors()):
+        return f"the teacher refused this request ({name}, not retried): {error}"
+    return f"teacher unavailable after {retries} retries: {name}: {error}"
 
 
 class Teacher:
@@ -133,14 +168,18 @@ class Teacher:
             kwargs["api_base"] = self.settings.api_base
         if self.settings.api_key:
             kwargs["api_key"] = self.settings.api_key
+        kwargs["max_retries"] = 0  # the OpenAI SDK's hidden retries off: ours below are the only ones
         local = self.local_endpoint()
-        if local is not None:  # an OpenAI-compatible server of our own; its retries are ours, not the SDK's
-            kwargs.update(model=f"openai/{local.model}", api_key="local-teacher", max_retries=0)
+        if local is not None:  # an OpenAI-compatible server of our own
+            kwargs.update(model=f"openai/{local.model}", api_key="local-teacher")
         for attempt in range(self.settings.max_retries + 1):
             if local is not None:
                 kwargs["api_base"] = local.ensure()
             try:
-                return litellm.completion(**kwargs)
+                response = litellm.completion(**kwargs)
+                if not getattr(response, "choices", None):
+                    raise MalformedReply(f"the reply has no choices: {str(response)[:200]}")
+                return response
             except Exception as error:
                 if local is not None and isinstance(error, transient_errors()) and local.gone():
                     raise local.crashed() from error
@@ -212,13 +251,8 @@ class Teacher:
                     json_schema=schema,
                     attempt=attempt,
                 )
-            except TeacherCrashed as error:
-                reason = f"TeacherCrashed: {error}"
-                break
-            except transient_errors() as error:  # already retried with backoff inside chat
-                reason = (
-                    f"teacher unavailable after {self.settings.max_retries} retries: {type(error).__name__}: {error}"
-                )
+            except item_errors() as error:  # transient ones were already retried with backoff inside chat
+                reason = failure_reason(error, self.settings.max_retries)
                 break
             try:
                 decoded = json.loads(reply.text)
