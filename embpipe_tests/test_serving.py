@@ -101,7 +101,7 @@ def test_openai_client_gets_embeddings_for_a_list_and_a_string(server):
 def test_base64_is_little_endian_float32(server):
     url, encoder = server
     body = httpx.post(
-        f"{url}/v1/embeddings", json={"model": "m", "input": TEXTS[0], "encoding_format": "base64"}
+        f"{url}/v1/embeddings", json={"model": "embpipe-test", "input": TEXTS[0], "encoding_format": "base64"}
     ).json()
     decoded = np.frombuffer(base64.b64decode(body["data"][0]["embedding"]), dtype="<f4")
     assert np.allclose(decoded, encoder.encode(TEXTS[:1])[0], atol=1e-6)
@@ -110,29 +110,36 @@ def test_base64_is_little_endian_float32(server):
 @pytest.mark.parametrize(
     ("payload", "status", "param"),
     [
-        ({"model": "m", "input": []}, 400, "input"),
-        ({"model": "m", "input": ""}, 400, "input"),
-        ({"model": "m", "input": [[101, 2023]]}, 400, "input"),
+        ({"model": "embpipe-test", "input": []}, 400, "input"),
+        ({"model": "embpipe-test", "input": ""}, 400, "input"),
+        ({"model": "embpipe-test", "input": [[101, 2023]]}, 400, "input"),
         ({"input": "hello"}, 400, "model"),
-        ({"model": "m", "input": ["x"] * 9}, 400, "input"),
-        ({"model": "m", "input": "x" * 2_001}, 400, "input"),
-        ({"model": "m", "input": "hi", "encoding_format": "int8"}, 400, "encoding_format"),
-        ({"model": "m", "input": "hi", "dimensions": 12}, 400, "dimensions"),
+        ({"model": "embpipe-test", "input": ["x"] * 9}, 400, "input"),
+        ({"model": "embpipe-test", "input": "x" * 2_001}, 400, "input"),
+        ({"model": "embpipe-test", "input": "hi", "encoding_format": "int8"}, 400, "encoding_format"),
+        ({"model": "embpipe-test", "input": "hi", "dimensions": 12}, 400, "dimensions"),
+        ({"model": "embpipe-test", "input": "\ud800"}, 400, "input"),
+        ({"model": "embpipe-test", "input": ["ok", "half \udfff pair"]}, 400, "input"),
+        ({"model": "gpt-4o", "input": "hi"}, 404, "model"),
     ],
 )
 def test_bad_requests_get_openai_style_errors(server, payload, status, param):
     url, _ = server
-    response = httpx.post(f"{url}/v1/embeddings", json=payload)
+    response = httpx.post(f"{url}/v1/embeddings", content=json.dumps(payload))  # ASCII escapes, as "\ud800"
     assert response.status_code == status
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error" and error["param"] == param and error["message"]
+    assert response.headers["content-type"] == "application/json"
 
 
 def test_invalid_json_oversized_bodies_and_unknown_routes_are_refused(server):
     url, _ = server
     assert httpx.post(f"{url}/v1/embeddings", content=b"{not json").status_code == 400
-    huge = json.dumps({"model": "m", "input": ["y" * 1_000] * 60})
+    huge = json.dumps({"model": "embpipe-test", "input": ["y" * 1_000] * 60})
     assert httpx.post(f"{url}/v1/embeddings", content=huge).status_code == 413
+    nested = b"[" * 20_000 + b"]" * 20_000  # deeper than Python's recursion limit
+    deep = httpx.post(f"{url}/v1/embeddings", content=nested)
+    assert deep.status_code == 400 and deep.json()["error"]["message"] == "body is nested too deeply"
     assert httpx.get(f"{url}/v1/nothing").json()["error"]["code"] == "not_found"
     assert httpx.get(f"{url}/v1/embeddings").status_code == 405
     health = httpx.get(f"{url}/health").json()

@@ -68,6 +68,10 @@ def parse_inputs(body: dict, limits: ServerLimits) -> list[str]:
     for index, text in enumerate(texts):
         if not text.strip():
             raise RequestError(400, f"input[{index}] is empty", "input", "empty_input")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:  # a lone surrogate such as "\ud800" decodes from JSON but is no text
+            raise RequestError(400, f"input[{index}] is not valid Unicode: {error.reason}", "input") from error
         if len(text) > limits.max_input_chars:
             raise RequestError(
                 400,
@@ -97,10 +101,17 @@ def create_app(encoder: ServingEncoder, limits: ServerLimits = ServerLimits()) -
                 body = json.loads(raw or b"null")
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
                 raise RequestError(400, f"body is not valid JSON: {error}", None, "invalid_json") from error
+            except RecursionError as error:
+                raise RequestError(400, "body is nested too deeply", None, "invalid_json") from error
             if not isinstance(body, dict):
                 raise RequestError(400, "body must be a JSON object", None, "invalid_json")
             if not isinstance(body.get("model"), str) or not body["model"]:
                 raise RequestError(400, "'model' is required", "model", "missing_model")
+            if body["model"] != encoder.name:
+                raise RequestError(
+                    404, f"The model '{body['model']}' does not exist; this server serves '{encoder.name}'",
+                    "model", "model_not_found",
+                )  # fmt: skip
             fmt = body.get("encoding_format") or "float"
             if fmt not in {"float", "base64"}:
                 raise RequestError(400, "'encoding_format' must be 'float' or 'base64'", "encoding_format")
