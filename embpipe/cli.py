@@ -20,6 +20,28 @@ from embpipe.cli_artifacts import command_export, command_lineage, command_serve
 from embpipe.paths import data_dir
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number ≥ 1 (``--epochs 0`` or ``--token-budget 0`` is a mistake, not "none")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
 def run_config_from(args: argparse.Namespace) -> dict:
     """Stage config from command-line options (unset options keep the stage defaults)."""
     ops: dict[str, dict] = {}
@@ -186,10 +208,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--teacher", help="litellm model string (default local/qwen2.5-coder-1.5b)")
     run.add_argument("--api-base", help="endpoint for a served teacher (Ollama, vLLM)")
     run.add_argument("--api-key-env", help="name of the environment variable that holds the teacher API key")
-    run.add_argument("--token-budget", type=int, help="most teacher tokens this run may pay for")
-    run.add_argument("--teacher-timeout", type=float, help="seconds one teacher request may take (default 300)")
-    run.add_argument("--max-chunks", type=int, help="chunks to write questions for")
-    run.add_argument("--epochs", type=int, help="most training epochs")
+    run.add_argument("--token-budget", type=positive_int, help="most teacher tokens this run may pay for")
+    run.add_argument("--teacher-timeout", type=positive_float, help="seconds one teacher request may take")
+    run.add_argument("--max-chunks", type=positive_int, help="chunks to write questions for")
+    run.add_argument("--epochs", type=positive_int, help="most training epochs")
     run.add_argument(
         "--no-lmar", action="store_true", help="skip LMAR's stages (triplets, clusters, cluster questions)"
     )

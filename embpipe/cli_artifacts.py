@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from embpipe.paths import data_dir
 
@@ -43,6 +44,10 @@ def command_serve(args: argparse.Namespace) -> int:
     from embpipe.serving.app import ServerLimits, create_app
     from embpipe.serving.encoders import load_encoder
 
+    if args.model and not Path(args.model).exists():
+        print(f"{args.model} does not exist: pass a model folder (an `embpipe export` output or a trained model)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     encoder = load_encoder(data_dir() / "models", args.model, args.name)
     limits = ServerLimits(args.max_body_bytes, args.max_batch, args.max_input_chars)
     print(f"serving {encoder.name} ({encoder.backend}, {encoder.dimension} dims) on http://{args.host}:{args.port}/v1")

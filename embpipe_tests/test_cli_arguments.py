@@ -1,0 +1,38 @@
+"""Command-line mistakes end in one clear line and a non-zero exit, before anything runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from embpipe.cli import main, parser
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--epochs", "0"], "--epochs: must be at least 1, got 0"),
+        (["run", "--max-chunks", "-1"], "--max-chunks: must be at least 1, got -1"),
+        (["run", "--token-budget", "0"], "--token-budget: must be at least 1, got 0"),
+        (["run", "--teacher-timeout", "0"], "--teacher-timeout: must be above 0, got 0"),
+        (["run", "--epochs", "two"], "--epochs: expected a whole number, got 'two'"),
+    ],
+)
+def test_out_of_range_run_options_are_refused(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        parser().parse_args(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_valid_run_options_reach_the_stage_config():
+    from embpipe.cli import run_config_from
+
+    args = parser().parse_args(["run", "--epochs", "2", "--max-chunks", "8", "--teacher-timeout", "30"])
+    ops = run_config_from(args)["ops"]
+    assert ops["embedding_model"]["config"]["epochs"] == 2 and ops["synthetic_queries"]["config"]["max_chunks"] == 8
+    assert args.teacher_timeout == 30.0
+
+
+def test_serving_a_missing_model_folder_names_it(capsys, tmp_path):
+    missing = tmp_path / "no-such-model"
+    assert main(["serve", "--model", str(missing)]) == 2
+    assert f"{missing} does not exist" in capsys.readouterr().err
