@@ -113,3 +113,39 @@ def test_a_single_file_can_be_the_source(tmp_path):
     (tmp_path / "a.txt").write_text("alpha")
     (tmp_path / "b.txt").write_text("beta")
     assert [d.path for d in read_folder(tmp_path / "b.txt").documents] == ["b.txt"]
+
+
+@pytest.mark.parametrize("contents", [{}, {"blob.bin": b"\x00\x01\x02", "notes.md": b"   \n"}])
+def test_a_folder_without_a_readable_document_stops_at_documents_saying_why(tmp_path, data_dir, contents):
+    from dagster import AssetKey, materialize
+
+    from embpipe.definitions import all_assets, default_resources
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, data in contents.items():
+        (folder / name).write_bytes(data)
+    result = materialize(
+        all_assets,
+        selection=[AssetKey("documents"), AssetKey("rejected_documents")],
+        resources=default_resources(),
+        run_config={"ops": {"read_documents": {"config": {"folder": str(folder)}}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    error = failure.step_failure_data.error
+    while error.cause is not None:
+        error = error.cause
+    assert f"No readable document in {folder}" in error.message and "--documents" in error.message
+    assert ("no files" in error.message) == (not contents)
+
+
+def test_no_chunk_long_enough_names_the_setting():
+    import pandas as pd
+
+    from embpipe.core.questions import select_chunks
+
+    chunks = pd.DataFrame({"chunk_id": ["a", "b"], "doc_id": ["d", "d"], "n_tokens": [5, 12]})
+    with pytest.raises(ValueError, match=r"No chunk has 20 tokens or more \(2 chunks, the longest 12 tokens\)"):
+        select_chunks(chunks, 10, 20, 42)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -192,3 +193,25 @@ def folder_fingerprint(folder: str | Path) -> str:
         digest.update(f"{path.relative_to(root.parent if root.is_file() else root)}\0{stat.st_size}\0".encode())
         digest.update(f"{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:24]
+
+
+def require_documents(result: FolderReadResult, folder: str | Path) -> None:
+    """Stop with the cause and the fix when ``folder`` gave no readable document (nothing later can run).
+
+    Example:
+        >>> require_documents(FolderReadResult(), "empty/")
+        Traceback (most recent call last):
+        ...
+        ValueError: No readable document in empty/ (no files). Add .htm, .html, .jsonl, .markdown, .md, .pdf or \
+.txt files there, or point --documents at another folder.
+    """
+    if result.documents:
+        return
+    reasons = Counter(r.reason.split(":")[0] for r in result.rejected)
+    found = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common(4)) or "no files"
+    kinds = ", ".join(sorted(s.lstrip(".") for s in SUPPORTED_SUFFIXES))
+    *first, last = kinds.split(", ")
+    raise ValueError(
+        f"No readable document in {folder} ({found}). Add .{', .'.join(first)} or .{last} files there, or point "
+        "--documents at another folder."
+    )

@@ -92,6 +92,12 @@ def select_chunks(chunks: pd.DataFrame, max_chunks: int, min_tokens: int, seed: 
     only by that document's own chunks (and the last ones it displaces when ``max_chunks`` binds).
     """
     eligible = chunks[chunks["n_tokens"] >= min_tokens]
+    if eligible.empty:
+        longest = int(chunks["n_tokens"].max()) if len(chunks) else 0
+        raise ValueError(
+            f"No chunk has {min_tokens} tokens or more ({len(chunks)} chunks, the longest {longest} tokens): lower "
+            "min_chunk_tokens or add longer documents."
+        )
     by_doc = {
         doc: sorted(group.index, key=lambda i: stable_unit(seed, str(group.at[i, "chunk_id"])), reverse=True)
         for doc, group in eligible.groupby("doc_id", sort=True)

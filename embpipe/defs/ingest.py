@@ -14,7 +14,7 @@ from dagster import (
 from pydantic import Field
 
 from embpipe.core.chunking import ChunkingParams, ChunkStrategy, chunk_id_for, chunk_text
-from embpipe.core.documents import DEFAULT_MAX_BYTES, manifest_hash, read_folder
+from embpipe.core.documents import DEFAULT_MAX_BYTES, manifest_hash, read_folder, require_documents
 from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_version, preview
 from embpipe.defs.types import ChunksFrame, DocumentsFrame, RejectedDocumentsFrame
 from embpipe.paths import default_documents_folder
@@ -51,12 +51,13 @@ class DocumentsConfig(Config):
 def read_documents(context: AssetExecutionContext, config: DocumentsConfig):
     """Read the documents folder; data version = hash of the document manifest."""
     result = read_folder(config.folder, config.max_bytes)
+    for rejection in result.rejected:
+        context.log.warning(f"skipped {rejection.path}: {rejection.reason}")
+    require_documents(result, config.folder)
     documents = pd.DataFrame(
         [vars(d) for d in result.documents], columns=["doc_id", "path", "content_sha256", "title", "text"]
     )
     rejected = pd.DataFrame([vars(r) for r in result.rejected], columns=["path", "reason"])
-    for rejection in result.rejected:
-        context.log.warning(f"skipped {rejection.path}: {rejection.reason}")
     context.log.info(f"read {len(documents)} documents from {config.folder}, rejected {len(rejected)}")
     yield Output(
         documents,
