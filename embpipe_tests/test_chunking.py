@@ -66,3 +66,30 @@ def test_helpers():
     assert split_sentences("One. Two? three. Four!") == ["One.", "Two? three.", "Four!"]
     assert chunk_id_for("d", 0, "x") == chunk_id_for("d", 0, "x") != chunk_id_for("d", 1, "x")
     assert texts("  \n\n  ") == []
+
+
+@pytest.mark.parametrize("strategy", ["paragraph", "sentences", "tokens"])
+def test_a_one_line_megabyte_document_becomes_capped_chunks(strategy):
+    from embpipe.core.chunking import CHARS_PER_TOKEN_CAP, ChunkingParams, chunk_text, count_tokens
+
+    text = "error code E1234 at 0x7ffe " * 20_000 + "B" * 300_000  # no line break, then a 300 kB blob
+    params = ChunkingParams(strategy=strategy, max_tokens=200)
+    chunks = chunk_text(text, params)
+    assert all(c.n_tokens <= 200 and len(c.text) <= 200 * CHARS_PER_TOKEN_CAP for c in chunks)
+    assert sum(count_tokens(c.text) for c in chunks) >= count_tokens(text)  # nothing dropped
+    assert "".join(c.text for c in chunks).count("B") >= 300_000
+
+
+def test_capped_parts_keep_every_character_and_respect_both_caps():
+    import random
+
+    from embpipe.core.chunking import capped, count_tokens
+
+    rng = random.Random(7)
+    for _ in range(300):
+        words = [rng.choice(["a", "bb", "x" * rng.randint(1, 40), ".", ","]) for _ in range(rng.randint(1, 200))]
+        text = (" " if rng.random() < 0.5 else "").join(words)
+        max_tokens, max_chars = rng.randint(1, 20), rng.randint(1, 60)
+        parts = capped(text, max_tokens, max_chars)
+        assert all(count_tokens(p) <= max_tokens and len(p) <= max_chars for p in parts)
+        assert "".join("".join(parts).split()) == "".join(text.split())

@@ -27,6 +27,7 @@ from enum import StrEnum
 import numpy as np
 
 TOKEN_PATTERN = re.compile(r"\w+|[^\w\s]")
+CHARS_PER_TOKEN_CAP = 12  # a chunk never exceeds max_tokens × this many characters, whatever its words look like
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
 
@@ -165,7 +166,8 @@ def semantic_chunks(text: str, params: ChunkingParams, embed: Callable[[list[str
 def chunk_text(
     text: str, params: ChunkingParams, embed: Callable[[list[str]], np.ndarray] | None = None
 ) -> list[Chunk]:
-    """Split one document's text with the configured strategy; empty chunks never come out."""
+    """Split one document's text with the configured strategy; empty chunks never come out, and none is over
+    ``max_tokens`` tokens or ``max_tokens × CHARS_PER_TOKEN_CAP`` characters, whatever the document's shape."""
     if params.strategy == ChunkStrategy.SEMANTIC:
         if embed is None:
             raise ValueError("the semantic strategy needs an embed function")
@@ -177,8 +179,37 @@ def chunk_text(
             ChunkStrategy.TOKENS: token_chunks,
         }[params.strategy]
         pieces = split(text, params)
-    texts = [p.strip() for p in pieces if p.strip()]
+    max_chars = params.max_tokens * CHARS_PER_TOKEN_CAP
+    texts = [part for p in pieces if p.strip() for part in capped(p.strip(), params.max_tokens, max_chars)]
     return [Chunk(position=i, text=t, n_tokens=count_tokens(t)) for i, t in enumerate(texts)]
+
+
+def capped(piece: str, max_tokens: int, max_chars: int) -> list[str]:
+    """``piece`` cut at token boundaries into parts of at most ``max_tokens`` tokens and ``max_chars`` characters;
+    a single token longer than ``max_chars`` (a blob with no spaces) is cut by characters.
+
+    Example:
+        >>> capped("a b c d e", 2, 100)
+        ['a b', 'c d', 'e']
+        >>> capped("x" * 7, 5, 3)
+        ['xxx', 'xxx', 'x']
+    """
+    if count_tokens(piece) <= max_tokens and len(piece) <= max_chars:
+        return [piece]
+    parts: list[str] = []
+    start = end = tokens = 0
+    for match in TOKEN_PATTERN.finditer(piece):
+        if tokens and (tokens == max_tokens or match.end() - start > max_chars):
+            parts.append(piece[start:end])
+            start, tokens = match.start(), 0
+        if match.end() - match.start() > max_chars:  # one overlong token: whole slices of it, the rest carries on
+            for offset in range(match.start(), match.end() - max_chars, max_chars):
+                parts.append(piece[offset : offset + max_chars])
+            start = match.start() + (match.end() - match.start() - 1) // max_chars * max_chars
+        end = match.end()
+        tokens += 1
+    parts.append(piece[start:end])
+    return [p.strip() for p in parts if p.strip()]
 
 
 def chunk_id_for(doc_id: str, position: int, text: str) -> str:

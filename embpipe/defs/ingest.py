@@ -116,7 +116,7 @@ def chunk_documents(documents: pd.DataFrame, params: ChunkingParams, embed=None)
     return pd.DataFrame(rows, columns=columns).astype({"position": "int64", "n_tokens": "int64"})
 
 
-@asset(dagster_type=ChunksFrame, code_version="1", group_name="ingest")
+@asset(dagster_type=ChunksFrame, code_version="2", group_name="ingest")
 def chunks(context: AssetExecutionContext, config: ChunkingConfig, embedder: EmbedderResource, documents: pd.DataFrame):
     """Passages of every document (LMAR paragraph chunks by default), each tracing to its document."""
     embed = None
