@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from dagster import AssetIn, Definitions, asset, materialize
 
 from embpipe.resources.io_managers import ModelIOManager, ParquetIOManager
@@ -47,3 +48,17 @@ def test_model_directory_round_trip(tmp_path, base_model):
     assert (tmp_path / "models" / "model" / "config_sentence_transformers.json").is_file()
     assert pd.read_parquet(tmp_path / "dimension.parquet")["dim"].tolist() == [384]
     assert Definitions(assets=[model, dimension], resources=defs_resources)  # wires without error
+
+
+def test_a_truncated_table_names_its_file_and_the_fix(tmp_path):
+    import pandas as pd
+    from dagster import AssetKey, build_input_context
+
+    from embpipe.resources.io_managers import ParquetIOManager
+
+    manager = ParquetIOManager(base_dir=str(tmp_path))
+    path = tmp_path / "chunks.parquet"
+    pd.DataFrame({"x": [1]}).to_parquet(path)
+    path.write_bytes(path.read_bytes()[:10])
+    with pytest.raises(ValueError, match=r"chunks\.parquet is unreadable .*`embpipe run` rebuilds chunks"):
+        manager.load_input(build_input_context(asset_key=AssetKey("chunks")))

@@ -71,3 +71,34 @@ def test_flipping_a_method_switch_rebuilds_the_stages_that_read_it(tmp_path):
     assert run_stale(graph, [], {"methods": MethodsResource(lmar=False)}, {}, instance).rebuilt == []
     flipped = run_stale(graph, [], {"methods": MethodsResource(lmar=True)}, {}, instance)
     assert flipped.rebuilt == ["switched", "downstream_of_switched"]
+
+
+@asset(io_manager_key="tables")
+def stored_table():
+    import pandas as pd
+
+    return pd.DataFrame({"x": [1, 2, 3]})
+
+
+@asset(io_manager_key="tables")
+def table_below(stored_table):
+    return stored_table.assign(y=stored_table["x"] * 2)
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate"])
+def test_a_deleted_or_damaged_output_is_rebuilt_on_the_next_run(tmp_path, damage):
+    from embpipe.resources.io_managers import ParquetIOManager
+
+    (tmp_path / "dagster").mkdir()
+    instance = DagsterInstance.local_temp(str(tmp_path / "dagster"))
+    resources = {"tables": ParquetIOManager(base_dir=str(tmp_path / "assets"))}
+    graph = [stored_table, table_below]
+    assert run_stale(graph, [], resources, {}, instance).rebuilt == ["stored_table", "table_below"]
+    assert run_stale(graph, [], resources, {}, instance).rebuilt == []
+    path = tmp_path / "assets" / "stored_table.parquet"
+    if damage == "delete":
+        path.unlink()
+    else:
+        path.write_bytes(path.read_bytes()[:20])
+    assert "stored_table" in run_stale(graph, [], resources, {}, instance).rebuilt
+    assert path.is_file() and run_stale(graph, [], resources, {}, instance).rebuilt == []

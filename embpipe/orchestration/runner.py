@@ -17,6 +17,7 @@ import inspect
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from dagster import AssetKey, AssetsDefinition, Config, ConfigurableResource, DagsterInstance, materialize
 from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
@@ -129,12 +130,45 @@ def switches_changed(instance: DagsterInstance, asset: AssetsDefinition, resourc
     return False
 
 
+def stored_output_lost(path: Path) -> bool:
+    """Whether a stored output is gone or unreadable: a missing file or folder, an empty model folder, a
+    Parquet file whose footer does not read (truncated, overwritten)."""
+    if not path.exists():
+        return True
+    if path.is_dir():
+        return not any(path.iterdir())
+    if path.suffix == ".parquet":
+        import pyarrow
+        import pyarrow.parquet
+
+        try:
+            pyarrow.parquet.read_metadata(path)
+        except (OSError, pyarrow.ArrowException):
+            return True
+    return False
+
+
+def lost_outputs(instance: DagsterInstance, assets: Sequence[AssetsDefinition]) -> set[AssetKey]:
+    """Keys whose latest materialization recorded a ``path`` that no longer holds a readable output."""
+    lost = set()
+    for asset in assets:
+        for key in asset.keys if asset.is_materializable else ():
+            event = instance.get_latest_materialization_event(key)
+            metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+            if "path" in metadata and stored_output_lost(Path(str(metadata["path"].value))):
+                logger.warning("%s: its stored output %s is missing or unreadable; rebuilding it",
+                               key.to_user_string(), metadata["path"].value)  # fmt: skip
+                lost.add(key)
+    return lost
+
+
 def keys_to_build(
     instance: DagsterInstance, assets: Sequence[AssetsDefinition], run_config: dict, resources: dict | None = None
 ) -> set[AssetKey]:
-    """Asset keys that are missing, stale, or configured (or switched) differently than when last built."""
+    """Asset keys that are missing, stale, configured (or switched) differently than when last built, or whose
+    stored output was deleted or damaged since."""
     resolver = stale_resolver(instance, assets)
-    keys: set[AssetKey] = set()
+    keys: set[AssetKey] = lost_outputs(instance, assets)
     for asset in assets:
         if not asset.is_materializable:
             continue

@@ -53,7 +53,13 @@ class ParquetIOManager(ConfigurableIOManager):
         path = asset_path(self.root(), context, ".parquet")
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist: materialize {context.asset_key.to_user_string()} first")
-        return pd.read_parquet(path)
+        try:
+            return pd.read_parquet(path)
+        except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+            raise ValueError(
+                f"{path} is unreadable ({error}): `embpipe run` rebuilds {context.asset_key.to_user_string()} "
+                "(its output is checked before each run)"
+            ) from error
 
 
 def replace_directory(source: Path, target: Path) -> None:
