@@ -1,9 +1,11 @@
 """An OpenAI-compatible chat endpoint on 127.0.0.1 that answers with faults, counting every HTTP request.
 
-The request's model name picks the answer: ``ok`` (a valid completion of ``{"score": 0.5}``), ``status-429``,
+The request's model name picks the answer: ``ok`` (a valid completion of ``ok_content``, ``{"score": 0.5}``
+unless a test sets it), ``status-429``,
 ``status-500``, ``status-502``, ``status-503``, ``status-400``, ``context-length``, ``content-filter``,
 ``status-401``, ``html`` (a 200 HTML page), ``empty-choices``, ``truncated`` (a 200 with half a JSON body),
-``hang`` (answers after 3 s). A ``-once`` suffix faults on the first request of that model only.
+``hang`` (answers after 3 s). A ``-once`` suffix faults on the first request of that model only; with
+``outage_after = N`` every request after the N-th is a 503 until a test sets it back to ``None``.
 
 Example:
     >>> with FaultServer() as server:  # doctest: +SKIP
@@ -49,6 +51,8 @@ class FaultServer:
 
     def __init__(self):
         self.requests: Counter[str] = Counter()
+        self.ok_content = OK_BODY["choices"][0]["message"]["content"]
+        self.outage_after: int | None = None  # every request after this many (all models) gets a 503
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         sock.listen(64)
@@ -61,9 +65,12 @@ class FaultServer:
         from starlette.responses import JSONResponse, Response
 
         self.requests[model] += 1
+        if self.outage_after is not None and sum(self.requests.values()) > self.outage_after:
+            return JSONResponse({"error": {"message": "outage", "type": "server_error"}}, status_code=503)
         fault, once = (model[: -len("-once")], True) if model.endswith("-once") else (model, False)
         if fault == "ok" or (once and self.requests[model] > 1):
-            return JSONResponse({**OK_BODY, "model": model})
+            message = {"role": "assistant", "content": self.ok_content}
+            return JSONResponse({**OK_BODY, "model": model, "choices": [{**OK_BODY["choices"][0], "message": message}]})
         if fault in ERRORS:
             status, message, kind, code = ERRORS[fault]
             body = {"error": {"message": message, "type": kind, "param": None, "code": code}}

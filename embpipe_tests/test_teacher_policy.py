@@ -86,3 +86,54 @@ def test_a_wrong_api_key_stops_the_stage(tmp_path, server):
     with pytest.raises(litellm.AuthenticationError):
         ask_score(teacher(tmp_path, server.url, "status-401"))
     assert server.requests["status-401"] == 1
+
+
+QUESTIONS = {
+    "questions": [
+        "What should an operator do when alert H-052 appears?",
+        "Which part is replaced when the chassis fan is slow?",
+        "How do you confirm that a fan alert has cleared?",
+    ]
+}
+
+
+def test_a_fixed_outage_is_retried_by_the_next_run_paying_only_for_the_failed_chunks(tmp_path, data_dir, server):
+    import json
+
+    from dagster import AssetKey, DagsterInstance
+
+    from embpipe.definitions import all_assets, all_checks, default_resources
+    from embpipe.orchestration.runner import run_stale
+    from embpipe.resources.methods import MethodsResource
+    from embpipe.resources.teacher import TeacherResource
+    from embpipe_tests.conftest import SAMPLE_DIR
+
+    server.ok_content = json.dumps(QUESTIONS)
+    server.outage_after = 2  # two chunks get their questions, then the endpoint answers 503
+    teacher = TeacherResource(model="openai/ok", api_base=server.url, api_key="test-key", max_retries=0,
+                              store_path=str(tmp_path / "t.sqlite"))  # fmt: skip
+    resources = {**default_resources(), "teacher": teacher, "methods": MethodsResource(lmar=False)}
+    run_config = {
+        "ops": {
+            "read_documents": {"config": {"folder": str(SAMPLE_DIR)}},
+            "synthetic_queries": {"config": {"max_chunks": 4}},
+        }
+    }
+    (tmp_path / "dagster").mkdir()
+    instance = DagsterInstance.local_temp(str(tmp_path / "dagster"))
+
+    def run():
+        return run_stale(all_assets, all_checks, resources, run_config, instance,
+                         targets={AssetKey("query_splits")}, raise_on_error=False)  # fmt: skip
+
+    failed = run()
+    assert failed.failed and "query_splits" not in failed.rebuilt  # nothing below the failed check was built
+    assert any(e.startswith("check question_failure_rate on synthetic_queries failed") for e in failed.errors)
+    assert server.requests["ok"] == 4
+
+    server.outage_after = None  # the endpoint is fixed; no --force
+    fixed = run()
+    assert not fixed.failed and fixed.rebuilt[-2:] == ["synthetic_queries", "query_splits"]
+    assert server.requests["ok"] == 4 + 2  # only the two failed chunks were asked again
+    assert run().rebuilt == ["documents", "rejected_documents"]  # the folder is always re-read, nothing else
+    assert server.requests["ok"] == 6

@@ -5,6 +5,7 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetIn, AssetKey, ass
 
 from embpipe.core.questions import flatten_ids
 from embpipe.core.splits import leaking_queries
+from embpipe.orchestration.runner import REBUILD_WHEN_FAILED
 from embpipe.resources.embedder import EmbedderResource
 
 
@@ -37,7 +38,15 @@ def queries_trace_to_documents(synthetic_queries: pd.DataFrame, chunks: pd.DataF
     return AssetCheckResult(passed=not broken, metadata={"untraceable": len(broken), "examples": ", ".join(broken[:5])})
 
 
-@asset_check(asset="synthetic_queries", description="At most max_failure_rate of chunks gave unusable teacher output.")
+@asset_check(
+    asset="synthetic_queries",
+    blocking=True,
+    metadata={REBUILD_WHEN_FAILED: True},
+    description=(
+        "At most max_failure_rate of chunks gave no usable teacher output. Blocking: when more failed, nothing "
+        "below is built, and the next run asks the failed chunks again (the others come from the cache)."
+    ),
+)
 def question_failure_rate(context) -> AssetCheckResult:
     event = context.instance.get_latest_materialization_event(AssetKey("synthetic_queries"))
     metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
@@ -46,7 +55,12 @@ def question_failure_rate(context) -> AssetCheckResult:
     return AssetCheckResult(
         passed=rate <= limit,
         severity=AssetCheckSeverity.ERROR,
-        metadata={"failure_rate": rate, "max_failure_rate": limit},
+        metadata={
+            "failure_rate": rate,
+            "max_failure_rate": limit,
+            "fix": "see the failures in synthetic_queries' metadata, fix the teacher, then rerun `embpipe run`: "
+            "only the failed chunks are asked again",
+        },
     )
 
 

@@ -58,6 +58,34 @@ class RunOutcome:
         return [a for p in self.passes for a in p.assets]
 
 
+REBUILD_WHEN_FAILED = "embpipe/rebuild_when_failed"  # check metadata: a failed evaluation makes its asset stale
+
+
+def rebuild_after_failed_checks(instance: DagsterInstance, checks: Sequence) -> set[AssetKey]:
+    """Assets whose latest evaluation of a check marked ``REBUILD_WHEN_FAILED`` failed: their failed items are
+    owed, so the next run rebuilds them (what succeeded comes back from the teacher cache for free)."""
+    owed = set()
+    for spec in (s for c in checks for s in c.check_specs if (s.metadata or {}).get(REBUILD_WHEN_FAILED)):
+        record = instance.get_latest_asset_check_evaluation_record(spec.key)
+        if record is not None and record.status == AssetCheckExecutionRecordStatus.FAILED:
+            owed.add(spec.asset_key)
+    return owed
+
+
+def failed_check_messages(result) -> list[str]:
+    """``check on asset failed: metadata…`` for each check that failed in ``result``, with its ``fix`` if any."""
+    messages = []
+    for evaluation in result.get_asset_check_evaluations():
+        if evaluation.passed:
+            continue
+        metadata = {k: v.value for k, v in evaluation.metadata.items()}
+        fix = metadata.pop("fix", None)
+        details = ", ".join(f"{k} {v}" for k, v in metadata.items())
+        line = f"check {evaluation.check_name} on {evaluation.asset_key.to_user_string()} failed ({details})"
+        messages.append(line + (f"; {fix}" if fix else ""))
+    return messages
+
+
 def step_errors(result) -> list[str]:
     """``step: message`` of each failed step, with the innermost cause (the user's error, not Dagster's wrapper)."""
     errors = []
@@ -245,7 +273,10 @@ def run_stale(
     every_key = {k for a in assets if a.is_materializable for k in a.keys}
     if targets:
         every_key &= upstream_closure(assets, targets)
-    stale = keys_to_build(instance, assets, run_config, resources) if not force else set()
+    def owed_by_checks() -> set[AssetKey]:
+        return rebuild_after_failed_checks(instance, checks)
+
+    stale = keys_to_build(instance, assets, run_config, resources) | owed_by_checks() if not force else set()
     selection = every_key if force else (stale | {ALWAYS_READ}) & every_key
     for number in range(1, 2 * len(every_key) + 2):
         held = held_back_by_checks(instance, assets, checks)
@@ -268,7 +299,7 @@ def run_stale(
         )
         outcome.passes.append(PassSummary(result.run_id, names))
         if not result.success:
-            outcome.failed, outcome.errors = True, step_errors(result)
+            outcome.failed, outcome.errors = True, failed_check_messages(result) + step_errors(result)
             break
-        selection = keys_to_build(instance, assets, run_config, resources) & every_key
+        selection = (keys_to_build(instance, assets, run_config, resources) | owed_by_checks()) & every_key
     return outcome
