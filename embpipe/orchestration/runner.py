@@ -273,6 +273,7 @@ def run_stale(
     every_key = {k for a in assets if a.is_materializable for k in a.keys}
     if targets:
         every_key &= upstream_closure(assets, targets)
+
     def owed_by_checks() -> set[AssetKey]:
         return rebuild_after_failed_checks(instance, checks)
 
