@@ -144,25 +144,23 @@ def test_settled_queries_keep_earlier_verdicts_and_only_new_queries_are_judged()
     assert len(outcome.judgements) == 3
 
 
-def test_earlier_judgements_keep_only_still_valid_queries_and_chunks():
+def test_earlier_judgements_keep_only_still_valid_training_labels():
     previous = pd.DataFrame(
         {
-            "query_id": ["q1", "q1", "q1", "q2", "gone"],
-            "chunk_id": ["pos", "x", "changed", "y", "z"],
-            "doc_id": ["d"] * 5,
-            "role": ["positive", "negative", "positive", "uncertain", "positive"],
-            "source": ["synthetic", "teacher", "teacher", "teacher", "teacher"],
-            "round": [0, 1, 1, 1, 1],
-            "score": [float("nan"), 0.1, 0.9, 0.5, 0.95],
-            "used": [True, True, True, False, True],
+            "query_id": ["q1", "q1", "q1", "q2", "gone", "q1"],
+            "chunk_id": ["pos", "x", "changed", "y", "z", "late"],
+            "doc_id": ["d"] * 6,
+            "role": ["positive", "negative", "positive", "uncertain", "positive", "positive"],
+            "source": ["synthetic", "teacher", "teacher", "teacher", "teacher", "teacher"],
+            "round": [0, 1, 1, 1, 1, 2],
+            "score": [float("nan"), 0.1, 0.9, 0.5, 0.95, 0.9],
+            "used": [True, True, True, False, True, False],
         }
     )
-    carried, settled = earlier_judgements(previous, {"q1", "q2", "q3"}, {"pos", "x", "y", "z"})
+    carried, settled = earlier_judgements(previous, {"q1", "q2", "q3"}, {"pos", "x", "y", "z", "late"})
     assert settled == {"q1", "q2"}  # q3 is new, "gone" left the training split
-    assert [(label.query_id, label.chunk_id, label.role) for label in carried] == [
-        ("q1", "x", "negative"),
-        ("q2", "y", "uncertain"),
-    ]
+    # the uncertain verdict and round 2's judgement (after the best round) were not trained on: never carried
+    assert [(label.query_id, label.chunk_id, label.role) for label in carried] == [("q1", "x", "negative")]
 
 
 def test_judge_reads_p_yes_from_log_probabilities(tmp_path):

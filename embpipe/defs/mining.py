@@ -171,11 +171,15 @@ def earlier_judgements(
     """From the last labels table: the teacher judgements still valid, and the training queries they settle.
 
     A query is settled when it is still a training query and the last table labelled it; a judgement is kept
-    when its query is settled and its chunk still exists (a changed chunk has a new id and is judged anew).
+    when its query is settled, its chunk still exists (a changed chunk has a new id and is judged anew) and it
+    was a training label of the last table (``used``): a judgement the last run made but did not train on
+    (a round after its best, an uncertain verdict) never becomes a label later, so the labels of untouched
+    queries are exactly the last run's, whatever else changed.
     """
     settled = frozenset(set(previous["query_id"].astype(str)) & train_query_ids)
     judged = previous[
-        (previous["source"] == "teacher")
+        previous["used"].astype(bool)
+        & (previous["source"] == "teacher")
         & previous["query_id"].astype(str).isin(settled)
         & previous["chunk_id"].astype(str).isin(chunk_ids)
     ]
