@@ -116,3 +116,18 @@ def test_a_killed_local_teacher_fails_one_item_clearly_and_a_rerun_pays_only_for
     assert again.attempted == 4
     [usage] = store.usage("run-2")
     assert (usage.calls, usage.calls - usage.cached_calls) == (4, 1)  # only the crashed item is paid again
+
+
+def test_an_idle_local_teacher_exits_by_itself_and_the_next_call_starts_one(tmp_path):
+    from embpipe.llm.local_endpoint import LocalEndpoint
+
+    endpoint = LocalEndpoint("smollm2-135m", threads=1, idle_timeout_s=1.0)
+    endpoint.ensure()
+    state = json.loads(endpoint.state_path.read_text())
+    deadline = time.monotonic() + 30
+    while endpoint.alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not endpoint.alive() and not endpoint.state_path.exists()  # a clean exit removes its state file
+    assert endpoint.ensure() and json.loads(endpoint.state_path.read_text())["pid"] != state["pid"]
+    assert endpoint.crashes == 0  # an idle exit is not a crash
+    endpoint.stop()

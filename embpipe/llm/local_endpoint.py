@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -112,7 +113,9 @@ class LocalEndpoint:
 
     @property
     def key(self) -> str:
-        return f"{self.model}-t{self.threads}" + ("-reset" if self.reset_each_call else "")
+        """One server per model, thread count, reset mode and Python environment (its code and llama build)."""
+        environment = hashlib.sha256(sys.prefix.encode()).hexdigest()[:8]
+        return f"{self.model}-t{self.threads}" + ("-reset" if self.reset_each_call else "") + f"-{environment}"
 
     @property
     def folder(self) -> Path:
@@ -256,8 +259,11 @@ def endpoint_for(model: str, threads: int = 2, reset_each_call: bool = False, id
 
 
 def stop_all() -> None:
-    """Stop every local teacher server this process used (tests call it at the end of a session)."""
-    with _endpoints_lock:
-        endpoints = list(_endpoints.values())
-    for endpoint in endpoints:
-        endpoint.stop()
+    """Stop the local teacher servers this process started (tests call it at the end of a session); servers
+    that other processes started and share are left to their idle timeout."""
+    for pid, process in list(_children.items()):
+        if process.poll() is None:
+            process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)
+        _children.pop(pid, None)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import faulthandler
 import json
 import os
@@ -81,16 +82,23 @@ def completion_body(model: str, raw: dict) -> dict:
 class LocalServerApp:
     """The Starlette app around one loaded model, with the time of its last request for the idle exit."""
 
-    def __init__(self, runtime: LocalRuntime, model: str):
+    def __init__(self, runtime: LocalRuntime, model: str, on_shutdown=lambda: None):
         self.runtime = runtime
         self.model = model
+        self.on_shutdown = on_shutdown
         self.last_request = time.monotonic()
 
     def routes(self):
         from starlette.applications import Starlette
         from starlette.routing import Route
 
+        @contextlib.asynccontextmanager
+        async def lifespan(app):
+            yield
+            self.on_shutdown()  # before uvicorn re-raises a SIGTERM it caught, which skips any ``finally``
+
         return Starlette(
+            lifespan=lifespan,
             routes=[
                 Route("/health", self.health, methods=["GET"]),
                 Route("/v1/models", self.models, methods=["GET"]),
@@ -192,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     try:
-        asyncio.run(serve(LocalServerApp(runtime, args.model), sock, args.idle_timeout_s))
+        app = LocalServerApp(runtime, args.model, on_shutdown=lambda: remove_state(args.state))
+        asyncio.run(serve(app, sock, args.idle_timeout_s))
     finally:
         remove_state(args.state)
         runtime.close()
