@@ -103,7 +103,7 @@ class LocalServerApp:
                 Route("/health", self.health, methods=["GET"]),
                 Route("/v1/models", self.models, methods=["GET"]),
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
-            ]
+            ],
         )
 
     async def health(self, request):
