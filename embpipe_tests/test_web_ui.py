@@ -190,11 +190,12 @@ def test_ui_serves_the_graph_and_materializes_all(ui_server, data_dir):
     assert {n["assetKey"]["path"][0] for n in nodes} >= {"documents", "chunks", "embedding_model", "retrieval_report"}
     repo = graphql(port, "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }")
     [repository] = repo["repositoriesOrError"]["nodes"]
-    run_config = {
-        "resources": {"teacher": {"config": {"model": "fake/teacher"}}},
+    run_config = {  # the whole graph at its smallest: what is tested is the UI's launch, not the stages
+        "resources": {"teacher": {"config": {"model": "fake/teacher"}}, "methods": {"config": {"lmar": False}}},
         "ops": {
             "read_documents": {"config": {"folder": str(SAMPLE_DIR)}},
             "synthetic_queries": {"config": {"max_chunks": 12}},
+            "mining_rounds": {"config": {"rounds": 1, "student_epochs": 1}},
             "embedding_model": {"config": {"epochs": 1}},
         },
     }
