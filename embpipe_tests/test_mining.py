@@ -6,9 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embpipe.core.mining import Label, MiningParams, StopMining, candidates_to_judge, run_mining
+from embpipe.core.mining import Label, MiningParams, StopMining, candidates_to_judge, earlier_judgements, run_mining
 from embpipe.core.negatives import NegativeParams, margin_negatives, margin_threshold, mine_hard_negatives
-from embpipe.defs.mining import earlier_judgements
 from embpipe.llm.judge import judge_relevance, yes_probability
 from embpipe_tests.conftest import make_teacher
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import pandas as pd
+
 POSITIVE = "positive"
 NEGATIVE = "negative"
 UNCERTAIN = "uncertain"
@@ -170,3 +172,28 @@ def run_mining(
         if record.stopped:
             break
     return outcome
+
+
+def earlier_judgements(
+    previous: pd.DataFrame, train_query_ids: set[str], chunk_ids: set[str]
+) -> tuple[list[Label], frozenset[str]]:
+    """From the last labels table: the teacher judgements still valid, and the training queries they settle.
+
+    A query is settled when it is still a training query and the last table labelled it; a judgement is kept
+    when its query is settled, its chunk still exists (a changed chunk has a new id and is judged anew) and it
+    was a training label of the last table (``used``): a judgement the last run made but did not train on
+    (a round after its best, an uncertain verdict) never becomes a label later, so the labels of untouched
+    queries are exactly the last run's, whatever else changed.
+    """
+    settled = frozenset(set(previous["query_id"].astype(str)) & train_query_ids)
+    judged = previous[
+        previous["used"].astype(bool)
+        & (previous["source"] == "teacher")
+        & previous["query_id"].astype(str).isin(settled)
+        & previous["chunk_id"].astype(str).isin(chunk_ids)
+    ]
+    labels = [
+        Label(str(r.query_id), str(r.chunk_id), str(r.role), "teacher", int(r.round), float(r.score))
+        for r in judged.itertuples(index=False)
+    ]
+    return labels, settled

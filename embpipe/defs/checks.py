@@ -5,7 +5,7 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetIn, AssetKey, ass
 
 from embpipe.core.questions import flatten_ids
 from embpipe.core.splits import leaking_queries
-from embpipe.orchestration.runner import REBUILD_WHEN_FAILED
+from embpipe.orchestration.check_gates import REBUILD_WHEN_FAILED
 from embpipe.resources.embedder import EmbedderResource
 
 
