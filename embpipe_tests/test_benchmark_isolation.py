@@ -7,6 +7,7 @@ import json
 import sqlite3
 
 import pandas as pd
+import pytest
 
 from embpipe.definitions import all_assets, all_checks, default_resources
 from embpipe.orchestration.instance import dagster_instance
@@ -37,6 +38,7 @@ def write_beir_folder(folder) -> list[str]:
     return queries
 
 
+@pytest.mark.slow  # the whole graph with real training
 def test_benchmark_queries_reach_only_the_scoring(data_dir, tmp_path):
     beir = tmp_path / "bench"
     queries = write_beir_folder(beir)

@@ -164,14 +164,14 @@ def test_low_quality_questions_are_dropped(tmp_path):
 
 @pytest.mark.parametrize("budget", [0, 300, 700, 1500])
 def test_the_embgen_budget_is_never_exceeded(tmp_path, budget):
-    teacher = make_teacher(tmp_path)
+    teacher = make_teacher(tmp_path, token_budget=budget * 10)  # EmbGen's questions get a tenth of a run's budget
     stats = EmbGenStats()
 
     def spent() -> int:
         return sum(u.prompt_tokens + u.completion_tokens for u in teacher.store.usage("run-1"))
 
     frame, _ = generate_selection_questions(
-        teacher, SELECTIONS, PASSAGES, lambda s: [], fake_quality(teacher), 0.0, stats, budget=(budget, spent)
+        teacher, SELECTIONS, PASSAGES, lambda s: [], fake_quality(teacher), 0.0, stats
     )
     assert spent() <= budget
     assert (len(frame) < len(SELECTIONS)) == bool(stats.budget_message)  # stopped early only for the budget
@@ -200,7 +200,7 @@ def test_the_embgen_stages_materialize_every_strategy_with_answers_and_feed_synt
 
     resources = {
         **default_resources(),
-        "teacher": TeacherResource(model="fake/teacher"),
+        "teacher": TeacherResource(model="fake/teacher", token_budget=300_000),  # EmbGen's share: 30,000
         "methods": MethodsResource(lmar=False, embgen=True),
     }
     selection = [
@@ -214,7 +214,7 @@ def test_the_embgen_stages_materialize_every_strategy_with_answers_and_feed_synt
             "synthetic_queries": {"config": {"max_chunks": 0}},
             "entity_descriptions": {"config": {"max_chunks": 30}},
             "entity_clusters": {"config": {"min_similarity": 0.5}},
-            "embgen_queries": {"config": {"token_budget": 30_000, "min_quality": 0.0}},
+            "embgen_queries": {"config": {"min_quality": 0.0}},
         }
     }
     result = materialize(all_assets, selection=selection, resources=resources, run_config=run_config)

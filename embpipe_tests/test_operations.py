@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pandas as pd
+import pytest
 from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context
 
 from embpipe.core.lineage import lineage_rows, per_document_counts, rows_for_document, rows_for_query
@@ -110,6 +111,7 @@ def paid(teacher, output: dict) -> dict[str, int]:
     return stages
 
 
+@pytest.mark.slow  # the whole graph with real training
 def test_refresh_job_builds_everything_then_pays_only_for_a_new_document(data_dir, tmp_path, monkeypatch):
     from embpipe.definitions import default_resources
     from embpipe.orchestration.instance import dagster_instance

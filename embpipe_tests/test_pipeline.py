@@ -39,6 +39,7 @@ def pipeline(data_dir):
     return resources, instance
 
 
+@pytest.mark.slow  # the whole graph with real training
 def test_full_run_then_rerun_pays_nothing(pipeline, data_dir):
     resources, instance = pipeline
     first = run_stale(all_assets, all_checks, resources, RUN_CONFIG, instance)

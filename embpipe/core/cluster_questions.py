@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from embpipe.core.questions import CONTEXT_REFERENCES, QUERY_COLUMNS, QUERY_DTYPES, query_id_for
+from embpipe.llm.budget import BudgetStop, within_budget
 from embpipe.llm.teacher import Teacher, TeacherOutputError
 
 PROFILE_PROMPT_VERSION = "cluster-profile-v1"
@@ -28,6 +29,7 @@ PASSAGE_CHARACTERS = 700
 MAX_PASSAGES = 6
 MAX_HOPS = 3
 STRATEGY = "cluster"
+PROFILE_COLUMNS = ["cluster_id", "size", "summary"]
 
 PROFILE_SYSTEM = (
     "You label groups of related passages from one document collection. Write a one-sentence topic summary "
@@ -189,6 +191,42 @@ def validate_questions(
     return scores
 
 
+def empty_profiles() -> pd.DataFrame:
+    """A cluster-profile table with no rows."""
+    return pd.DataFrame(columns=PROFILE_COLUMNS).astype({"cluster_id": "int64", "size": "int64"})
+
+
+def profile_clusters(
+    teacher: Teacher,
+    members: dict[int, pd.DataFrame],
+    sizes: dict[int, int],
+    max_clusters: int,
+    stop: BudgetStop,
+    progress: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """The teacher's topic summary of the ``max_clusters`` largest clusters (ties by id); failed ones left out."""
+    chosen = sorted(members, key=lambda c: (-int(sizes[c]), c))[:max_clusters]
+
+    def profile(numbered: tuple[int, int]) -> tuple[int, int, str] | None:
+        number, cluster = numbered
+        summary = teacher.generate_json(
+            "cluster_profiles",
+            f"cluster-{cluster}",
+            profile_messages(members[cluster]["text"].astype(str).tolist()),
+            parse_profile,
+            schema=PROFILE_SCHEMA,
+            prompt_version=PROFILE_PROMPT_VERSION,
+            max_tokens=96,
+        )
+        if progress:
+            progress(number, len(chosen))
+        return (int(cluster), int(sizes[cluster]), summary) if summary else None
+
+    rows = [row for row in within_budget(enumerate(chosen, start=1), profile, stop) if row is not None]
+    teacher.settle("cluster_profiles")
+    return pd.DataFrame(rows, columns=PROFILE_COLUMNS).astype({"cluster_id": "int64", "size": "int64"})
+
+
 def generate_cluster_questions(
     teacher: Teacher,
     members: dict[int, pd.DataFrame],
@@ -200,36 +238,36 @@ def generate_cluster_questions(
     progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
     """Validated questions for every profiled cluster; stops (keeping what it has) when the budget runs out."""
-    from embpipe.llm.teacher import TokenBudgetExhausted
-
-    rows: list[dict] = []
     profiled = [c for c in members if c in summaries]
-    for number, cluster in enumerate(profiled, start=1):
+    stop = BudgetStop()
+
+    def ask(numbered: tuple[int, int]) -> list[dict]:
+        number, cluster = numbered
         group = members[cluster]
         texts = group["text"].astype(str).tolist()
         shown = min(len(texts), MAX_PASSAGES)
-        try:
-            questions = teacher.generate_json(
-                "cluster_queries",
-                f"cluster-{cluster}",
-                cluster_question_messages(summaries[cluster], texts, count),
-                lambda r, n=shown: parse_cluster_questions(r, count, n),
-                schema=cluster_question_schema(count),
-                prompt_version=QUESTION_PROMPT_VERSION,
-                max_tokens=80 * count + 32,
-            )
-            stats.attempted += 1
-            if questions is None:
-                stats.failed += 1
-                continue
-            scores = validate_questions(judge, questions, texts)
-        except TokenBudgetExhausted as error:
-            stats.budget_message = str(error)
-            break
+        questions = teacher.generate_json(
+            "cluster_queries",
+            f"cluster-{cluster}",
+            cluster_question_messages(summaries[cluster], texts, count),
+            lambda r, n=shown: parse_cluster_questions(r, count, n),
+            schema=cluster_question_schema(count),
+            prompt_version=QUESTION_PROMPT_VERSION,
+            max_tokens=80 * count + 32,
+        )
+        stats.attempted += 1
+        if questions is None:
+            stats.failed += 1
+            return []
+        scores = validate_questions(judge, questions, texts)
         kept = [(q, s) for q, s in zip(questions, scores, strict=True) if s >= min_score]  # NaN: unvalidated
         stats.below_threshold += len(questions) - len(kept)
         stats.scores += [s for _, s in kept]
-        rows += question_rows(cluster, group, [q for q, _ in kept], [s for _, s in kept])
         if progress:
             progress(number, len(profiled))
+        return question_rows(cluster, group, [q for q, _ in kept], [s for _, s in kept])
+
+    rows = [row for found in within_budget(enumerate(profiled, start=1), ask, stop) for row in found]
+    stats.budget_message = stop.message
+    teacher.settle("cluster_queries")
     return as_queries(rows)

@@ -26,11 +26,13 @@ import pandas as pd
 from embpipe.core.cluster_questions import MAX_HOPS, as_queries, numbered_passages
 from embpipe.core.questions import CONTEXT_REFERENCES, query_id_for
 from embpipe.core.sampling import ChunkSelection
-from embpipe.llm.teacher import Teacher, TeacherOutputError, TokenBudgetExhausted, estimate_tokens
+from embpipe.llm.budget import TokenBudgetExhausted, estimate_tokens
+from embpipe.llm.teacher import Teacher, TeacherOutputError
 
 PROMPT_VERSION = "embgen-question-v1"
 QUALITY_PROMPT_VERSION = "embgen-quality-v1"
 QUESTION_MAX_TOKENS = 160
+PROMPT_OVERHEAD_TOKENS = 250  # system prompt, entity lines and instructions around the passages, for plans
 MAX_ENTITIES_IN_PROMPT = 8
 QUESTION_SCHEMA = {
     "type": "object",
@@ -103,15 +105,13 @@ def generate_selection_questions(
     judge: Callable[[str, str, str], float | None],
     min_quality: float,
     stats: EmbGenStats,
-    budget: tuple[int, Callable[[], int]] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Query rows (``synthetic_queries`` columns) and their answers, one question per usable selection.
 
     ``passages`` maps chunk id to (text, doc id); ``judge(stage, question, evidence)`` gives the quality
-    score. ``budget`` is (tokens, a function giving the tokens spent so far): a selection is not asked when its
-    estimated question and quality calls would pass it. Stops cleanly, keeping what it has, when that or the
-    teacher's own budget forbids the next call.
+    score. A selection is not asked when its estimated question and quality calls would pass what the run's
+    token budget leaves the stage; stops cleanly, keeping what it has, when that or the budget forbids a call.
     """
     rows, answers = [], {}
     for number, selection in enumerate(selections, start=1):
@@ -119,8 +119,9 @@ def generate_selection_questions(
         texts = [passages[c][0] for c in selection.chunk_ids]
         messages = selection_messages(entities_of(selection), texts)
         needed = 2 * estimate_tokens(messages) + QUESTION_MAX_TOKENS + 1  # question, then a judge of similar size
-        if budget is not None and budget[1]() + needed > budget[0]:
-            stats.budget_message = f"EmbGen token budget {budget[0]} reached (spent {budget[1]()}, next {needed})"
+        remaining = teacher.remaining(stage)
+        if remaining is not None and needed > remaining:
+            stats.budget_message = f"the EmbGen questions' token share is spent ({remaining} left, next {needed})"
             break
         stats.asked[selection.strategy] = stats.asked.get(selection.strategy, 0) + 1
         try:
@@ -161,6 +162,7 @@ def generate_selection_questions(
         )
         if progress:
             progress(number, len(selections))
+    teacher.settle("embgen_queries")
     frame = as_queries(rows)
     return frame, [answers[q] for q in frame["query_id"]]
 

@@ -18,12 +18,14 @@ Example:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
 from embpipe.core.clustering import knn_clusters
-from embpipe.llm.teacher import TeacherOutputError
+from embpipe.llm.budget import BudgetStop, within_budget
+from embpipe.llm.teacher import Teacher, TeacherOutputError
 
 ENTITY_PROMPT_VERSION = "entities-v1"
 PASSAGE_CHARACTERS = 1500
@@ -121,3 +123,36 @@ def cluster_centroids(vectors: np.ndarray, labels: np.ndarray) -> dict[int, np.n
         mean = vectors[labels == label].mean(axis=0)
         centroids[int(label)] = mean / max(float(np.linalg.norm(mean)), 1e-12)
     return centroids
+
+
+def extract_entities(
+    teacher: Teacher,
+    chunks: pd.DataFrame,
+    max_entities: int,
+    stop: BudgetStop,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[pd.DataFrame, int]:
+    """The teacher's (doc_id, chunk_id, entity, description) pairs for each chunk, and how many chunks failed."""
+    failed = 0
+
+    def extract(numbered: tuple[int, tuple]) -> list[tuple[str, str, str, str]]:
+        nonlocal failed
+        number, row = numbered
+        found = teacher.generate_json(
+            "entity_descriptions",
+            str(row.chunk_id),
+            entity_messages(str(row.text)),
+            lambda reply: parse_entities(reply, max_entities),
+            schema=entity_schema(max_entities),
+            prompt_version=ENTITY_PROMPT_VERSION,
+            max_tokens=48 * max_entities,
+        )
+        failed += found is None
+        if progress:
+            progress(number, len(chunks))
+        return [(str(row.doc_id), str(row.chunk_id), e, d) for e, d in found or []]
+
+    rows = enumerate(chunks.itertuples(index=False), start=1)
+    pairs = [pair for found in within_budget(rows, extract, stop) for pair in found]
+    teacher.settle("entity_descriptions")
+    return pd.DataFrame(pairs, columns=["doc_id", "chunk_id", "entity", "description"]), failed

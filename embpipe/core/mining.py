@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from embpipe.core.questions import flatten_ids
+
 POSITIVE = "positive"
 NEGATIVE = "negative"
 UNCERTAIN = "uncertain"
@@ -197,3 +199,38 @@ def earlier_judgements(
         for r in judged.itertuples(index=False)
     ]
     return labels, settled
+
+
+def starting_labels(train: pd.DataFrame, negatives: pd.DataFrame) -> list[Label]:
+    """The synthetic positives of the training queries and their margin negatives."""
+    labels = [
+        Label(str(q), c, "positive", "synthetic", 0)
+        for q, positives in zip(train["query_id"], train["positive_chunk_ids"], strict=True)
+        for c in flatten_ids(positives)
+    ]
+    for row in negatives.itertuples(index=False):
+        labels += [
+            Label(str(row.query_id), str(c), "negative", "margin", 0, float(s))
+            for c, s in zip(flatten_ids(row.negative_chunk_ids), list(row.negative_scores), strict=True)
+        ]
+    return labels
+
+
+def labels_frame(labels: list[Label], judgements: list[Label], chunks: pd.DataFrame) -> pd.DataFrame:
+    """Labels used for training plus every teacher judgement left out, each with its source document."""
+    used = set(labels)
+    rows = [(label, True) for label in labels] + [(j, False) for j in judgements if j not in used]
+    doc_of = dict(zip(chunks["chunk_id"].astype(str), chunks["doc_id"].astype(str), strict=True))
+    frame = pd.DataFrame(
+        {
+            "query_id": [label.query_id for label, _ in rows],
+            "chunk_id": [label.chunk_id for label, _ in rows],
+            "doc_id": [doc_of.get(label.chunk_id, "") for label, _ in rows],
+            "role": [label.role for label, _ in rows],
+            "source": [label.source for label, _ in rows],
+            "round": [label.round for label, _ in rows],
+            "score": [float("nan") if label.score is None else label.score for label, _ in rows],
+            "used": [flag for _, flag in rows],
+        }
+    )
+    return frame.astype({"round": "int64", "score": "float64", "used": bool})

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from embpipe.core.splits import stable_unit
-from embpipe.llm.teacher import Teacher, TeacherOutputError, TokenBudgetExhausted
+from embpipe.llm.budget import BudgetStop, within_budget
+from embpipe.llm.teacher import Teacher, TeacherOutputError
 
 PROMPT_VERSION = "single-chunk-questions-v2"
 SYSTEM_PROMPT = """You write realistic search queries for training a document retrieval system.
@@ -156,6 +157,20 @@ QUERY_COLUMNS = [
 ]
 
 
+def question_row(chunk_id: str, doc_id: str, text: str) -> dict:
+    """The ``synthetic_queries`` row of a single-chunk question."""
+    return {
+        "query_id": query_id_for(chunk_id, text),
+        "text": text,
+        "positive_chunk_ids": [chunk_id],
+        "doc_ids": [doc_id],
+        "strategy": "single_chunk",
+        "hops": 1,
+        "validator_score": np.nan,
+        "source_chunk_id": chunk_id,
+    }
+
+
 def generate_single_chunk_questions(
     teacher: Teacher,
     chunks: pd.DataFrame,
@@ -163,40 +178,27 @@ def generate_single_chunk_questions(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[pd.DataFrame, GenerationStats]:
     """Ask the teacher for ``count`` questions per chunk; stops cleanly when the token budget is reached."""
-    stats = GenerationStats()
-    rows = []
-    for number, chunk in enumerate(chunks.itertuples(index=False), start=1):
-        messages = question_messages(chunk.title, chunk.text, count)
-        try:
-            questions = teacher.generate_json(
-                "synthetic_queries",
-                chunk.chunk_id,
-                messages,
-                lambda r, c=chunk: parse_questions(r, count, c.text),
-                schema=question_schema(count),
-                prompt_version=PROMPT_VERSION,
-                max_tokens=64 * count + 32,
-            )
-        except TokenBudgetExhausted as error:
-            stats.budget_exhausted, stats.budget_message = True, str(error)
-            break
+    stats, stop = GenerationStats(), BudgetStop()
+
+    def ask(numbered: tuple[int, tuple]) -> list[dict]:
+        number, chunk = numbered
+        questions = teacher.generate_json(
+            "synthetic_queries",
+            chunk.chunk_id,
+            question_messages(chunk.title, chunk.text, count),
+            lambda r, c=chunk: parse_questions(r, count, c.text),
+            schema=question_schema(count),
+            prompt_version=PROMPT_VERSION,
+            max_tokens=64 * count + 32,
+        )
         stats.attempted += 1
-        if questions is None:
-            stats.failed += 1
-        for text in questions or []:
-            rows.append(
-                {
-                    "query_id": query_id_for(chunk.chunk_id, text),
-                    "text": text,
-                    "positive_chunk_ids": [chunk.chunk_id],
-                    "doc_ids": [chunk.doc_id],
-                    "strategy": "single_chunk",
-                    "hops": 1,
-                    "validator_score": np.nan,
-                    "source_chunk_id": chunk.chunk_id,
-                }
-            )
+        stats.failed += questions is None
         if progress:
             progress(number, len(chunks))
+        return [question_row(chunk.chunk_id, chunk.doc_id, text) for text in questions or []]
+
+    numbered = enumerate(chunks.itertuples(index=False), start=1)
+    rows = [row for found in within_budget(numbered, ask, stop) for row in found]
+    stats.budget_exhausted, stats.budget_message = bool(stop.message), stop.message
     frame = pd.DataFrame(rows, columns=QUERY_COLUMNS).astype(QUERY_DTYPES).drop_duplicates("query_id")
     return frame.reset_index(drop=True), stats

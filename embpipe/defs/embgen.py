@@ -11,21 +11,20 @@ from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, O
 from pydantic import Field
 
 from embpipe.core.embgen_questions import (
+    PROMPT_OVERHEAD_TOKENS,
     QUALITY_PROMPT_VERSION,
+    QUESTION_MAX_TOKENS,
     EmbGenStats,
     generate_selection_questions,
     quality_messages,
 )
 from embpipe.core.entities import (
     ENTITY_COLUMNS,
-    ENTITY_PROMPT_VERSION,
     chunks_by_cluster,
     cluster_centroids,
     deduplicate_per_document,
     description_texts,
-    entity_messages,
-    entity_schema,
-    parse_entities,
+    extract_entities,
     reassemble,
 )
 from embpipe.core.questions import QUERY_COLUMNS, near_duplicate_mask, select_chunks
@@ -36,11 +35,18 @@ from embpipe.core.sampling import (
     plan_mix,
     proximity_selections,
 )
-from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_version, preview, progress_logger
+from embpipe.defs.metadata import (
+    CONFIG_FINGERPRINT,
+    budget_stop,
+    config_fingerprint,
+    frame_version,
+    preview,
+    progress_logger,
+)
 from embpipe.defs.synthesis import stack_embeddings
 from embpipe.defs.types import EmbGenQueriesFrame, EntityClustersFrame, EntityDescriptionsFrame
+from embpipe.llm.budget import BudgetStop, estimate_text_tokens
 from embpipe.llm.judge import ask_yes_probability
-from embpipe.llm.teacher import TokenBudgetExhausted
 from embpipe.resources.embedder import EmbedderResource, encode
 from embpipe.resources.methods import MethodsResource
 from embpipe.resources.teacher import TeacherResource
@@ -66,28 +72,12 @@ def entity_descriptions(
     chunks: pd.DataFrame,
 ):
     """EmbGen decomposition: the teacher's (entity, description) pairs per chunk, deduplicated per document."""
-    pairs, failed = [], 0
+    pairs, failed, stop = pd.DataFrame(columns=["doc_id", "chunk_id", "entity", "description"]), 0, BudgetStop()
     if methods.embgen:
         sample = select_chunks(chunks, config.max_chunks, config.min_chunk_tokens, config.seed)
-        client, report = teacher.client(), progress_logger(context, "entities")
-        for number, row in enumerate(sample.itertuples(index=False), start=1):
-            try:
-                found = client.generate_json(
-                    "entity_descriptions",
-                    str(row.chunk_id),
-                    entity_messages(str(row.text)),
-                    lambda reply: parse_entities(reply, config.max_entities),
-                    schema=entity_schema(config.max_entities),
-                    prompt_version=ENTITY_PROMPT_VERSION,
-                    max_tokens=48 * config.max_entities,
-                )
-            except TokenBudgetExhausted as error:
-                context.log.warning(f"entities stopped: {error}")
-                break
-            failed += found is None
-            pairs += [(str(row.doc_id), str(row.chunk_id), e, d) for e, d in found or []]
-            report(number, len(sample))
-    frame = deduplicate_per_document(pd.DataFrame(pairs, columns=["doc_id", "chunk_id", "entity", "description"]))
+        report = progress_logger(context, "entities")
+        pairs, failed = extract_entities(teacher.client(), sample, config.max_entities, stop, report)
+    frame = deduplicate_per_document(pairs)
     return Output(
         frame[ENTITY_COLUMNS],
         data_version=DataVersion(frame_version(frame)),
@@ -96,6 +86,7 @@ def entity_descriptions(
             "entities": len(frame),
             "pairs_before_deduplication": len(pairs),
             "chunks_failed": failed,
+            "budget_stop": budget_stop(context, stop.message),
             CONFIG_FINGERPRINT: config_fingerprint(config),
             "preview": preview(frame, ["entity_id", "entity", "description"]),
         },
@@ -134,10 +125,9 @@ def entity_clusters(
 
 
 class EmbGenQuestionConfig(Config):
-    """The token budget, the strategy mix and the quality bar of EmbGen's questions."""
+    """The strategy mix and the quality bar of EmbGen's questions (their tokens: the stage's budget share)."""
 
-    token_budget: int = Field(default=40_000, description="Teacher tokens for EmbGen questions and their scores.")
-    proximity_weight: float = Field(default=0.4, description="Share of the budget for proximity questions.")
+    proximity_weight: float = Field(default=0.4, description="Share of the stage's tokens for proximity questions.")
     intra_cluster_weight: float = Field(default=0.3, description="Share for intra-cluster questions.")
     inter_cluster_weight: float = Field(default=0.3, description="Share for inter-cluster (bridging) questions.")
     max_hops: int = Field(default=3, ge=1, le=3, description="Most chunks a question needs.")
@@ -155,12 +145,13 @@ class EmbGenQuestionConfig(Config):
 
 def request_estimate(chunks: pd.DataFrame, hops: float) -> int:
     """Estimated tokens of one question request plus its quality judgement for ``hops`` average chunks."""
-    mean_tokens = float(chunks["n_tokens"].mean()) if len(chunks) else 0.0
-    return int(2 * (mean_tokens * 1.3 * hops + 250) + 160)
+    mean_characters = float(chunks["text"].astype(str).str.len().mean()) if len(chunks) else 0.0
+    return 2 * (estimate_text_tokens(int(mean_characters * hops)) + PROMPT_OVERHEAD_TOKENS) + QUESTION_MAX_TOKENS
 
 
 def planned_selections(
     config: EmbGenQuestionConfig,
+    plan_tokens: int,
     chunks: pd.DataFrame,
     chunk_vectors: np.ndarray,
     clusters: dict[int, list[str]],
@@ -168,7 +159,7 @@ def planned_selections(
 ) -> tuple[dict[str, int], list[ChunkSelection]]:
     """The planned request count per strategy and the selections, interleaved so a budget stop keeps the mix."""
     hops = {"proximity": 2.0, "intra_cluster": 2.5, "inter_cluster": 2.0}
-    plan = plan_mix(config.token_budget, config.weights(), {s: request_estimate(chunks, h) for s, h in hops.items()})
+    plan = plan_mix(plan_tokens, config.weights(), {s: request_estimate(chunks, h) for s, h in hops.items()})
     ids = chunks["chunk_id"].astype(str).tolist()
     lists = [
         proximity_selections(ids, chunk_vectors, plan["proximity"], config.max_hops, config.seed),
@@ -235,8 +226,11 @@ def embgen_queries(
         }
         vectors = encode(embedder.load(), description_texts(entity_descriptions))
         centroids = cluster_centroids(vectors, labels) if len(vectors) else {}
-        plan, selections = planned_selections(config, chunks, stack_embeddings(aligned), clusters, centroids)
-        context.log.info(f"EmbGen plan for {config.token_budget} tokens: {plan}")
+        plan_tokens = client.budget.planning_tokens("embgen_queries")
+        plan, selections = planned_selections(
+            config, plan_tokens, chunks, stack_embeddings(aligned), clusters, centroids
+        )
+        context.log.info(f"EmbGen plan for {plan_tokens} tokens: {plan}")
         named = entity_lookup(entity_descriptions)
         members = entity_description_pairs(entity_descriptions, labels)
         passages = {
@@ -255,11 +249,8 @@ def embgen_queries(
             judge,
             config.min_quality,
             stats,
-            budget=(config.token_budget, lambda: sum(tokens_by_strategy(client).values())),
             progress=progress_logger(context, "EmbGen questions"),
         )
-        if stats.budget_message:
-            context.log.warning(f"EmbGen questions stopped: {stats.budget_message}")
     frame = frame.assign(answer=answers) if len(frame) else pd.DataFrame(columns=EMBGEN_COLUMNS)
     if len(frame):
         frame = frame[near_duplicate_mask(encode(embedder.load(), frame["text"].tolist()), config.dedup_threshold)]
@@ -282,7 +273,7 @@ def embgen_queries(
             "tokens_per_document_token": sum(tokens.values()) / max(document_tokens, 1),
             "failed": stats.failed,
             "below_quality": stats.below_quality,
-            "budget_stop": stats.budget_message or "none",
+            "budget_stop": budget_stop(context, stats.budget_message),
             CONFIG_FINGERPRINT: config_fingerprint(config),
             "preview": preview(frame, ["query_id", "text", "strategy", "hops"]),
         },

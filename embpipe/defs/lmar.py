@@ -12,30 +12,33 @@ from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, O
 from pydantic import Field
 
 from embpipe.core.cluster_questions import (
-    PROFILE_PROMPT_VERSION,
-    PROFILE_SCHEMA,
     ClusterQuestionStats,
     cluster_members,
+    empty_profiles,
     empty_queries,
     generate_cluster_questions,
-    parse_profile,
-    profile_messages,
+    profile_clusters,
 )
 from embpipe.core.clustering import knn_clusters, size_histogram
+from embpipe.core.triplet_labels import empty_triplets, label_triplets
 from embpipe.core.triplets import TextTriplet, TripletParams, candidate_triplets, train_triplets
-from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_version, preview, progress_logger
+from embpipe.defs.metadata import (
+    CONFIG_FINGERPRINT,
+    budget_stop,
+    config_fingerprint,
+    frame_version,
+    preview,
+    progress_logger,
+)
 from embpipe.defs.synthesis import chunk_passages, stack_embeddings
 from embpipe.defs.training import model_version
 from embpipe.defs.types import ChunkClustersFrame, ClusterProfilesFrame, LabeledTripletsFrame, SyntheticQueriesFrame
-from embpipe.llm.closer import judge_closer
+from embpipe.llm.budget import BudgetStop
 from embpipe.llm.judge import judge_relevance
-from embpipe.llm.teacher import TokenBudgetExhausted
 from embpipe.resources.embedder import EmbedderResource, encode_with_progress
 from embpipe.resources.methods import MethodsResource
 from embpipe.resources.teacher import TeacherResource
 from embpipe.resources.tracking import MlflowResource
-
-TRIPLET_COLUMNS = ["anchor_chunk_id", "positive_chunk_id", "negative_chunk_id", "confidence"]
 
 
 class TripletConfig(Config):
@@ -63,35 +66,21 @@ def labeled_triplets(
     chunk_embeddings: pd.DataFrame,
 ):
     """LMAR triplets: for sampled anchors, which of two top-K neighbours the teacher finds closer."""
-    frame = pd.DataFrame(columns=TRIPLET_COLUMNS).astype({"confidence": "float64"})
-    verdicts = {"first": 0, "second": 0, "ambiguous": 0, "failed": 0}
+    frame, verdicts, stop = empty_triplets(), {}, BudgetStop()
     if methods.lmar:
         aligned = chunk_embeddings.set_index("chunk_id").loc[chunks["chunk_id"].astype(str)].reset_index()
         triples = candidate_triplets(stack_embeddings(aligned), config.anchors, config.neighbours, config.seed)
         ids, texts = chunks["chunk_id"].astype(str).tolist(), chunks["text"].astype(str).tolist()
-        client, rows, report = teacher.client(), [], progress_logger(context, "triplets")
-        for number, (anchor, first, second) in enumerate(triples, start=1):
-            try:
-                verdict = judge_closer(
-                    client,
-                    "labeled_triplets",
-                    ids[anchor],
-                    texts[anchor],
-                    texts[first],
-                    texts[second],
-                    config.ambiguity_margin,
-                    config.comparison,
-                )
-            except TokenBudgetExhausted as error:
-                context.log.warning(f"triplets stopped: {error}")
-                break
-            verdicts[verdict.closer if verdict else "failed"] += 1
-            if verdict and verdict.closer != "ambiguous":
-                positive, negative = (first, second) if verdict.closer == "first" else (second, first)
-                confidence = verdict.confidence if verdict.closer == "first" else 1 - verdict.confidence
-                rows.append((ids[anchor], ids[positive], ids[negative], float(confidence)))
-            report(number, len(triples))
-        frame = pd.DataFrame(rows, columns=TRIPLET_COLUMNS).astype({"confidence": "float64"})
+        frame, verdicts = label_triplets(
+            teacher.client(),
+            triples,
+            ids,
+            texts,
+            config.ambiguity_margin,
+            config.comparison,
+            stop,
+            progress_logger(context, "triplets"),
+        )
     return Output(
         frame,
         data_version=DataVersion(frame_version(frame)),
@@ -99,6 +88,7 @@ def labeled_triplets(
             "lmar": methods.lmar,
             "triplets": len(frame),
             **{f"verdicts_{k}": v for k, v in verdicts.items()},
+            "budget_stop": budget_stop(context, stop.message),
             CONFIG_FINGERPRINT: config_fingerprint(config),
             "preview": preview(frame),
         },
@@ -221,38 +211,20 @@ def cluster_profiles(
     chunk_clusters: pd.DataFrame,
 ):
     """The teacher's topic summary of each cluster of two or more chunks (largest clusters first)."""
-    rows = []
-    if methods.lmar and len(chunk_clusters):
+    frame, stop = empty_profiles(), BudgetStop()
+    if methods.lmar:  # with no clusters it asks nothing and leaves its share to the question stage
         members = cluster_members(chunks, chunk_clusters)
-        sizes = chunk_clusters["cluster_id"].value_counts()
-        chosen = sorted(members, key=lambda c: (-int(sizes[c]), c))[: config.max_clusters]
-        client, report = teacher.client(), progress_logger(context, "cluster profiles")
-        for number, cluster in enumerate(chosen, start=1):
-            try:
-                summary = client.generate_json(
-                    "cluster_profiles",
-                    f"cluster-{cluster}",
-                    profile_messages(members[cluster]["text"].astype(str).tolist()),
-                    parse_profile,
-                    schema=PROFILE_SCHEMA,
-                    prompt_version=PROFILE_PROMPT_VERSION,
-                    max_tokens=96,
-                )
-            except TokenBudgetExhausted as error:
-                context.log.warning(f"profiles stopped: {error}")
-                break
-            if summary:
-                rows.append((cluster, int(sizes[cluster]), summary))
-            report(number, len(chosen))
-    frame = pd.DataFrame(rows, columns=["cluster_id", "size", "summary"]).astype(
-        {"cluster_id": "int64", "size": "int64"}
-    )
+        sizes = chunk_clusters["cluster_id"].value_counts().to_dict()
+        frame = profile_clusters(
+            teacher.client(), members, sizes, config.max_clusters, stop, progress_logger(context, "cluster profiles")
+        )
     return Output(
         frame,
         data_version=DataVersion(frame_version(frame)),
         metadata={
             "lmar": methods.lmar,
             "profiles": len(frame),
+            "budget_stop": budget_stop(context, stop.message),
             CONFIG_FINGERPRINT: config_fingerprint(config),
             "preview": preview(frame),
         },
@@ -281,7 +253,7 @@ def cluster_queries(
     """Questions only a cluster answers, its cited chunks as positives, scored by the validator."""
     stats = ClusterQuestionStats()
     frame = empty_queries()
-    if methods.lmar and len(cluster_profiles):
+    if methods.lmar:  # with no profiles it asks nothing and leaves its share to the question stage
         client = teacher.client()
         summaries = dict(zip(cluster_profiles["cluster_id"].astype(int), cluster_profiles["summary"], strict=True))
 
@@ -298,8 +270,6 @@ def cluster_queries(
             stats,
             progress_logger(context, "cluster questions"),
         )
-        if stats.budget_message:
-            context.log.warning(f"cluster questions stopped early: {stats.budget_message}")
     return Output(
         frame,
         data_version=DataVersion(frame_version(frame)),
@@ -309,6 +279,7 @@ def cluster_queries(
             "clusters_attempted": stats.attempted,
             "clusters_failed": stats.failed,
             "dropped_by_validator": stats.below_threshold,
+            "budget_stop": budget_stop(context, stats.budget_message),
             "mean_validator_score": float(np.mean(stats.scores)) if stats.scores else 0.0,
             "hops": MetadataValue.json({str(k): int(v) for k, v in frame["hops"].value_counts().items()}),
             CONFIG_FINGERPRINT: config_fingerprint(config),

@@ -41,3 +41,10 @@ def progress_logger(context: AssetExecutionContext, what: str) -> Callable[[int,
             context.log.info(f"{what}: {done}/{total}")
 
     return report
+
+
+def budget_stop(context: AssetExecutionContext, message: str) -> str:
+    """A teacher stage's ``budget_stop`` metadata value ("none" when it ran to the end); a stop is logged too."""
+    if message:
+        context.log.warning(f"stopped by the token budget, keeping what was made: {message}")
+    return message or "none"

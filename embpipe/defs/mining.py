@@ -7,18 +7,34 @@ from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, O
 from pydantic import Field
 
 from embpipe.core.datasets import chunk_corpus, labelled_examples, queries_in_split
-from embpipe.core.mining import Label, MiningParams, RoundRecord, StopMining, earlier_judgements, run_mining
+from embpipe.core.mining import (
+    Label,
+    MiningParams,
+    RoundRecord,
+    StopMining,
+    earlier_judgements,
+    labels_frame,
+    run_mining,
+    starting_labels,
+)
 from embpipe.core.negatives import NegativeParams, mine_hard_negatives
 from embpipe.core.questions import flatten_ids
 from embpipe.core.report import dense_run
 from embpipe.core.retrieval import SearchBackend, faiss_available, top_k
 from embpipe.core.training import TrainingParams, train_contrastive
-from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_version, preview, progress_logger
+from embpipe.defs.metadata import (
+    CONFIG_FINGERPRINT,
+    budget_stop,
+    config_fingerprint,
+    frame_version,
+    preview,
+    progress_logger,
+)
 from embpipe.defs.synthesis import stack_embeddings
 from embpipe.defs.training import NEGATIVES_PER_EXAMPLE, validation_scorer, validation_target
 from embpipe.defs.types import HardNegativesFrame, TrainingLabelsFrame
+from embpipe.llm.budget import BudgetStop, TokenBudgetExhausted
 from embpipe.llm.judge import judge_relevance
-from embpipe.llm.teacher import TokenBudgetExhausted
 from embpipe.resources.embedder import EmbedderResource, encode
 from embpipe.resources.teacher import TeacherResource
 from embpipe.resources.tracking import MlflowResource
@@ -130,41 +146,6 @@ class MiningConfig(Config):
         )
 
 
-def starting_labels(train: pd.DataFrame, negatives: pd.DataFrame) -> list[Label]:
-    """The synthetic positives of the training queries and their margin negatives."""
-    labels = [
-        Label(str(q), c, "positive", "synthetic", 0)
-        for q, positives in zip(train["query_id"], train["positive_chunk_ids"], strict=True)
-        for c in flatten_ids(positives)
-    ]
-    for row in negatives.itertuples(index=False):
-        labels += [
-            Label(str(row.query_id), str(c), "negative", "margin", 0, float(s))
-            for c, s in zip(flatten_ids(row.negative_chunk_ids), list(row.negative_scores), strict=True)
-        ]
-    return labels
-
-
-def labels_frame(labels: list[Label], judgements: list[Label], chunks: pd.DataFrame) -> pd.DataFrame:
-    """Labels used for training plus every teacher judgement left out, each with its source document."""
-    used = set(labels)
-    rows = [(label, True) for label in labels] + [(j, False) for j in judgements if j not in used]
-    doc_of = dict(zip(chunks["chunk_id"].astype(str), chunks["doc_id"].astype(str), strict=True))
-    frame = pd.DataFrame(
-        {
-            "query_id": [label.query_id for label, _ in rows],
-            "chunk_id": [label.chunk_id for label, _ in rows],
-            "doc_id": [doc_of.get(label.chunk_id, "") for label, _ in rows],
-            "role": [label.role for label, _ in rows],
-            "source": [label.source for label, _ in rows],
-            "round": [label.round for label, _ in rows],
-            "score": [float("nan") if label.score is None else label.score for label, _ in rows],
-            "used": [flag for _, flag in rows],
-        }
-    )
-    return frame.astype({"round": "int64", "score": "float64", "used": bool})
-
-
 def previous_labels(context: AssetExecutionContext, fingerprint: str) -> pd.DataFrame | None:
     """The last materialized labels table when it was made with the same settings (else ``None``)."""
     event = context.instance.get_latest_materialization_event(context.asset_key)
@@ -215,7 +196,7 @@ def mining_rounds(
     pool = candidate_pool(train, chunks, chunk_embeddings, encode(base, list(texts.values())), config)
     score = validation_scorer(embedder, validation_target(synthetic_queries, query_splits, chunks))
     student_params = TrainingParams(epochs=config.student_epochs)
-    client = teacher.client()
+    client, stop = teacher.client(), BudgetStop()
 
     def train_student(labels: list[Label]):
         student = embedder.load()
@@ -232,7 +213,7 @@ def mining_rounds(
         try:
             return judge_relevance(client, "mining_rounds", f"{query_id}:{chunk_id}", texts[query_id], corpus[chunk_id])
         except TokenBudgetExhausted as error:
-            context.log.warning(f"mining stopped: {error}")
+            stop.message = str(error)
             raise StopMining(str(error)) from error
 
     def on_round(record: RoundRecord) -> None:
@@ -286,6 +267,7 @@ def mining_rounds(
             "best_round": outcome.best_round,
             "rounds": MetadataValue.md(rounds.to_markdown(index=False) if len(rounds) else "no rounds"),
             "failures": len(client.store.failures(client.run_id, "mining_rounds")),
+            "budget_stop": budget_stop(context, stop.message),
             "mlflow_run_id": run.info.run_id,
             CONFIG_FINGERPRINT: config_fingerprint(config),
             "preview": preview(frame, ["query_id", "chunk_id", "role", "source", "round"]),

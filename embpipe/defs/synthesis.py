@@ -13,9 +13,17 @@ from embpipe.core.questions import (
     select_chunks,
 )
 from embpipe.core.splits import assign_splits
-from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_version, preview, progress_logger
+from embpipe.defs.metadata import (
+    CONFIG_FINGERPRINT,
+    budget_stop,
+    config_fingerprint,
+    frame_version,
+    preview,
+    progress_logger,
+)
 from embpipe.defs.types import ChunkEmbeddingsFrame, QuerySplitsFrame, SyntheticQueriesFrame
 from embpipe.resources.embedder import EmbedderResource, encode, encode_with_progress
+from embpipe.resources.methods import MethodsResource
 from embpipe.resources.teacher import TeacherResource
 
 
@@ -59,6 +67,7 @@ class QuestionConfig(Config):
 def synthetic_queries(
     context: AssetExecutionContext,
     config: QuestionConfig,
+    methods: MethodsResource,
     teacher: TeacherResource,
     embedder: EmbedderResource,
     chunks: pd.DataFrame,
@@ -71,10 +80,8 @@ def synthetic_queries(
     """
     sample = select_chunks(chunks, config.max_chunks, config.min_chunk_tokens, config.seed)
     progress = progress_logger(context, "questions: chunks done")
-    client = teacher.client()
+    client = teacher.client(idle_stages=methods.idle_teacher_stages())  # their budget shares come here
     frame, stats = generate_single_chunk_questions(client, sample, config.questions_per_chunk, progress)
-    if stats.budget_exhausted:
-        context.log.warning(f"stopped early, kept {len(frame)} questions: {stats.budget_message}")
     extra = [q[QUERY_COLUMNS] for q in (cluster_queries, embgen_queries) if len(q)]
     frame = pd.concat([frame, *extra], ignore_index=True) if extra else frame
     frame = frame.drop_duplicates("query_id").reset_index(drop=True)
@@ -96,6 +103,7 @@ def synthetic_queries(
             "failure_rate": stats.failed / max(stats.attempted, 1),
             "max_failure_rate": config.max_failure_rate,
             "budget_exhausted": stats.budget_exhausted,
+            "budget_stop": budget_stop(context, stats.budget_message),
             "paid_tokens": sum(u.prompt_tokens + u.completion_tokens for u in usage),
             "cached_calls": sum(u.cached_calls for u in usage),
             "teacher": teacher.model,

@@ -30,8 +30,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from embpipe.llm.budget import TokenBudgetExhausted
+from embpipe.llm.failure_policy import failure_reason, item_errors
 from embpipe.llm.judge import ask_yes_probability
-from embpipe.llm.teacher import Teacher, TokenBudgetExhausted, failure_reason, item_errors
+from embpipe.llm.teacher import Teacher
 
 COMPARISONS = ("pointwise", "pairwise")
 PROMPT_VERSION = "closer-passage-v1"

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import math
 
-from embpipe.llm.teacher import Teacher, TokenBudgetExhausted, failure_reason, item_errors
+from embpipe.llm.budget import TokenBudgetExhausted
+from embpipe.llm.failure_policy import failure_reason, item_errors
+from embpipe.llm.teacher import Teacher
 
 PROMPT_VERSION = "relevance-judge-v1"
 JUDGE_SYSTEM = (

@@ -4,6 +4,9 @@
   A rerun or a resumed run gets every completed call back for free.
 - ``calls``: one ledger row per call (run, stage, model, tokens, cached or paid, cost when known).
 - ``failures``: items whose teacher output stayed unusable after the retries, with the reason.
+- ``settlements``: what a finished teacher stage was allowed and spent in its run, so the question stage can
+  take up what the stages before it left (the latest settlement of each stage counts, so a resumed run, whose
+  earlier stages are not rerun, sees what the run that built them left).
 
 SQLite in WAL mode with one short transaction per write: concurrent runs and killed processes leave the
 file consistent. API keys are never part of a key or a row.
@@ -17,17 +20,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from embpipe.llm.budget import budget_stage
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
     key TEXT PRIMARY KEY, model TEXT, stage TEXT, text TEXT, logprobs TEXT,
     prompt_tokens INTEGER, completion_tokens INTEGER, created REAL);
 CREATE TABLE IF NOT EXISTS calls (
     run_id TEXT, stage TEXT, model TEXT, prompt_tokens INTEGER, completion_tokens INTEGER,
-    cached INTEGER, cost REAL, created REAL);
+    cached INTEGER, cost REAL, created REAL, scope TEXT, budget_stage TEXT);
 CREATE TABLE IF NOT EXISTS failures (
     run_id TEXT, stage TEXT, item_id TEXT, reason TEXT, created REAL);
 CREATE INDEX IF NOT EXISTS calls_run ON calls (run_id);
+CREATE TABLE IF NOT EXISTS settlements (
+    scope TEXT, stage TEXT, allowance INTEGER, spent INTEGER, created REAL);
 """
+# Columns added since the first schema, created in older files on open.
+ADDED_CALL_COLUMNS = {"scope": "TEXT", "budget_stage": "TEXT"}
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,11 @@ class TeacherStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+            present = {row[1] for row in db.execute("PRAGMA table_info(calls)")}
+            for column, kind in ADDED_CALL_COLUMNS.items():
+                if column not in present:
+                    db.execute(f"ALTER TABLE calls ADD COLUMN {column} {kind}")
+            db.execute("CREATE INDEX IF NOT EXISTS calls_scope ON calls (scope, budget_stage)")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
@@ -96,12 +110,26 @@ class TeacherStore:
                 ),
             )
 
-    def record_call(self, run_id: str, stage: str, model: str, reply: CachedReply, cached: bool, cost: float) -> None:
-        """Append one ledger row."""
+    def record_call(
+        self, run_id: str, stage: str, model: str, reply: CachedReply, cached: bool, cost: float, scope: str = ""
+    ) -> None:
+        """Append one ledger row; ``scope`` is the budget scope it counts against (the run id when empty)."""
         with self._connect() as db:
             db.execute(
-                "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, stage, model, reply.prompt_tokens, reply.completion_tokens, int(cached), cost, time.time()),
+                "INSERT INTO calls (run_id, stage, model, prompt_tokens, completion_tokens, cached, cost, created,"
+                " scope, budget_stage) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    stage,
+                    model,
+                    reply.prompt_tokens,
+                    reply.completion_tokens,
+                    int(cached),
+                    cost,
+                    time.time(),
+                    scope or run_id,
+                    budget_stage(stage),
+                ),
             )
 
     def record_failure(self, run_id: str, stage: str, item_id: str, reason: str) -> None:
@@ -121,6 +149,29 @@ class TeacherStore:
                 "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM calls WHERE run_id = ?", (run_id,)
             ).fetchone()
         return int(row[0])
+
+    def scope_tokens(self, scope: str, stage: str | None = None) -> int:
+        """Prompt + completion tokens (cached or paid) counted against budget ``scope``, or only ``stage``'s
+        share of it (``stage`` as in ``budget.STAGE_SHARES``)."""
+        query = "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM calls WHERE scope = ?"
+        args: tuple = (scope,)
+        if stage is not None:
+            query, args = query + " AND budget_stage = ?", (scope, stage)
+        with self._connect() as db:
+            return int(db.execute(query, args).fetchone()[0])
+
+    def settle(self, scope: str, stage: str, allowance: int, spent: int) -> None:
+        """Record that ``stage`` finished in budget ``scope`` having spent ``spent`` of ``allowance`` tokens."""
+        with self._connect() as db:
+            db.execute("INSERT INTO settlements VALUES (?, ?, ?, ?, ?)", (scope, stage, allowance, spent, time.time()))
+
+    def unspent(self, stage: str) -> int:
+        """What ``stage`` left of its allowance when it last finished (0 when it never did)."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT allowance - spent FROM settlements WHERE stage = ? ORDER BY rowid DESC LIMIT 1", (stage,)
+            ).fetchone()
+        return max(0, int(row[0])) if row else 0
 
     def paid_tokens(self, run_id: str) -> int:
         """Prompt + completion tokens paid (not served from cache) in ``run_id``."""

@@ -21,7 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from embpipe.llm.local_endpoint import LocalEndpoint, TeacherCrashed, endpoint_for
+from embpipe.llm.budget import QUESTION_STAGE, RunBudget, TokenBudgetExhausted, budget_stage, estimate_tokens, overrun
+from embpipe.llm.failure_policy import MalformedReply, failure_reason, item_errors, transient_errors
+from embpipe.llm.local_endpoint import LocalEndpoint, endpoint_for
 from embpipe.llm.providers import register_providers
 from embpipe.llm.store import CachedReply, TeacherStore
 
@@ -29,20 +31,8 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 
-class TokenBudgetExhausted(RuntimeError):
-    """The next call could exceed the run's token budget, so it was not made.
-
-    The budget counts every call of the run, cached or paid, so a resumed run stops exactly where an
-    uninterrupted one would have.
-    """
-
-
 class TeacherOutputError(ValueError):
     """A reply that does not parse or does not satisfy its schema."""
-
-
-class MalformedReply(RuntimeError):
-    """A successful HTTP reply without a usable completion (no choices): retried like a transient error."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +47,8 @@ class TeacherSettings:
     backoff_s: float = 1.0
     timeout_s: float = 300.0
     token_budget: int | None = None
+    budget_scope: str = ""
+    idle_stages: frozenset[str] = frozenset()
     local_threads: int = 2
     local_reset_each_call: bool = False
     local_idle_timeout_s: float = 600.0
@@ -79,57 +71,6 @@ def cache_key(model: str, prompt_version: str, messages: list[dict], params: dic
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def estimate_tokens(messages: list[dict]) -> int:
-    """A deliberately high estimate of prompt tokens (one per three characters) for budget checks."""
-    return sum(len(str(m.get("content", ""))) for m in messages) // 3 + 8 * len(messages)
-
-
-def transient_errors() -> tuple[type[BaseException], ...]:
-    """Errors that fail one item, not the stage, after our retries with backoff: timeouts, rate limits,
-    connection errors, 5xx, replies that are not a completion; and a crash of the local teacher process
-    (recorded at once, not retried). Ours are the only retries: the OpenAI SDK's own are switched off."""
-    import litellm
-
-    return (
-        TeacherCrashed,
-        MalformedReply,
-        litellm.Timeout,
-        litellm.RateLimitError,
-        litellm.APIConnectionError,
-        litellm.ServiceUnavailableError,
-        litellm.InternalServerError,
-        litellm.BadGatewayError,
-        litellm.APIResponseValidationError,
-    )
-
-
-def refused_item_errors() -> tuple[type[BaseException], ...]:
-    """Errors the teacher gives for one request that a retry would only repeat (a 400: the context length
-    exceeded, a content filter, a malformed request): recorded for that item at once; the stage goes on."""
-    import litellm
-
-    return (litellm.BadRequestError, litellm.UnprocessableEntityError)
-
-
-def item_errors() -> tuple[type[BaseException], ...]:
-    """Every error that fails one item and lets the stage go on (``transient_errors`` + ``refused_item_errors``).
-
-    Authentication, permission and unknown-model errors are not among them: they would fail every item, so
-    they stop the stage with the provider's message.
-    """
-    return transient_errors() + refused_item_errors()
-
-
-def failure_reason(error: BaseException, retries: int) -> str:
-    """The recorded reason of an item that failed with ``error``."""
-    name = type(error).__name__
-    if isinstance(error, TeacherCrashed):
-        return f"TeacherCrashed: {error}"
-    if isinstance(error, refused_item_errors()):
-        return f"the teacher refused this request ({name}, not retried): {error}"
-    return f"teacher unavailable after {retries} retries: {name}: {error}"
-
-
 class Teacher:
     """A litellm-backed teacher with a response cache, a token ledger and a token budget."""
 
@@ -139,17 +80,48 @@ class Teacher:
         self.run_id = run_id
         register_providers()
 
-    def _budget_check(self, messages: list[dict], max_tokens: int) -> None:
-        budget = self.settings.token_budget
-        if budget is None:
+    @property
+    def scope(self) -> str:
+        """The ledger scope this teacher's budget counts: the shared one of an ``embpipe run``, else the run id."""
+        return self.settings.budget_scope or self.run_id
+
+    @property
+    def budget(self) -> RunBudget:
+        """The run's token budget: the cap, the ledger scope it counts (this run's id unless one is shared),
+        the stages switched off and what the stages before the question stage left."""
+        s = self.settings
+        budget = RunBudget(s.token_budget, self.scope, s.idle_stages)
+        if budget.total is None:
+            return budget
+        carried = sum(min(self.store.unspent(e), budget.allowance(e) or 0) for e in budget.earlier_stages())
+        return RunBudget(budget.total, budget.scope, budget.idle_stages, carried)
+
+    def settle(self, stage: str) -> None:
+        """Record that ``stage`` finished, and what it left of its share for the question stage."""
+        budget = RunBudget(self.settings.token_budget, self.scope)
+        allowance = budget.allowance(stage)
+        if allowance is not None and stage != QUESTION_STAGE:
+            self.store.settle(budget.scope, stage, allowance, self.store.scope_tokens(budget.scope, stage))
+
+    def remaining(self, stage: str) -> int | None:
+        """Tokens ``stage`` may still use in this run (``None``: no cap)."""
+        budget = self.budget
+        allowance = budget.allowance(budget_stage(stage))
+        if budget.total is None or allowance is None:
+            return None
+        spent_total = self.store.scope_tokens(budget.scope)
+        spent_stage = self.store.scope_tokens(budget.scope, budget_stage(stage))
+        return max(0, min(budget.total - spent_total, allowance - spent_stage))
+
+    def _budget_check(self, stage: str, messages: list[dict], max_tokens: int) -> None:
+        budget = self.budget
+        if budget.total is None:
             return
-        needed = estimate_tokens(messages) + max_tokens
-        spent = self.store.run_tokens(self.run_id)
-        if spent + needed > budget:
-            raise TokenBudgetExhausted(
-                f"token budget {budget} would be exceeded (spent {spent}, next call up to {needed}); "
-                "raise token_budget to generate more"
-            )
+        spent_total = self.store.scope_tokens(budget.scope)
+        spent_stage = self.store.scope_tokens(budget.scope, budget_stage(stage))
+        reason = overrun(budget, stage, estimate_tokens(messages) + max_tokens, spent_total, spent_stage)
+        if reason is not None:
+            raise TokenBudgetExhausted(reason)
 
     def local_endpoint(self) -> LocalEndpoint | None:
         """The local teacher server behind a ``local/…`` model, else ``None``."""
@@ -210,15 +182,25 @@ class Teacher:
         if logprobs:
             params.update(logprobs=True, top_logprobs=logprobs)
         key = cache_key(self.settings.model, prompt_version, messages, params)
-        self._budget_check(messages, max_tokens)
+        self._budget_check(stage, messages, max_tokens)
         hit = self.store.get(key)
         if hit is not None:
-            self.store.record_call(self.run_id, stage, self.settings.model, hit, cached=True, cost=0.0)
+            self.store.record_call(
+                self.run_id, stage, self.settings.model, hit, cached=True, cost=0.0, scope=self.scope
+            )
             return Reply(hit.text, hit.prompt_tokens, hit.completion_tokens, True, hit.logprobs)
         response = self._completion(messages, params)
         reply = stored_reply(response)
         self.store.put(key, self.settings.model, stage, reply)
-        self.store.record_call(self.run_id, stage, self.settings.model, reply, cached=False, cost=cost_of(response))
+        self.store.record_call(
+            self.run_id,
+            stage,
+            self.settings.model,
+            reply,
+            cached=False,
+            cost=cost_of(response),
+            scope=self.scope,
+        )
         return Reply(reply.text, reply.prompt_tokens, reply.completion_tokens, False, reply.logprobs)
 
     def generate_json(

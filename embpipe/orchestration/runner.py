@@ -15,6 +15,7 @@ an unchanged folder leaves everything below it fresh, and a rerun with nothing c
 
 import inspect
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from dagster._time import get_current_datetime
 
 from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint
+from embpipe.llm.budget import BUDGET_SCOPE_TAG
 from embpipe.orchestration.check_gates import failed_check_messages, rebuild_after_failed_checks, step_errors
 
 logger = logging.getLogger(__name__)
@@ -226,11 +228,13 @@ def run_stale(
 ) -> RunOutcome:
     """Materialize passes until nothing is stale (``force`` rebuilds everything once first).
 
-    With ``targets``, only those assets and their upstream are considered; ``tags`` go on every pass's run.
+    With ``targets``, only those assets and their upstream are considered; ``tags`` go on every pass's run,
+    with one ``BUDGET_SCOPE_TAG`` so the teacher's token budget covers all the passes together.
     A failed pass raises, or with ``raise_on_error=False`` ends the loop with ``outcome.failed`` set. Assets
     below a failed blocking check are left unbuilt and listed in ``outcome.held_back`` (asset: check).
     """
     outcome = RunOutcome()
+    tags = {BUDGET_SCOPE_TAG: f"embpipe-run-{uuid.uuid4().hex}", **(tags or {})}  # one token budget, all passes
     every_key = {k for a in assets if a.is_materializable for k in a.keys}
     if targets:
         every_key &= upstream_closure(assets, targets)

@@ -3,6 +3,8 @@
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from embpipe.llm.budget import METHOD_STAGES
+
 
 class MethodsResource(ConfigurableResource):
     """Method switches read by the stages they turn on or off."""
@@ -18,3 +20,8 @@ class MethodsResource(ConfigurableResource):
         description="Run EmbGen's stages (entity extraction, entity clusters, proximity / intra-cluster / "
         "inter-cluster questions with answers under a token budget); off, they store empty tables.",
     )
+
+    def idle_teacher_stages(self) -> frozenset[str]:
+        """The teacher stages of the methods switched off (their token-budget shares go to the question stage)."""
+        switched_off = [method for method, on in (("lmar", self.lmar), ("embgen", self.embgen)) if not on]
+        return frozenset(stage for method in switched_off for stage in METHOD_STAGES[method])

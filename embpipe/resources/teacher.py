@@ -9,6 +9,7 @@ litellm; it is never part of a cache key, a ledger row, a log line or metadata.
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
+from embpipe.llm.budget import BUDGET_SCOPE_TAG, DEFAULT_RUN_TOKEN_BUDGET
 from embpipe.llm.store import TeacherStore
 from embpipe.llm.teacher import Teacher, TeacherSettings
 from embpipe.paths import data_dir
@@ -24,7 +25,9 @@ class TeacherResource(ConfigurableResource):
     max_retries: int = Field(default=3, description="Retries for transient errors and for unusable replies.")
     timeout_s: float = Field(default=300.0, description="Timeout of one call.")
     token_budget: int | None = Field(
-        default=None, description="Most prompt+completion tokens one run may pay for; calls stop before it."
+        default=DEFAULT_RUN_TOKEN_BUDGET,
+        description="Most prompt+completion tokens (cached or paid) one run may use, over all its passes; split "
+        "into per-stage shares (embpipe.llm.budget.STAGE_SHARES); calls stop before it. None: no cap.",
     )
     local_threads: int = Field(default=2, description="CPU threads of the local teacher server.")
     local_reset_each_call: bool = Field(
@@ -37,12 +40,16 @@ class TeacherResource(ConfigurableResource):
         default="", description="SQLite file of the response cache, ledger and failures; empty = <data dir>/teacher."
     )
     _run_id: str = PrivateAttr(default="adhoc")
+    _budget_scope: str = PrivateAttr(default="")
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         self._run_id = context.run_id or "adhoc"
+        tags = context.dagster_run.tags if context.dagster_run else {}
+        self._budget_scope = tags.get(BUDGET_SCOPE_TAG, "")
 
-    def settings(self) -> TeacherSettings:
-        """The plain settings the teacher is built from."""
+    def settings(self, idle_stages: frozenset[str] = frozenset()) -> TeacherSettings:
+        """The plain settings the teacher is built from; ``idle_stages`` are switched off (their budget shares
+        go to the question stage)."""
         return TeacherSettings(
             model=self.model,
             api_base=self.api_base,
@@ -51,6 +58,8 @@ class TeacherResource(ConfigurableResource):
             max_retries=self.max_retries,
             timeout_s=self.timeout_s,
             token_budget=self.token_budget,
+            budget_scope=self._budget_scope,
+            idle_stages=idle_stages,
             local_threads=self.local_threads,
             local_reset_each_call=self.local_reset_each_call,
             local_idle_timeout_s=self.local_idle_timeout_s,
@@ -60,11 +69,11 @@ class TeacherResource(ConfigurableResource):
         """The cache, ledger and failure record."""
         return TeacherStore(self.store_path or data_dir() / "teacher" / "teacher.sqlite")
 
-    def client(self) -> Teacher:
-        """A teacher bound to this run's ledger; a missing local model fails here, naming the fix."""
+    def client(self, idle_stages: frozenset[str] = frozenset()) -> Teacher:
+        """A teacher bound to this run's ledger and budget; a missing local model fails here, naming the fix."""
         from embpipe.llm.local_runtime import model_name
         from embpipe.llm.model_store import require_model
 
         if self.model.startswith("local/"):
             require_model(model_name(self.model))
-        return Teacher(self.settings(), self.store(), run_id=self._run_id)
+        return Teacher(self.settings(idle_stages), self.store(), run_id=self._run_id)

@@ -1,0 +1,56 @@
+"""LMAR triplet labelling: the teacher says which of an anchor's two candidates is closer.
+
+Ambiguous verdicts (within the margin of 0.5) and failed items are counted and dropped; the rest become
+(anchor, positive, negative, confidence) rows, the confidence being the teacher's probability for the kept
+order. The loop stops cleanly, keeping what it has, when the run's token budget forbids the next call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import pandas as pd
+
+from embpipe.llm.budget import BudgetStop, within_budget
+from embpipe.llm.closer import judge_closer
+from embpipe.llm.teacher import Teacher
+
+TRIPLET_COLUMNS = ["anchor_chunk_id", "positive_chunk_id", "negative_chunk_id", "confidence"]
+STAGE = "labeled_triplets"
+
+
+def empty_triplets() -> pd.DataFrame:
+    """A triplet table with no rows."""
+    return pd.DataFrame(columns=TRIPLET_COLUMNS).astype({"confidence": "float64"})
+
+
+def label_triplets(
+    teacher: Teacher,
+    triples: Sequence[tuple[int, int, int]],
+    ids: Sequence[str],
+    texts: Sequence[str],
+    margin: float,
+    comparison: str,
+    stop: BudgetStop,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The labelled triplets of ``triples`` (positions into ``ids``/``texts``) and the count of each verdict."""
+    verdicts = {"first": 0, "second": 0, "ambiguous": 0, "failed": 0}
+
+    def label(numbered: tuple[int, tuple[int, int, int]]) -> tuple[str, str, str, float] | None:
+        number, (anchor, first, second) = numbered
+        verdict = judge_closer(
+            teacher, STAGE, ids[anchor], texts[anchor], texts[first], texts[second], margin, comparison
+        )
+        verdicts[verdict.closer if verdict else "failed"] += 1
+        if progress:
+            progress(number, len(triples))
+        if verdict is None or verdict.closer == "ambiguous":
+            return None
+        positive, negative = (first, second) if verdict.closer == "first" else (second, first)
+        confidence = verdict.confidence if verdict.closer == "first" else 1 - verdict.confidence
+        return ids[anchor], ids[positive], ids[negative], float(confidence)
+
+    rows = [row for row in within_budget(enumerate(triples, start=1), label, stop) if row is not None]
+    teacher.settle(STAGE)
+    return pd.DataFrame(rows, columns=TRIPLET_COLUMNS).astype({"confidence": "float64"}), verdicts
