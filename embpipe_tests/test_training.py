@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import random
 import time
 
 import numpy as np
@@ -13,13 +12,14 @@ import torch
 import torch.nn.functional as F
 
 from embpipe.core.datasets import labelled_examples
+from embpipe.core.losses import weighted_info_nce
 from embpipe.core.training import (
     TrainingExample,
     TrainingParams,
     batch_loss,
-    duplicate_free_batches,
+    padded_negatives,
     train_contrastive,
-    weighted_info_nce,
+    training_dataset,
 )
 from embpipe.resources.embedder import encode
 
@@ -90,11 +90,30 @@ def test_examples_carry_teacher_negatives_before_margin_negatives_up_to_the_limi
     assert example.positive == "P" and example.negatives == ("C", "A", "B")
 
 
-def test_batches_never_repeat_a_positive():
-    examples = [TrainingExample(f"q{i}", f"p{i % 3}") for i in range(9)]
-    batches = duplicate_free_batches(examples, 4, random.Random(0))
-    assert sum(len(b) for b in batches) == 9
-    assert all(len({e.positive for e in b}) == len(b) for b in batches)
+def test_the_trainer_s_batches_never_repeat_a_text():
+    from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
+
+    examples = [TrainingExample(f"q{i}", f"p{i % 3}", (f"n{i % 2}",)) for i in range(9)]
+    dataset = training_dataset(examples, seed=0)
+    sampler = NoDuplicatesBatchSampler(dataset, batch_size=4, drop_last=False, valid_label_columns=["label"], seed=0)
+    batches = [[dataset[i] for i in batch] for batch in sampler]
+    assert sorted(row["anchor"] for batch in batches for row in batch) == sorted(e.query for e in examples)
+    for batch in batches:
+        texts = [row[c] for row in batch for c in ("anchor", "positive", "negative_1")]
+        assert len(texts) == len(set(texts))
+
+
+def test_negatives_are_padded_from_the_example_s_own_or_from_other_positives():
+    examples = [
+        TrainingExample("q1", "p1", ("n1", "n2", "n3")),
+        TrainingExample("q2", "p2", ("n4",)),
+        TrainingExample("q3", "p3"),
+    ]
+    padded = padded_negatives(examples, seed=0)
+    assert padded[0] == ["n1", "n2", "n3"] and padded[1] == ["n4", "n4", "n4"]
+    assert len(padded[2]) == 3 and set(padded[2]) <= {"p1", "p2"}
+    dataset = training_dataset(examples, seed=0)
+    assert dataset.column_names == ["anchor", "positive", "negative_1", "negative_2", "negative_3", "label"]
 
 
 PAIRS = [
@@ -145,7 +164,7 @@ def test_an_interrupted_training_resumes_and_ends_like_an_uninterrupted_one(base
     whole = copy.deepcopy(base_model)
     train_contrastive(whole, examples, always_better, params)
 
-    checkpoint = tmp_path / "state.pt"
+    checkpoint = tmp_path / "checkpoints"
     with pytest.raises(Interrupted):
         train_contrastive(
             copy.deepcopy(base_model), examples, always_better, params, stop_after_first_epoch, checkpoint

@@ -1,15 +1,19 @@
-"""Contrastive fine-tuning of a sentence-transformers model: weighted InfoNCE with early stopping.
+"""Contrastive fine-tuning on sentence-transformers' ``SentenceTransformerTrainer``: weighted InfoNCE.
 
-Each example is (query, positive, hard negatives, weight). A batch scores every query against every
-positive and negative in the batch (in-batch negatives) at ``scale`` = 1 / temperature (50 ↔ 0.02); the
-per-example cross-entropy is weighted (LMAR validator scores) and averaged. Batches never hold the same
-positive twice, so an in-batch negative is never a copy of the positive. After each epoch the model is
-scored on validation; the best checkpoint (epoch 0 = the base model) is restored at the end.
+Each example is (query, positive, hard negatives, weight); it becomes a dataset row (anchor, positive,
+negative_1…n, label = weight) for ``WeightedMultipleNegativesRankingLoss``: every query is scored against every
+positive and negative of its batch at ``scale`` = 1 / temperature (50 ↔ 0.02). The library's no-duplicates
+batch sampler keeps any text from appearing twice in a batch, so an in-batch negative is never a copy of the
+positive. After each epoch the trainer scores the model on validation (nDCG@10 through ``score``), keeps the
+best checkpoint and stops early after ``patience`` epochs without a gain over the best so far, the base model
+included: when no epoch beats the base model, the base weights are kept (``best_epoch`` 0).
 
-With a ``checkpoint`` path, the state after every epoch (weights, optimizer, scheduler, best weights,
-history) is written there atomically; a later call with the same path resumes after the last finished epoch
-and replays the batch order, so an interrupted training ends where an uninterrupted one would. The caller
-keys the path by everything that defines the training (data, settings, base model) and deletes it after.
+With a ``checkpoint`` folder, the trainer writes a checkpoint there after every epoch (weights, optimizer,
+scheduler, random states, log history); a later call with the same folder resumes after the last finished
+epoch (``resume_from_checkpoint``), and the sampler's per-epoch seed replays the batch order, so an interrupted
+training ends where an uninterrupted one would. The caller keys the folder by everything that defines the
+training (data, settings, base model) and deletes it after. Several GPUs: the trainer uses every visible one
+(``CUDA_VISIBLE_DEVICES`` chooses), or launch with ``accelerate launch`` / ``torchrun`` for data parallelism.
 
 Example:
     >>> outcome = train_contrastive(model, examples, score_fn, TrainingParams(epochs=2))  # doctest: +SKIP
@@ -18,16 +22,20 @@ Example:
 
 from __future__ import annotations
 
-import copy
+import json
 import logging
 import random
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+from transformers import TrainerCallback
+
+from embpipe.core.losses import WeightedMultipleNegativesRankingLoss, embed_texts, weighted_info_nce
 
 logger = logging.getLogger(__name__)
 
@@ -75,80 +83,125 @@ class TrainingOutcome:
     history: list[EpochRecord] = field(default_factory=list)
 
 
-def duplicate_free_batches(
-    examples: Sequence[TrainingExample], batch_size: int, rng: random.Random
-) -> list[list[TrainingExample]]:
-    """Shuffled batches in which no positive text (or query) appears twice."""
-    pending = list(examples)
-    rng.shuffle(pending)
-    batches: list[list[TrainingExample]] = []
-    while pending:
-        batch, seen, rest = [], set(), []
-        for example in pending:
-            key_texts = {example.positive, example.query}
-            if len(batch) < batch_size and not key_texts & seen:
-                batch.append(example)
-                seen |= key_texts
-            else:
-                rest.append(example)
-        batches.append(batch)
-        pending = rest
-    return batches
+VALIDATION_NAME = "validation"
+VALIDATION_KEY = "ndcg_at_10"
+EVAL_METRIC = f"eval_{VALIDATION_NAME}_{VALIDATION_KEY}"
+WEIGHT_DECAY = 0.01  # torch's AdamW default, kept from the first training loop
+BASE_SCORE_FILE = "base_score.json"
 
 
-def weighted_info_nce(
-    queries: torch.Tensor, documents: torch.Tensor, weights: torch.Tensor, scale: float
-) -> torch.Tensor:
-    """InfoNCE where query i's positive is document i; other documents are negatives.
+def padded_negatives(examples: Sequence[TrainingExample], seed: int) -> list[list[str]]:
+    """Every example's negatives, padded to the most any example has (the trainer needs fixed columns).
 
-    ``queries`` (B×d) and ``documents`` (N×d, N ≥ B, positives first) are L2-normalised; the per-query
-    cross-entropy is weighted by ``weights`` (B) normalised to sum to one.
+    A short list is padded by repeating its own negatives; an example with none gets other examples' positives
+    (a seeded draw, never its own positive), which are in-batch negatives anyway.
     """
-    logits = scale * queries @ documents.T
-    labels = torch.arange(len(queries), device=queries.device)
-    losses = F.cross_entropy(logits, labels, reduction="none")
-    weights = weights.to(losses.device, losses.dtype)
-    return (losses * weights).sum() / weights.sum().clamp(min=1e-12)
+    width = max((len(e.negatives) for e in examples), default=0)
+    positives = sorted({e.positive for e in examples})
+    rng = random.Random(seed)
+    padded = []
+    for example in examples:
+        own = list(example.negatives)
+        if not own and width:
+            others = [p for p in positives if p not in (example.positive, example.query)] or [example.query]
+            own = [rng.choice(others)]
+        padded.append([own[i % len(own)] for i in range(width)] if width else [])
+    return padded
 
 
-def embed_batch(model, texts: list[str]) -> torch.Tensor:
-    """Differentiable, L2-normalised embeddings of ``texts``."""
-    features = model.preprocess(texts) if hasattr(model, "preprocess") else model.tokenize(texts)
-    features = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
-    return F.normalize(model(features)["sentence_embedding"], dim=-1)
+def training_dataset(examples: Sequence[TrainingExample], seed: int):
+    """The trainer's rows: anchor, positive, negative_1…n (padded, see ``padded_negatives``), label = weight."""
+    from datasets import Dataset
+
+    negatives = padded_negatives(examples, seed)
+    columns: dict[str, list] = {"anchor": [e.query for e in examples], "positive": [e.positive for e in examples]}
+    for i in range(len(negatives[0]) if negatives else 0):
+        columns[f"negative_{i + 1}"] = [row[i] for row in negatives]
+    columns["label"] = [float(e.weight) for e in examples]
+    return Dataset.from_dict(columns)
 
 
-def batch_loss(model, batch: list[TrainingExample], scale: float) -> torch.Tensor:
+def batch_loss(model, batch: Sequence[TrainingExample], scale: float) -> torch.Tensor:
     """The weighted InfoNCE loss of one batch (positives, then every hard negative, as documents)."""
-    queries = embed_batch(model, [e.query for e in batch])
-    documents = [e.positive for e in batch] + [n for e in batch for n in e.negatives]
-    weights = torch.tensor([e.weight for e in batch], dtype=torch.float32)
-    return weighted_info_nce(queries, embed_batch(model, documents), weights, scale)
+    queries = embed_texts(model, [e.query for e in batch])
+    documents = embed_texts(model, [e.positive for e in batch] + [n for e in batch for n in e.negatives])
+    return weighted_info_nce(queries, documents, torch.tensor([e.weight for e in batch]), scale)
 
 
-def train_epoch(model, batches, optimizer, scheduler, scale: float) -> float:
-    """One pass over ``batches``; returns the mean loss."""
-    model.train()
-    total = 0.0
-    for step, batch in enumerate(batches, start=1):
-        loss = batch_loss(model, batch, scale)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        total += float(loss.detach())
-        logger.info("step %d/%d loss %.4f", step, len(batches), float(loss.detach()))
-    model.eval()
-    return total / max(len(batches), 1)
+class ValidationEvaluator(BaseEvaluator):
+    """The trainer's evaluator: validation nDCG@10 through ``score`` (a function model → float)."""
+
+    def __init__(self, score: Callable[[object], float]) -> None:
+        super().__init__()
+        self.score, self.name, self.primary_metric = score, VALIDATION_NAME, VALIDATION_KEY
+
+    def __call__(self, model, output_path=None, epoch: int = -1, steps: int = -1) -> dict[str, float]:
+        return self.prefix_name_to_metrics({VALIDATION_KEY: float(self.score(model))}, self.name)
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Write ``state`` to ``path`` atomically (a crash leaves the previous checkpoint)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_suffix(".partial")
-    torch.save(state, staging)
-    staging.replace(path)
+class EpochLog(TrainerCallback):
+    """Starts each epoch at the base score as the best so far; records each epoch's seconds in the trainer's
+    log history (so a resumed training keeps them); hands each finished, checkpointed epoch to ``on_epoch``."""
+
+    def __init__(self, base_score: float, on_epoch: Callable[[EpochRecord], None] | None):
+        self.base_score, self.on_epoch, self.started = base_score, on_epoch, time.perf_counter()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.best_metric is None:  # the base model is the score to beat (early stopping and best model)
+            state.best_metric = self.base_score
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        state.log_history.append({"epoch": state.epoch, "epoch_seconds": time.perf_counter() - self.started})
+
+    def on_save(self, args, state, control, **kwargs):
+        if self.on_epoch is not None:
+            self.on_epoch(epoch_records(state.log_history)[-1])
+
+
+def epoch_records(log_history: list[dict]) -> list[EpochRecord]:
+    """One record per evaluated epoch from the trainer's log history."""
+    by_epoch: dict[int, dict] = {}
+    for entry in log_history:
+        if "epoch" in entry:
+            by_epoch.setdefault(round(entry["epoch"]), {}).update(entry)
+    return [
+        EpochRecord(epoch, float(e.get("loss", float("nan"))), float(e[EVAL_METRIC]), float(e.get("epoch_seconds", 0)))
+        for epoch, e in sorted(by_epoch.items())
+        if EVAL_METRIC in e
+    ]
+
+
+def last_checkpoint(folder: Path) -> str | None:
+    """The newest finished checkpoint in ``folder``, if any."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def trainer_arguments(params: TrainingParams, output_dir: Path, model, **overrides):
+    """The trainer's settings from ours: AdamW with linear warm-up and decay, epochs, seeds, no reporting."""
+    from sentence_transformers import SentenceTransformerTrainingArguments
+
+    settings = dict(
+        output_dir=str(output_dir),
+        num_train_epochs=params.epochs,
+        per_device_train_batch_size=params.batch_size,
+        learning_rate=params.learning_rate,
+        warmup_ratio=params.warmup_ratio,
+        weight_decay=WEIGHT_DECAY,
+        max_grad_norm=1.0,
+        seed=params.seed,
+        data_seed=params.seed,
+        logging_strategy="epoch",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        use_cpu=model.device.type == "cpu",
+    )
+    return SentenceTransformerTrainingArguments(**{**settings, **overrides})
 
 
 def train_contrastive(
@@ -159,64 +212,58 @@ def train_contrastive(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     checkpoint: Path | None = None,
 ) -> TrainingOutcome:
-    """Train ``model`` in place; it ends holding the weights of its best validation epoch."""
-    from transformers import get_linear_schedule_with_warmup
+    """Train ``model`` in place on the trainer; it ends holding the weights of its best validation epoch."""
+    from sentence_transformers import SentenceTransformerTrainer
+    from sentence_transformers.base.sampler import BatchSamplers
+    from transformers import EarlyStoppingCallback
 
     if not examples:
         raise ValueError("no training examples: generate synthetic queries first (or raise the question budget)")
-    random.seed(params.seed)
-    torch.manual_seed(params.seed)
-    rng = random.Random(params.seed)
-    model.eval()
-    steps = len(duplicate_free_batches(examples, params.batch_size, random.Random(params.seed))) * params.epochs
-    optimizer = torch.optim.AdamW(model.parameters(), lr=params.learning_rate)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(params.warmup_ratio * steps), max(steps, 1))
-    stale, done = 0, 0
-    if checkpoint is not None and checkpoint.is_file():
-        saved = torch.load(checkpoint, map_location=model.device, weights_only=False)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        outcome, best_state, stale, done = saved["outcome"], saved["best_state"], saved["stale"], saved["epoch"]
-        torch.set_rng_state(saved["torch_rng"])
-        for _ in range(done):  # replay the batch order of the finished epochs
-            duplicate_free_batches(examples, params.batch_size, rng)
-        logger.info("resuming training after epoch %d from %s", done, checkpoint)
-    else:
-        outcome = TrainingOutcome(base_score=score(model), best_score=0.0, best_epoch=0)
-        outcome.best_score = outcome.base_score
-        best_state = copy.deepcopy(model.state_dict())
-    finished = done > 0 and (stale >= params.patience or done >= params.epochs)
-    for epoch in range(done + 1, params.epochs + 1):
-        if finished:
-            break
-        started = time.perf_counter()
-        loss = train_epoch(
-            model, duplicate_free_batches(examples, params.batch_size, rng), optimizer, scheduler, params.scale
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(checkpoint) if checkpoint is not None else Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        resume_from = last_checkpoint(folder)
+        base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        base_score = saved_base_score(folder) if resume_from else None
+        if base_score is None:
+            model.eval()
+            base_score = float(score(model))
+            (folder / BASE_SCORE_FILE).write_text(json.dumps(base_score))
+        if resume_from:
+            logger.info("resuming training from %s", resume_from)
+        args = trainer_arguments(
+            params,
+            folder,
+            model,
+            eval_strategy="epoch",
+            save_strategy="epoch",
+            save_total_limit=2,
+            save_only_model=checkpoint is None,  # no resume without a checkpoint folder: weights are enough
+            load_best_model_at_end=True,
+            metric_for_best_model=EVAL_METRIC,
+            greater_is_better=True,
+            batch_sampler=BatchSamplers.NO_DUPLICATES,
         )
-        record = EpochRecord(epoch, loss, score(model), time.perf_counter() - started)
-        outcome.history.append(record)
-        if record.score > outcome.best_score:
-            outcome.best_score, outcome.best_epoch, stale = record.score, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            stale += 1
-        finished = stale >= params.patience
-        if checkpoint is not None:
-            save_checkpoint(
-                checkpoint,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "outcome": outcome,
-                    "best_state": best_state,
-                    "stale": stale,
-                    "epoch": epoch,
-                    "torch_rng": torch.get_rng_state(),
-                },
-            )
-        if on_epoch:
-            on_epoch(record)
-    model.load_state_dict(best_state)
-    return outcome
+        trainer = SentenceTransformerTrainer(
+            model=model,
+            args=args,
+            train_dataset=training_dataset(examples, params.seed),
+            loss=WeightedMultipleNegativesRankingLoss(model, scale=params.scale),
+            evaluator=ValidationEvaluator(score),
+            callbacks=[EarlyStoppingCallback(early_stopping_patience=params.patience), EpochLog(base_score, on_epoch)],
+        )
+        trainer.train(resume_from_checkpoint=resume_from)
+        history = epoch_records(trainer.state.log_history)
+    model.eval()
+    best = max(history, key=lambda r: r.score, default=None)
+    if best is None or best.score <= base_score:
+        model.load_state_dict(base_state)
+        return TrainingOutcome(base_score, base_score, 0, history)
+    best = next(r for r in history if r.score == best.score)  # the first epoch that reached it
+    return TrainingOutcome(base_score, best.score, best.epoch, history)
+
+
+def saved_base_score(folder: Path) -> float | None:
+    """The base model's validation score stored when this training started (for a resumed training)."""
+    path = folder / BASE_SCORE_FILE
+    return float(json.loads(path.read_text())) if path.is_file() else None

@@ -2,7 +2,8 @@
 
 An anchor chunk is sampled; two distinct candidates are drawn at random from its top-K neighbours (itself
 and exact copies excluded); the teacher later says which is closer. Tuning minimises the triplet margin
-loss on cosine distance of normalised embeddings, max(0, d(a, p) - d(a, n) + margin), weighted per triplet.
+loss on cosine distance of normalised embeddings, max(0, d(a, p) - d(a, n) + margin), weighted per triplet
+(``WeightedTripletLoss`` on sentence-transformers' trainer).
 
 Example:
     >>> import numpy as np
@@ -13,15 +14,16 @@ Example:
 
 from __future__ import annotations
 
-import random
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-import torch
 
+from embpipe.core.losses import WeightedTripletLoss
 from embpipe.core.retrieval import top_k
-from embpipe.core.training import embed_batch
+from embpipe.core.training import TrainingParams, trainer_arguments
 
 
 @dataclass(frozen=True)
@@ -62,42 +64,32 @@ def candidate_triplets(vectors: np.ndarray, anchors: int, k: int, seed: int) -> 
     return triples
 
 
-def triplet_loss(anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, weights, margin: float):
-    """Weighted mean of max(0, d(a, p) - d(a, n) + margin) with d = 1 - cosine (inputs L2-normalised)."""
-    closer = 1 - (anchors * positives).sum(dim=-1)
-    farther = 1 - (anchors * negatives).sum(dim=-1)
-    losses = torch.clamp(closer - farther + margin, min=0)
-    weights = torch.as_tensor(weights, dtype=losses.dtype, device=losses.device)
-    return (losses * weights).sum() / weights.sum().clamp(min=1e-12)
-
-
 def train_triplets(model, triplets: Sequence[TextTriplet], params: TripletParams) -> list[float]:
-    """Tune ``model`` in place on ``triplets``; returns the mean loss of each epoch."""
+    """Tune ``model`` in place on ``triplets`` with the trainer (constant learning rate); the mean loss per epoch."""
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer
+
     if not triplets:
         raise ValueError("no labelled triplets: every teacher verdict was ambiguous or failed")
-    torch.manual_seed(params.seed)
-    rng = random.Random(params.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=params.learning_rate)
-    history = []
-    for _ in range(params.epochs):
-        order = list(triplets)
-        rng.shuffle(order)
-        model.train()
-        total, batches = 0.0, 0
-        for start in range(0, len(order), params.batch_size):
-            batch = order[start : start + params.batch_size]
-            loss = triplet_loss(
-                embed_batch(model, [t.anchor for t in batch]),
-                embed_batch(model, [t.positive for t in batch]),
-                embed_batch(model, [t.negative for t in batch]),
-                [t.weight for t in batch],
-                params.margin,
-            )
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            total, batches = total + float(loss.detach()), batches + 1
-        model.eval()
-        history.append(total / max(batches, 1))
-    return history
+    rows = {
+        "anchor": [t.anchor for t in triplets],
+        "positive": [t.positive for t in triplets],
+        "negative": [t.negative for t in triplets],
+        "label": [float(t.weight) for t in triplets],
+    }
+    training = TrainingParams(
+        epochs=params.epochs, batch_size=params.batch_size, learning_rate=params.learning_rate, warmup_ratio=0.0
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        args = trainer_arguments(
+            training, Path(scratch), model, seed=params.seed, lr_scheduler_type="constant", save_strategy="no"
+        )
+        trainer = SentenceTransformerTrainer(
+            model=model,
+            args=args,
+            train_dataset=Dataset.from_dict(rows),
+            loss=WeightedTripletLoss(model, triplet_margin=params.margin),
+        )
+        trainer.train()
+    model.eval()
+    return [float(entry["loss"]) for entry in trainer.state.log_history if "loss" in entry]

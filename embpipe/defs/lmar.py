@@ -108,7 +108,7 @@ class TripletTuningConfig(Config):
         return TripletParams(**self.model_dump())
 
 
-@asset(io_manager_key="model_io_manager", code_version="1", group_name="lmar")
+@asset(io_manager_key="model_io_manager", code_version="2", group_name="lmar")
 def triplet_tuned_model(
     context: AssetExecutionContext,
     config: TripletTuningConfig,

@@ -173,7 +173,7 @@ def candidate_pool(
     return {c: corpus[c] for c in sorted(pool) if c in corpus}
 
 
-@asset(dagster_type=TrainingLabelsFrame, code_version="2", group_name="training")
+@asset(dagster_type=TrainingLabelsFrame, code_version="3", group_name="training")
 def mining_rounds(
     context: AssetExecutionContext,
     config: MiningConfig,

@@ -92,9 +92,9 @@ def validation_scorer(embedder: EmbedderResource, validation: BeirDataset) -> Ca
 
 
 def checkpoint_path(config: TrainingConfig, base_model: str, labels: pd.DataFrame, queries: pd.DataFrame):
-    """Where this exact training (settings, base model, data) keeps its epoch checkpoint."""
+    """The folder where this exact training (settings, base model, data) keeps its epoch checkpoints."""
     key = json.dumps([config.model_dump(mode="json"), base_model, frame_version(labels), frame_version(queries)])
-    return data_dir() / "checkpoints" / "embedding_model" / hashlib.sha256(key.encode()).hexdigest()[:16] / "state.pt"
+    return data_dir() / "checkpoints" / "embedding_model" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def model_card(config: TrainingConfig, base_model: str, examples: int, outcome) -> str:
@@ -110,7 +110,7 @@ def model_card(config: TrainingConfig, base_model: str, examples: int, outcome) 
     )
 
 
-@asset(io_manager_key="model_io_manager", code_version="2", group_name="training")
+@asset(io_manager_key="model_io_manager", code_version="3", group_name="training")
 def embedding_model(
     context: AssetExecutionContext,
     config: TrainingConfig,
@@ -134,7 +134,7 @@ def embedding_model(
     score = validation_scorer(embedder, validation)
     checkpoint = checkpoint_path(config, embedder.model_id(), labels, train)
     if not config.resume:
-        shutil.rmtree(checkpoint.parent, ignore_errors=True)
+        shutil.rmtree(checkpoint, ignore_errors=True)
 
     def on_epoch(record: EpochRecord) -> None:
         context.log.info(
@@ -177,7 +177,7 @@ def embedding_model(
             mlflow_api.log_artifacts(staging, artifact_path="model")
         mlflow_api.log_text(card, "model_card.md")
         run_id = run.info.run_id
-    shutil.rmtree(checkpoint.parent, ignore_errors=True)
+    shutil.rmtree(checkpoint, ignore_errors=True)
     epoch_seconds = [r.seconds for r in outcome.history]
     return Output(
         model,

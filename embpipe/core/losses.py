@@ -1,0 +1,85 @@
+"""Weighted losses for sentence-transformers' trainer: each reads a row's weight from the ``label`` column.
+
+``WeightedMultipleNegativesRankingLoss`` is InfoNCE over (anchor, positive, negative_1…n) rows: every anchor
+is scored against every positive and negative of the batch at ``scale`` = 1 / temperature (50 ↔ 0.02), and
+the per-row cross-entropy is weighted (LMAR's validator scores, EmbGen's quality scores) and averaged.
+``WeightedTripletLoss`` is the triplet margin loss on cosine distance, weighted by the teacher's confidence.
+
+Example:
+    >>> import torch
+    >>> queries, documents = torch.eye(2), torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    >>> round(float(weighted_info_nce(queries, documents, torch.tensor([1.0, 0.0]), scale=1.0)), 4)
+    0.7121
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from sentence_transformers.sentence_transformer.losses import (
+    MultipleNegativesRankingLoss,
+    TripletDistanceMetric,
+    TripletLoss,
+)
+
+
+def weighted_mean(losses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``losses`` averaged with ``weights`` (normalised to sum to one; all-zero weights give 0)."""
+    weights = torch.as_tensor(weights, dtype=losses.dtype, device=losses.device)
+    return (losses * weights).sum() / weights.sum().clamp(min=1e-12)
+
+
+def weighted_info_nce(
+    queries: torch.Tensor, documents: torch.Tensor, weights: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """InfoNCE where query i's positive is document i; every other document is a negative.
+
+    ``queries`` (B×d) and ``documents`` (N×d, N ≥ B, positives first) are L2-normalised.
+    """
+    logits = scale * queries @ documents.T
+    labels = torch.arange(len(queries), device=queries.device)
+    return weighted_mean(F.cross_entropy(logits, labels, reduction="none"), weights)
+
+
+def triplet_loss(anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, weights, margin: float):
+    """Weighted mean of max(0, d(a, p) - d(a, n) + margin) with d = 1 - cosine (inputs L2-normalised)."""
+    closer = 1 - (anchors * positives).sum(dim=-1)
+    farther = 1 - (anchors * negatives).sum(dim=-1)
+    return weighted_mean(torch.clamp(closer - farther + margin, min=0), weights)
+
+
+class WeightedMultipleNegativesRankingLoss(MultipleNegativesRankingLoss):
+    """Multiple-negatives ranking (InfoNCE) with in-batch and hard negatives, weighted per row by its label."""
+
+    def compute_loss_from_embeddings(self, embeddings: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        queries = F.normalize(embeddings[0], dim=-1)
+        documents = F.normalize(torch.cat(embeddings[1:]), dim=-1)
+        return weighted_info_nce(queries, documents, labels, self.scale)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale, "weights": "label column"}
+
+
+class WeightedTripletLoss(TripletLoss):
+    """Triplet margin loss on cosine distance, weighted per (anchor, positive, negative) row by its label."""
+
+    def __init__(self, model, triplet_margin: float):
+        super().__init__(model, distance_metric=TripletDistanceMetric.COSINE, triplet_margin=triplet_margin)
+
+    def compute_loss_from_embeddings(self, embeddings: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        anchors, positives, negatives = (F.normalize(e, dim=-1) for e in embeddings)
+        return triplet_loss(anchors, positives, negatives, labels, self.triplet_margin)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"distance": "cosine", "margin": self.triplet_margin, "weights": "label column"}
+
+
+def embed_texts(model, texts: Iterable[str]) -> torch.Tensor:
+    """Differentiable, L2-normalised embeddings of ``texts`` (for computing a loss outside the trainer)."""
+    texts = list(texts)
+    features = model.preprocess(texts) if hasattr(model, "preprocess") else model.tokenize(texts)
+    features = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+    return F.normalize(model(features)["sentence_embedding"], dim=-1)
