@@ -7,7 +7,7 @@ from itertools import zip_longest
 
 import numpy as np
 import pandas as pd
-from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
 
 from embpipe.core.embgen_questions import (
@@ -35,14 +35,7 @@ from embpipe.core.sampling import (
     plan_mix,
     proximity_selections,
 )
-from embpipe.defs.metadata import (
-    CONFIG_FINGERPRINT,
-    budget_stop,
-    config_fingerprint,
-    frame_version,
-    preview,
-    progress_logger,
-)
+from embpipe.defs.metadata import budget_stop, progress_logger, table_output
 from embpipe.defs.synthesis import stack_embeddings
 from embpipe.defs.types import EmbGenQueriesFrame, EntityClustersFrame, EntityDescriptionsFrame
 from embpipe.llm.budget import BudgetStop, estimate_text_tokens
@@ -78,18 +71,17 @@ def entity_descriptions(
         report = progress_logger(context, "entities")
         pairs, failed = extract_entities(teacher.client(), sample, config.max_entities, stop, report)
     frame = deduplicate_per_document(pairs)
-    return Output(
+    return table_output(
         frame[ENTITY_COLUMNS],
-        data_version=DataVersion(frame_version(frame)),
-        metadata={
+        config,
+        {
             "embgen": methods.embgen,
             "entities": len(frame),
             "pairs_before_deduplication": len(pairs),
             "chunks_failed": failed,
             "budget_stop": budget_stop(context, stop.message),
-            CONFIG_FINGERPRINT: config_fingerprint(config),
-            "preview": preview(frame, ["entity_id", "entity", "description"]),
         },
+        ["entity_id", "entity", "description"],
     )
 
 
@@ -112,14 +104,13 @@ def entity_clusters(
         labels = reassemble(vectors, config.neighbours, config.min_similarity, config.seed)
     frame = pd.DataFrame({"entity_id": entity_descriptions["entity_id"].astype(str), "cluster_id": labels})
     sizes = frame["cluster_id"].value_counts()
-    return Output(
+    return table_output(
         frame,
-        data_version=DataVersion(frame_version(frame)),
-        metadata={
+        config,
+        {
             "entities": len(frame),
             "clusters": int(len(sizes)),
             "clusters_of_two_or_more": int((sizes >= 2).sum()),
-            CONFIG_FINGERPRINT: config_fingerprint(config),
         },
     )
 
@@ -257,10 +248,10 @@ def embgen_queries(
     frame = frame.reset_index(drop=True).astype({"hops": "int64", "validator_score": "float64"})
     tokens = tokens_by_strategy(client) if client else {}
     document_tokens = int(chunks["n_tokens"].sum()) if len(chunks) else 0
-    return Output(
+    return table_output(
         frame[EMBGEN_COLUMNS],
-        data_version=DataVersion(frame_version(frame)),
-        metadata={
+        config,
+        {
             "embgen": methods.embgen,
             "queries": len(frame),
             "planned_requests": MetadataValue.json(plan),
@@ -274,7 +265,6 @@ def embgen_queries(
             "failed": stats.failed,
             "below_quality": stats.below_quality,
             "budget_stop": budget_stop(context, stats.budget_message),
-            CONFIG_FINGERPRINT: config_fingerprint(config),
-            "preview": preview(frame, ["query_id", "text", "strategy", "hops"]),
         },
+        ["query_id", "text", "strategy", "hops"],
     )

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from embpipe.core.chunking import ChunkingParams, ChunkStrategy, chunk_id_for, chunk_text
 from embpipe.core.documents import DEFAULT_MAX_BYTES, manifest_hash, read_folder, require_documents
-from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_version, preview
+from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_version, preview, table_output
 from embpipe.defs.types import ChunksFrame, DocumentsFrame, RejectedDocumentsFrame
 from embpipe.paths import default_documents_folder
 from embpipe.resources.embedder import EmbedderResource, encode
@@ -125,15 +125,14 @@ def chunks(context: AssetExecutionContext, config: ChunkingConfig, embedder: Emb
         embed = lambda texts: encode(model, texts)  # noqa: E731
     frame = chunk_documents(documents, config.params(), embed)
     stats = frame["n_tokens"].describe() if len(frame) else None
-    return Output(
+    return table_output(
         frame,
-        data_version=DataVersion(frame_version(frame)),
-        metadata={
+        config,
+        {
             "chunks": len(frame),
             "documents": int(frame["doc_id"].nunique()) if len(frame) else 0,
             "mean_tokens": float(stats["mean"]) if stats is not None else 0.0,
-            CONFIG_FINGERPRINT: config_fingerprint(config),
-            "preview": preview(frame, ["chunk_id", "doc_id", "n_tokens", "text"]),
             "strategy": MetadataValue.text(str(config.strategy)),
         },
+        ["chunk_id", "doc_id", "n_tokens", "text"],
     )

@@ -1,10 +1,10 @@
 """Lineage: the table linking every question and training pair to its chunks and documents."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, DataVersion, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, MetadataValue, asset
 
 from embpipe.core.lineage import lineage_rows, per_document_counts
-from embpipe.defs.metadata import frame_version, preview
+from embpipe.defs.metadata import table_output
 from embpipe.defs.types import LineageFrame
 
 SHOWN_DOCUMENTS = 50
@@ -23,15 +23,15 @@ def training_lineage(
     frame = lineage_rows(synthetic_queries, query_splits, mining_rounds, chunks, documents)
     counts = per_document_counts(frame)
     context.log.info(f"lineage: {len(frame)} rows over {frame['doc_path'].nunique()} documents")
-    return Output(
+    return table_output(
         frame,
-        data_version=DataVersion(frame_version(frame)),
-        metadata={
+        None,
+        {
             "rows": len(frame),
             "documents_with_questions": int((counts["questions"] > 0).sum()),
             "documents_without_questions": int(len(documents) - (counts["questions"] > 0).sum()),
             "training_pairs": int(((frame["split"] == "train") & (frame["role"] == "positive")).sum()),
             "per_document": MetadataValue.md(counts.head(SHOWN_DOCUMENTS).to_markdown()),
-            "preview": preview(frame, ["query_id", "role", "source", "chunk_id", "doc_path"]),
         },
+        ["query_id", "role", "source", "chunk_id", "doc_path"],
     )

@@ -22,14 +22,7 @@ from embpipe.core.cluster_questions import (
 from embpipe.core.clustering import knn_clusters, size_histogram
 from embpipe.core.triplet_labels import empty_triplets, label_triplets
 from embpipe.core.triplets import TextTriplet, TripletParams, candidate_triplets, train_triplets
-from embpipe.defs.metadata import (
-    CONFIG_FINGERPRINT,
-    budget_stop,
-    config_fingerprint,
-    frame_version,
-    preview,
-    progress_logger,
-)
+from embpipe.defs.metadata import CONFIG_FINGERPRINT, budget_stop, config_fingerprint, progress_logger, table_output
 from embpipe.defs.synthesis import chunk_passages, stack_embeddings
 from embpipe.defs.training import model_version
 from embpipe.defs.types import ChunkClustersFrame, ClusterProfilesFrame, LabeledTripletsFrame, SyntheticQueriesFrame
@@ -81,16 +74,14 @@ def labeled_triplets(
             stop,
             progress_logger(context, "triplets"),
         )
-    return Output(
+    return table_output(
         frame,
-        data_version=DataVersion(frame_version(frame)),
-        metadata={
+        config,
+        {
             "lmar": methods.lmar,
             "triplets": len(frame),
             **{f"verdicts_{k}": v for k, v in verdicts.items()},
             "budget_stop": budget_stop(context, stop.message),
-            CONFIG_FINGERPRINT: config_fingerprint(config),
-            "preview": preview(frame),
         },
     )
 
@@ -181,16 +172,15 @@ def chunk_clusters(
         frame = pd.DataFrame({"chunk_id": chunks["chunk_id"].astype(str), "cluster_id": labels})
         histogram = size_histogram(labels)
     sizes = pd.DataFrame({"size": list(histogram), "clusters": list(histogram.values())})
-    return Output(
+    return table_output(
         frame,
-        data_version=DataVersion(frame_version(frame)),
-        metadata={
+        config,
+        {
             "lmar": methods.lmar,
             "chunks": len(frame),
             "clusters": int(frame["cluster_id"].nunique()),
             "clusters_of_two_or_more": int(sum(v for k, v in histogram.items() if k >= 2)),
             "size_histogram": MetadataValue.md(sizes.to_markdown(index=False) if len(sizes) else "no clusters"),
-            CONFIG_FINGERPRINT: config_fingerprint(config),
         },
     )
 
@@ -218,15 +208,13 @@ def cluster_profiles(
         frame = profile_clusters(
             teacher.client(), members, sizes, config.max_clusters, stop, progress_logger(context, "cluster profiles")
         )
-    return Output(
+    return table_output(
         frame,
-        data_version=DataVersion(frame_version(frame)),
-        metadata={
+        config,
+        {
             "lmar": methods.lmar,
             "profiles": len(frame),
             "budget_stop": budget_stop(context, stop.message),
-            CONFIG_FINGERPRINT: config_fingerprint(config),
-            "preview": preview(frame),
         },
     )
 
@@ -270,10 +258,10 @@ def cluster_queries(
             stats,
             progress_logger(context, "cluster questions"),
         )
-    return Output(
+    return table_output(
         frame,
-        data_version=DataVersion(frame_version(frame)),
-        metadata={
+        config,
+        {
             "lmar": methods.lmar,
             "queries": len(frame),
             "clusters_attempted": stats.attempted,
@@ -282,7 +270,6 @@ def cluster_queries(
             "budget_stop": budget_stop(context, stats.budget_message),
             "mean_validator_score": float(np.mean(stats.scores)) if stats.scores else 0.0,
             "hops": MetadataValue.json({str(k): int(v) for k, v in frame["hops"].value_counts().items()}),
-            CONFIG_FINGERPRINT: config_fingerprint(config),
-            "preview": preview(frame, ["query_id", "text", "hops", "validator_score"]),
         },
+        ["query_id", "text", "hops", "validator_score"],
     )

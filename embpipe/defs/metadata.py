@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 import pandas as pd
-from dagster import AssetExecutionContext, Config, MetadataValue
+from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output
 
 CONFIG_FINGERPRINT = "config_fingerprint"
 PROGRESS_SECONDS = 30.0
@@ -48,3 +48,14 @@ def budget_stop(context: AssetExecutionContext, message: str) -> str:
     if message:
         context.log.warning(f"stopped by the token budget, keeping what was made: {message}")
     return message or "none"
+
+
+def table_output(
+    frame: pd.DataFrame, config: Config | None, metadata: dict, preview_columns: list[str] | None = None
+) -> Output:
+    """A table asset's output: its content hash as data version, ``metadata``, the config fingerprint (so the
+    runner sees config changes) and a preview of the first rows."""
+    recorded = {**metadata, "preview": preview(frame, preview_columns)}
+    if config is not None:
+        recorded[CONFIG_FINGERPRINT] = config_fingerprint(config)
+    return Output(frame, data_version=DataVersion(frame_version(frame)), metadata=recorded)

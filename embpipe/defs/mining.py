@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pandas as pd
-from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, Config, MetadataValue, asset
 from pydantic import Field
 
 from embpipe.core.datasets import chunk_corpus, labelled_examples, queries_in_split
@@ -22,14 +22,7 @@ from embpipe.core.questions import flatten_ids
 from embpipe.core.report import dense_run
 from embpipe.core.retrieval import SearchBackend, faiss_available, top_k
 from embpipe.core.training import TrainingParams, train_contrastive
-from embpipe.defs.metadata import (
-    CONFIG_FINGERPRINT,
-    budget_stop,
-    config_fingerprint,
-    frame_version,
-    preview,
-    progress_logger,
-)
+from embpipe.defs.metadata import CONFIG_FINGERPRINT, budget_stop, config_fingerprint, progress_logger, table_output
 from embpipe.defs.synthesis import stack_embeddings
 from embpipe.defs.training import NEGATIVES_PER_EXAMPLE, validation_scorer, validation_target
 from embpipe.defs.types import HardNegativesFrame, TrainingLabelsFrame
@@ -98,17 +91,16 @@ def hard_negatives(
     )
     counts = frame["negative_chunk_ids"].map(len)
     context.log.info(f"hard negatives for {len(frame)} training queries, {int(counts.sum())} in all")
-    return Output(
+    return table_output(
         frame,
-        data_version=DataVersion(frame_version(frame)),
-        metadata={
+        config,
+        {
             "training_queries": len(frame),
             "negatives": int(counts.sum()),
             "queries_with_fewer_than_count": int((counts < config.count).sum()),
             "search": str(config.search_backend()),
-            CONFIG_FINGERPRINT: config_fingerprint(config),
-            "preview": preview(frame, ["query_id", "negative_chunk_ids", "weakest_positive_score"]),
         },
+        ["query_id", "negative_chunk_ids", "weakest_positive_score"],
     )
 
 
@@ -253,10 +245,10 @@ def mining_rounds(
         mlflow_api.log_metric("base_val_ndcg_at_10", score(base))
     frame = labels_frame(outcome.labels, outcome.judgements, chunks)
     rounds = pd.DataFrame([vars(r) for r in outcome.rounds])
-    return Output(
+    return table_output(
         frame,
-        data_version=DataVersion(frame_version(frame)),
-        metadata={
+        config,
+        {
             "labels": len(frame),
             "positives": int(((frame.role == "positive") & frame.used).sum()),
             "negatives": int(((frame.role == "negative") & frame.used).sum()),
@@ -269,7 +261,6 @@ def mining_rounds(
             "failures": len(client.store.failures(client.run_id, "mining_rounds")),
             "budget_stop": budget_stop(context, stop.message),
             "mlflow_run_id": run.info.run_id,
-            CONFIG_FINGERPRINT: config_fingerprint(config),
-            "preview": preview(frame, ["query_id", "chunk_id", "role", "source", "round"]),
         },
+        ["query_id", "chunk_id", "role", "source", "round"],
     )

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pandas as pd
-from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, Config, MetadataValue, asset
 from pydantic import Field
 
 from embpipe.core.beir import passage_text
@@ -13,14 +13,7 @@ from embpipe.core.questions import (
     select_chunks,
 )
 from embpipe.core.splits import assign_splits
-from embpipe.defs.metadata import (
-    CONFIG_FINGERPRINT,
-    budget_stop,
-    config_fingerprint,
-    frame_version,
-    preview,
-    progress_logger,
-)
+from embpipe.defs.metadata import budget_stop, progress_logger, table_output
 from embpipe.defs.types import ChunkEmbeddingsFrame, QuerySplitsFrame, SyntheticQueriesFrame
 from embpipe.resources.embedder import EmbedderResource, encode, encode_with_progress
 from embpipe.resources.methods import MethodsResource
@@ -39,10 +32,10 @@ def chunk_embeddings(context: AssetExecutionContext, embedder: EmbedderResource,
     vectors = encode_with_progress(model, chunk_passages(chunks), embedder.batch_size, context.log.info)
     frame = pd.DataFrame({"chunk_id": chunks["chunk_id"].astype(str), "embedding": list(vectors)})
     context.log.info(f"embedded {len(frame)} chunks with {embedder.model_id()}")
-    return Output(
+    return table_output(
         frame,
-        data_version=DataVersion(frame_version(frame)),
-        metadata={
+        None,
+        {
             "chunks": len(frame),
             "dimension": int(vectors.shape[1]) if len(vectors) else 0,
             "base_model": embedder.model_id(),
@@ -90,10 +83,10 @@ def synthetic_queries(
         frame = frame[keep].reset_index(drop=True)
     failures = client.store.failures(client.run_id, "synthetic_queries")
     usage = [u for u in client.store.usage(client.run_id) if u.stage == "synthetic_queries"]
-    return Output(
+    return table_output(
         frame,
-        data_version=DataVersion(frame_version(frame)),
-        metadata={
+        config,
+        {
             "queries": len(frame),
             "queries_by_strategy": MetadataValue.json(
                 {str(k): int(v) for k, v in frame["strategy"].value_counts().items()}
@@ -108,9 +101,8 @@ def synthetic_queries(
             "cached_calls": sum(u.cached_calls for u in usage),
             "teacher": teacher.model,
             "failures": MetadataValue.md("\n".join(f"- {i}: {r[:160]}" for _, i, r in failures[:10]) or "none"),
-            CONFIG_FINGERPRINT: config_fingerprint(config),
-            "preview": preview(frame, ["query_id", "text", "strategy"]),
         },
+        ["query_id", "text", "strategy"],
     )
 
 
@@ -130,12 +122,11 @@ def query_splits(config: SplitConfig, synthetic_queries: pd.DataFrame):
     assignment = assign_splits(query_docs, (config.train, config.validation, config.test), config.seed)
     frame = pd.DataFrame({"query_id": list(assignment), "split": list(assignment.values())})
     counts = frame["split"].value_counts()
-    return Output(
+    return table_output(
         frame,
-        data_version=DataVersion(frame_version(frame)),
-        metadata={
+        config,
+        {
             **{name: int(counts.get(name, 0)) for name in ("train", "validation", "test")},
-            CONFIG_FINGERPRINT: config_fingerprint(config),
         },
     )
 
