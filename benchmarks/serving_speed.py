@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args(argv)
 
+    from embpipe.core.embedding import load_model, packaged_base_model
     from embpipe.core.onnx_export import export_onnx, verify_export
-    from embpipe.resources.embedder import load_model, packaged_base_model
 
     model_path = args.model or packaged_base_model()
     model = load_model(model_path, 256, "cpu")

@@ -159,9 +159,10 @@ def command_ui(args: argparse.Namespace) -> int:
 
 def command_eval(args: argparse.Namespace) -> int:
     from embpipe.core.beir import load_beir
+    from embpipe.core.embedding import encode, load_model
     from embpipe.core.report import compare_models
     from embpipe.core.report_render import markdown_report, save_report
-    from embpipe.resources.embedder import EmbedderResource, encode, load_model
+    from embpipe.resources.embedder import EmbedderResource
 
     embedder = EmbedderResource(max_seq_length=args.max_seq_length)
     dataset = load_beir(args.beir, args.split)

@@ -61,8 +61,8 @@ def command_export(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
+    from embpipe.core.embedding import load_model
     from embpipe.core.onnx_export import export_onnx, verify_export
-    from embpipe.resources.embedder import load_model
 
     source = args.model or str(data_dir() / "models" / "embedding_model")
     if not Path(source).exists():

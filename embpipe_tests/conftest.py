@@ -25,7 +25,7 @@ def stop_local_teachers():
 @pytest.fixture(scope="session")
 def base_model():
     """The packaged all-MiniLM-L6-v2, loaded once (tests must not train it in place)."""
-    from embpipe.resources.embedder import load_model, packaged_base_model
+    from embpipe.core.embedding import load_model, packaged_base_model
 
     return load_model(packaged_base_model(), 128, "cpu")
 

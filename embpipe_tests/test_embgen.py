@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from embpipe.core.embedding import encode
 from embpipe.core.embgen_questions import (
     EmbGenStats,
     generate_selection_questions,
@@ -31,7 +32,6 @@ from embpipe.core.sampling import (
 )
 from embpipe.llm.judge import ask_yes_probability
 from embpipe.llm.teacher import TeacherOutputError
-from embpipe.resources.embedder import encode
 from embpipe_tests.conftest import make_teacher
 
 

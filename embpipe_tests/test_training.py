@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from embpipe.core.datasets import labelled_examples
+from embpipe.core.embedding import encode
 from embpipe.core.losses import weighted_info_nce
 from embpipe.core.training import (
     TrainingExample,
@@ -21,7 +22,6 @@ from embpipe.core.training import (
     train_contrastive,
     training_dataset,
 )
-from embpipe.resources.embedder import encode
 
 
 def test_info_nce_matches_hand_computation():

@@ -89,3 +89,8 @@ def subsample_corpus(target: BeirDataset, size: int, seed: int) -> BeirDataset:
     keep = judged | set(others[: max(size - len(judged), 0)])
     corpus = {d: t for d, t in target.corpus.items() if d in keep}
     return BeirDataset(target.name, corpus, target.queries, target.qrels)
+
+
+def chunk_passages(chunks: pd.DataFrame) -> list[str]:
+    """The text each chunk is embedded as (document title + chunk text)."""
+    return [passage_text(t, x) for t, x in zip(chunks["title"], chunks["text"], strict=True)]

@@ -83,6 +83,7 @@ class TrainingOutcome:
     history: list[EpochRecord] = field(default_factory=list)
 
 
+NEGATIVES_PER_EXAMPLE = 4
 VALIDATION_NAME = "validation"
 VALIDATION_KEY = "ndcg_at_10"
 EVAL_METRIC = f"eval_{VALIDATION_NAME}_{VALIDATION_KEY}"

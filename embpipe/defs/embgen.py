@@ -10,6 +10,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
 
+from embpipe.core.embedding import encode, stack_embeddings
 from embpipe.core.embgen_questions import (
     PROMPT_OVERHEAD_TOKENS,
     QUALITY_PROMPT_VERSION,
@@ -36,11 +37,10 @@ from embpipe.core.sampling import (
     proximity_selections,
 )
 from embpipe.defs.metadata import budget_stop, progress_logger, table_output
-from embpipe.defs.synthesis import stack_embeddings
 from embpipe.defs.types import EmbGenQueriesFrame, EntityClustersFrame, EntityDescriptionsFrame
 from embpipe.llm.budget import BudgetStop, estimate_text_tokens
 from embpipe.llm.judge import ask_yes_probability
-from embpipe.resources.embedder import EmbedderResource, encode
+from embpipe.resources.embedder import EmbedderResource
 from embpipe.resources.methods import MethodsResource
 from embpipe.resources.teacher import TeacherResource
 

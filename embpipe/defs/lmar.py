@@ -20,15 +20,15 @@ from embpipe.core.cluster_questions import (
     profile_clusters,
 )
 from embpipe.core.clustering import knn_clusters, size_histogram
+from embpipe.core.datasets import chunk_passages
+from embpipe.core.embedding import encode_with_progress, model_version, stack_embeddings
 from embpipe.core.triplet_labels import empty_triplets, label_triplets
 from embpipe.core.triplets import TextTriplet, TripletParams, candidate_triplets, train_triplets
 from embpipe.defs.metadata import CONFIG_FINGERPRINT, budget_stop, config_fingerprint, progress_logger, table_output
-from embpipe.defs.synthesis import chunk_passages, stack_embeddings
-from embpipe.defs.training import model_version
 from embpipe.defs.types import ChunkClustersFrame, ClusterProfilesFrame, LabeledTripletsFrame, SyntheticQueriesFrame
 from embpipe.llm.budget import BudgetStop
 from embpipe.llm.judge import judge_relevance
-from embpipe.resources.embedder import EmbedderResource, encode_with_progress
+from embpipe.resources.embedder import EmbedderResource
 from embpipe.resources.methods import MethodsResource
 from embpipe.resources.teacher import TeacherResource
 from embpipe.resources.tracking import MlflowResource

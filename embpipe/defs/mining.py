@@ -7,6 +7,7 @@ from dagster import AssetExecutionContext, Config, MetadataValue, asset
 from pydantic import Field
 
 from embpipe.core.datasets import chunk_corpus, labelled_examples, queries_in_split
+from embpipe.core.embedding import encode, stack_embeddings
 from embpipe.core.mining import (
     Label,
     MiningParams,
@@ -21,14 +22,13 @@ from embpipe.core.negatives import NegativeParams, mine_hard_negatives
 from embpipe.core.questions import flatten_ids
 from embpipe.core.report import dense_run
 from embpipe.core.retrieval import SearchBackend, faiss_available, top_k
-from embpipe.core.training import TrainingParams, train_contrastive
+from embpipe.core.training import NEGATIVES_PER_EXAMPLE, TrainingParams, train_contrastive
+from embpipe.core.validation import validation_scorer, validation_target
 from embpipe.defs.metadata import CONFIG_FINGERPRINT, budget_stop, config_fingerprint, progress_logger, table_output
-from embpipe.defs.synthesis import stack_embeddings
-from embpipe.defs.training import NEGATIVES_PER_EXAMPLE, validation_scorer, validation_target
 from embpipe.defs.types import HardNegativesFrame, TrainingLabelsFrame
 from embpipe.llm.budget import BudgetStop, TokenBudgetExhausted
 from embpipe.llm.judge import judge_relevance
-from embpipe.resources.embedder import EmbedderResource, encode
+from embpipe.resources.embedder import EmbedderResource
 from embpipe.resources.teacher import TeacherResource
 from embpipe.resources.tracking import MlflowResource
 
@@ -186,7 +186,7 @@ def mining_rounds(
     corpus = chunk_corpus(chunks)
     base = embedder.load()
     pool = candidate_pool(train, chunks, chunk_embeddings, encode(base, list(texts.values())), config)
-    score = validation_scorer(embedder, validation_target(synthetic_queries, query_splits, chunks))
+    score = validation_scorer(validation_target(synthetic_queries, query_splits, chunks), embedder.batch_size)
     student_params = TrainingParams(epochs=config.student_epochs)
     client, stop = teacher.client(), BudgetStop()
 

