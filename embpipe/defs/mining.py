@@ -1,33 +1,39 @@
 """Training data mining: margin-rule hard negatives, then iterative student–teacher rounds."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
-from dagster import AssetExecutionContext, Config, MetadataValue, asset
+from dagster import AssetExecutionContext, Config, asset
 from pydantic import Field
 
-from embpipe.core.datasets import chunk_corpus, labelled_examples, queries_in_split
+from embpipe.core.datasets import chunk_corpus, queries_in_split
 from embpipe.core.embedding import encode, stack_embeddings
 from embpipe.core.mining import (
     Label,
     MiningParams,
     RoundRecord,
-    StopMining,
     earlier_judgements,
     labels_frame,
     run_mining,
     starting_labels,
 )
+from embpipe.core.mining_steps import (
+    candidate_pool,
+    mining_summary,
+    round_metrics,
+    student_retriever,
+    student_trainer,
+    teacher_judge,
+)
 from embpipe.core.negatives import NegativeParams, mine_hard_negatives
 from embpipe.core.questions import flatten_ids
-from embpipe.core.report import dense_run
-from embpipe.core.retrieval import SearchBackend, faiss_available, top_k
-from embpipe.core.training import NEGATIVES_PER_EXAMPLE, TrainingParams, train_contrastive
+from embpipe.core.retrieval import SearchBackend, faiss_available
+from embpipe.core.training import TrainingParams
 from embpipe.core.validation import validation_scorer, validation_target
 from embpipe.defs.metadata import CONFIG_FINGERPRINT, budget_stop, config_fingerprint, progress_logger, table_output
 from embpipe.defs.types import HardNegativesFrame, TrainingLabelsFrame
-from embpipe.llm.budget import BudgetStop, TokenBudgetExhausted
-from embpipe.llm.judge import judge_relevance
+from embpipe.llm.budget import BudgetStop
 from embpipe.resources.embedder import EmbedderResource
 from embpipe.resources.teacher import TeacherResource
 from embpipe.resources.tracking import MlflowResource
@@ -132,6 +138,9 @@ class MiningConfig(Config):
         "that are still there, and judge only new queries: a refresh after new documents pays for those alone.",
     )
 
+    def student_params(self) -> TrainingParams:
+        return TrainingParams(epochs=self.student_epochs)
+
     def params(self) -> MiningParams:
         return MiningParams(
             **self.model_dump(exclude={"student_epochs", "pool_depth", "full_search_max_chunks", "reuse_judgements"})
@@ -151,20 +160,6 @@ def previous_labels(context: AssetExecutionContext, fingerprint: str) -> pd.Data
     return pd.read_parquet(str(path.value))
 
 
-def candidate_pool(
-    train: pd.DataFrame, chunks: pd.DataFrame, chunk_embeddings: pd.DataFrame, query_vectors, config: MiningConfig
-) -> dict[str, str]:
-    """The passages the student searches: the whole corpus when small, else every query's base top pool."""
-    corpus = chunk_corpus(chunks)
-    if len(corpus) <= config.full_search_max_chunks:
-        return corpus
-    ids = chunk_embeddings["chunk_id"].astype(str).tolist()
-    result = top_k(query_vectors, stack_embeddings(chunk_embeddings), config.pool_depth)
-    pool = {ids[i] for row in result.indices for i in row}
-    pool |= {c for p in train["positive_chunk_ids"] for c in flatten_ids(p)}
-    return {c: corpus[c] for c in sorted(pool) if c in corpus}
-
-
 @asset(dagster_type=TrainingLabelsFrame, code_version="3", group_name="training")
 def mining_rounds(
     context: AssetExecutionContext,
@@ -182,85 +177,59 @@ def mining_rounds(
     import mlflow as mlflow_api
 
     train = queries_in_split(synthetic_queries, query_splits, "train")
-    texts = dict(zip(train["query_id"].astype(str), train["text"], strict=True))
-    corpus = chunk_corpus(chunks)
-    base = embedder.load()
-    pool = candidate_pool(train, chunks, chunk_embeddings, encode(base, list(texts.values())), config)
+    texts, corpus = dict(zip(train["query_id"].astype(str), train["text"], strict=True)), chunk_corpus(chunks)
+    base, client, stop = embedder.load(), teacher.client(), BudgetStop()
+    query_vectors = encode(base, list(texts.values()))
+    pool = candidate_pool(
+        train, chunks, chunk_embeddings, query_vectors, config.pool_depth, config.full_search_max_chunks
+    )
     score = validation_scorer(validation_target(synthetic_queries, query_splits, chunks), embedder.batch_size)
-    student_params = TrainingParams(epochs=config.student_epochs)
-    client, stop = teacher.client(), BudgetStop()
-
-    def train_student(labels: list[Label]):
-        student = embedder.load()
-        examples = labelled_examples(labels_frame(labels, [], chunks), train, chunks, NEGATIVES_PER_EXAMPLE)
-        outcome = train_contrastive(student, examples, score, student_params)
-        context.log.info(f"student on {len(examples)} examples: validation {outcome.best_score:.4f}")
-        return student, outcome.best_score
-
-    def retrieve(student) -> dict[str, list[str]]:
-        run = dense_run(lambda t: encode(student, t, embedder.batch_size), pool, texts, k=config.top_k)
-        return {q: sorted(found, key=found.get, reverse=True) for q, found in run.items()}
-
-    def judge(query_id: str, chunk_id: str) -> float | None:
-        try:
-            return judge_relevance(client, "mining_rounds", f"{query_id}:{chunk_id}", texts[query_id], corpus[chunk_id])
-        except TokenBudgetExhausted as error:
-            stop.message = str(error)
-            raise StopMining(str(error)) from error
-
-    def on_round(record: RoundRecord) -> None:
-        context.log.info(f"round {record.round}: {vars(record)}")
-        mlflow_api.log_metrics(
-            {
-                "val_ndcg_at_10": record.validation_score,
-                "judged": record.judged,
-                "new_positives": record.new_positives,
-                "new_negatives": record.new_negatives,
-            },
-            step=record.round,
-        )
-
-    labels = starting_labels(train, hard_negatives)
-    carried, settled = [], frozenset()
-    previous = previous_labels(context, config_fingerprint(config)) if config.reuse_judgements else None
-    if previous is not None:
-        carried, settled = earlier_judgements(previous, set(texts), set(corpus))
-        context.log.info(
-            f"reusing {len(carried)} teacher judgements of {len(settled)} unchanged training queries; "
-            f"judging only the other {len(texts) - len(settled)}"
-        )
+    carried, settled = reused_judgements(context, config, set(texts), set(corpus))
     with mlflow.start_run("mining_rounds", tags={"dagster_run_id": context.run_id}) as run:
         mlflow_api.log_params({**config.model_dump(), "train_queries": len(train), "pool": len(pool)})
         outcome = run_mining(
-            labels,
-            train_student,
-            retrieve,
-            judge,
+            starting_labels(train, hard_negatives),
+            student_trainer(embedder.load, train, chunks, score, config.student_params(), context.log.info),
+            student_retriever(pool, texts, config.top_k, embedder.batch_size),
+            teacher_judge(client, texts, corpus, stop),
             config.params(),
-            on_round,
+            round_logger(context),
             carried,
             settled,
             progress=progress_logger(context, "teacher judgements this round"),
         )
         mlflow_api.log_metric("base_val_ndcg_at_10", score(base))
     frame = labels_frame(outcome.labels, outcome.judgements, chunks)
-    rounds = pd.DataFrame([vars(r) for r in outcome.rounds])
-    return table_output(
-        frame,
-        config,
-        {
-            "labels": len(frame),
-            "positives": int(((frame.role == "positive") & frame.used).sum()),
-            "negatives": int(((frame.role == "negative") & frame.used).sum()),
-            "teacher_judgements": len(outcome.judgements),
-            "judgements_reused": len(carried),
-            "queries_settled_earlier": len(settled),
-            "rounds_run": len(outcome.rounds),
-            "best_round": outcome.best_round,
-            "rounds": MetadataValue.md(rounds.to_markdown(index=False) if len(rounds) else "no rounds"),
-            "failures": len(client.store.failures(client.run_id, "mining_rounds")),
-            "budget_stop": budget_stop(context, stop.message),
-            "mlflow_run_id": run.info.run_id,
-        },
-        ["query_id", "chunk_id", "role", "source", "round"],
+    metadata = {
+        **mining_summary(frame, outcome, len(carried), len(settled)),
+        "failures": len(client.store.failures(client.run_id, "mining_rounds")),
+        "budget_stop": budget_stop(context, stop.message),
+        "mlflow_run_id": run.info.run_id,
+    }
+    return table_output(frame, config, metadata, ["query_id", "chunk_id", "role", "source", "round"])
+
+
+def round_logger(context: AssetExecutionContext) -> Callable[[RoundRecord], None]:
+    """Each finished round: a log line and its metrics as an MLflow step."""
+    import mlflow as mlflow_api
+
+    def on_round(record: RoundRecord) -> None:
+        context.log.info(f"round {record.round}: {vars(record)}")
+        mlflow_api.log_metrics(round_metrics(record), step=record.round)
+
+    return on_round
+
+
+def reused_judgements(
+    context: AssetExecutionContext, config: MiningConfig, query_ids: set[str], chunk_ids: set[str]
+) -> tuple[list[Label], frozenset[str]]:
+    """The last materialization's teacher judgements still valid, and the training queries they settle."""
+    previous = previous_labels(context, config_fingerprint(config)) if config.reuse_judgements else None
+    if previous is None:
+        return [], frozenset()
+    carried, settled = earlier_judgements(previous, query_ids, chunk_ids)
+    context.log.info(
+        f"reusing {len(carried)} teacher judgements of {len(settled)} unchanged training queries; "
+        f"judging only the other {len(query_ids) - len(settled)}"
     )
+    return carried, settled
