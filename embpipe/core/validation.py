@@ -7,7 +7,7 @@ of the other chunks (``VALIDATION_CORPUS_SIZE``), scored by nDCG@10, the figure 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pandas as pd
 
@@ -16,6 +16,7 @@ from embpipe.core.datasets import queries_in_split, retrieval_target, subsample_
 from embpipe.core.embedding import encode
 from embpipe.core.evaluation import evaluate
 from embpipe.core.report import dense_run
+from embpipe.core.training import EpochRecord, TrainingExample, TrainingOutcome
 
 VALIDATION_CORPUS_SIZE = 2000
 VALIDATION_SEED = 42
@@ -58,3 +59,46 @@ def model_card(settings: dict, base_model: str, examples: int, outcome) -> str:
         f"Validation {VALIDATION_METRIC}: base {outcome.base_score:.4f}, best {outcome.best_score:.4f} "
         f"(epoch {outcome.best_epoch}; epoch 0 means the base weights were kept).\n\n{history}\n"
     )
+
+
+def training_parameters(base_model: str, examples: Sequence[TrainingExample], validation: BeirDataset, model) -> dict:
+    """What a training run logs beside its settings: the data it saw and where it ran."""
+    return {
+        "base_model": base_model,
+        "train_examples": len(examples),
+        "examples_with_negatives": sum(bool(e.negatives) for e in examples),
+        "validation_queries": len(validation.queries),
+        "validation_corpus": len(validation.corpus),
+        "effective_max_seq_length": model.max_seq_length,
+        "device": str(model.device),
+    }
+
+
+def outcome_metrics(outcome: TrainingOutcome) -> dict[str, float]:
+    """The base and best validation scores and the best epoch, as MLflow metrics."""
+    return {
+        f"base_val_{MLFLOW_METRIC}": outcome.base_score,
+        f"best_val_{MLFLOW_METRIC}": outcome.best_score,
+        "best_epoch": outcome.best_epoch,
+    }
+
+
+def epoch_metrics(record: EpochRecord) -> dict[str, float]:
+    """One epoch's loss, validation score and seconds, as an MLflow step."""
+    return {"train_loss": record.loss, f"val_{MLFLOW_METRIC}": record.score, "epoch_seconds": record.seconds}
+
+
+def training_summary(outcome: TrainingOutcome, examples: int, device: str) -> dict:
+    """The trained model's record for the asset's metadata (the history as a Markdown table)."""
+    seconds = [r.seconds for r in outcome.history]
+    history = pd.DataFrame([vars(r) for r in outcome.history])
+    return {
+        "train_examples": examples,
+        "best_epoch": outcome.best_epoch,
+        f"base_val_{VALIDATION_METRIC}": outcome.base_score,
+        f"best_val_{VALIDATION_METRIC}": outcome.best_score,
+        "epochs_run": len(outcome.history),
+        "mean_epoch_seconds": sum(seconds) / len(seconds) if seconds else 0.0,
+        "device": device,
+        "history": history.to_markdown(index=False) if len(history) else "no epochs",
+    }

@@ -4,6 +4,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -14,10 +15,13 @@ from embpipe.core.datasets import labelled_examples, queries_in_split
 from embpipe.core.embedding import model_version
 from embpipe.core.training import NEGATIVES_PER_EXAMPLE, EpochRecord, TrainingParams, train_contrastive
 from embpipe.core.validation import (
-    MLFLOW_METRIC,
     VALIDATION_CORPUS_SIZE,
     VALIDATION_METRIC,
+    epoch_metrics,
     model_card,
+    outcome_metrics,
+    training_parameters,
+    training_summary,
     validation_scorer,
     validation_target,
 )
@@ -55,10 +59,14 @@ class TrainingConfig(Config):
         )
 
 
-def checkpoint_path(config: TrainingConfig, base_model: str, labels: pd.DataFrame, queries: pd.DataFrame):
-    """The folder where this exact training (settings, base model, data) keeps its epoch checkpoints."""
+def checkpoint_path(config: TrainingConfig, base_model: str, labels: pd.DataFrame, queries: pd.DataFrame) -> Path:
+    """The folder where this exact training (settings, base model, data) keeps its epoch checkpoints; emptied
+    first when ``config.resume`` is off."""
     key = json.dumps([config.model_dump(mode="json"), base_model, frame_version(labels), frame_version(queries)])
-    return data_dir() / "checkpoints" / "embedding_model" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    folder = data_dir() / "checkpoints" / "embedding_model" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    if not config.resume:
+        shutil.rmtree(folder, ignore_errors=True)
+    return folder
 
 
 @asset(io_manager_key="model_io_manager", code_version="3", group_name="training")
@@ -79,74 +87,52 @@ def embedding_model(
     labels = mining_rounds[mining_rounds["used"]]
     examples = labelled_examples(labels, train, chunks, config.negatives_per_example)
     validation = validation_target(synthetic_queries, query_splits, chunks, config.validation_corpus_size, config.seed)
-    model = embedder.load()
-    if config.max_seq_length:
-        model.max_seq_length = config.max_seq_length
-    score = validation_scorer(validation, embedder.batch_size)
+    model = embedder.load(config.max_seq_length or None)
     checkpoint = checkpoint_path(config, embedder.model_id(), labels, train)
-    if not config.resume:
-        shutil.rmtree(checkpoint, ignore_errors=True)
+    with mlflow.start_run("embedding_model", tags={"dagster_run_id": context.run_id}) as run:
+        mlflow_api.log_params(
+            {**config.model_dump(), **training_parameters(embedder.model_id(), examples, validation, model)}
+        )
+        context.log.info(
+            f"training on {len(examples)} examples on {model.device}, {len(validation.queries)} validation queries"
+        )
+        score = validation_scorer(validation, embedder.batch_size)
+        outcome = train_contrastive(model, examples, score, config.params(), epoch_logger(context), checkpoint)
+        log_trained_model(
+            model, model_card(config.model_dump(mode="json"), embedder.model_id(), len(examples), outcome), outcome
+        )
+    shutil.rmtree(checkpoint, ignore_errors=True)
+    summary = training_summary(outcome, len(examples), str(model.device))
+    metadata = {
+        **summary,
+        "history": MetadataValue.md(summary["history"]),
+        "mlflow_run_id": run.info.run_id,
+        CONFIG_FINGERPRINT: config_fingerprint(config),
+    }
+    return Output(model, data_version=DataVersion(model_version(model)), metadata=metadata)
+
+
+def epoch_logger(context: AssetExecutionContext) -> Callable[[EpochRecord], None]:
+    """Each finished epoch: a log line and its metrics as an MLflow step."""
+    import mlflow as mlflow_api
 
     def on_epoch(record: EpochRecord) -> None:
         context.log.info(
             f"epoch {record.epoch}: loss {record.loss:.4f}, validation {VALIDATION_METRIC} {record.score:.4f}, "
             f"{record.seconds:.0f} s"
         )
-        mlflow_api.log_metrics(
-            {"train_loss": record.loss, f"val_{MLFLOW_METRIC}": record.score, "epoch_seconds": record.seconds},
-            step=record.epoch,
-        )
+        mlflow_api.log_metrics(epoch_metrics(record), step=record.epoch)
 
-    with mlflow.start_run("embedding_model", tags={"dagster_run_id": context.run_id}) as run:
-        mlflow_api.log_params(
-            {
-                **config.model_dump(),
-                "base_model": embedder.model_id(),
-                "train_examples": len(examples),
-                "examples_with_negatives": sum(bool(e.negatives) for e in examples),
-                "validation_queries": len(validation.queries),
-                "validation_corpus": len(validation.corpus),
-                "effective_max_seq_length": model.max_seq_length,
-                "device": str(model.device),
-            }
-        )
-        context.log.info(
-            f"training on {len(examples)} examples on {model.device}, validating on {len(validation.queries)} queries"
-        )
-        outcome = train_contrastive(model, examples, score, config.params(), on_epoch, checkpoint)
-        mlflow_api.log_metrics(
-            {
-                f"base_val_{MLFLOW_METRIC}": outcome.base_score,
-                f"best_val_{MLFLOW_METRIC}": outcome.best_score,
-                "best_epoch": outcome.best_epoch,
-            }
-        )
-        card = model_card(config.model_dump(mode="json"), embedder.model_id(), len(examples), outcome)
-        with tempfile.TemporaryDirectory() as staging:
-            model.save(staging)
-            (Path(staging) / "README.md").write_text(card)
-            mlflow_api.log_artifacts(staging, artifact_path="model")
-        mlflow_api.log_text(card, "model_card.md")
-        run_id = run.info.run_id
-    shutil.rmtree(checkpoint, ignore_errors=True)
-    epoch_seconds = [r.seconds for r in outcome.history]
-    return Output(
-        model,
-        data_version=DataVersion(model_version(model)),
-        metadata={
-            "train_examples": len(examples),
-            "best_epoch": outcome.best_epoch,
-            f"base_val_{VALIDATION_METRIC}": outcome.base_score,
-            f"best_val_{VALIDATION_METRIC}": outcome.best_score,
-            "epochs_run": len(outcome.history),
-            "mean_epoch_seconds": sum(epoch_seconds) / len(epoch_seconds) if epoch_seconds else 0.0,
-            "device": str(model.device),
-            "mlflow_run_id": run_id,
-            "history": MetadataValue.md(
-                pd.DataFrame([vars(r) for r in outcome.history]).to_markdown(index=False)
-                if outcome.history
-                else "no epochs"
-            ),
-            CONFIG_FINGERPRINT: config_fingerprint(config),
-        },
-    )
+    return on_epoch
+
+
+def log_trained_model(model, card: str, outcome) -> None:
+    """The best scores, the model folder with its card, and the card alone, into the active MLflow run."""
+    import mlflow as mlflow_api
+
+    mlflow_api.log_metrics(outcome_metrics(outcome))
+    with tempfile.TemporaryDirectory() as staging:
+        model.save(staging)
+        (Path(staging) / "README.md").write_text(card)
+        mlflow_api.log_artifacts(staging, artifact_path="model")
+    mlflow_api.log_text(card, "model_card.md")

@@ -18,6 +18,6 @@ class EmbedderResource(ConfigurableResource):
         """The base model's path or id."""
         return self.base_model or packaged_base_model()
 
-    def load(self):
-        """A fresh copy of the base model (training mutates it)."""
-        return load_model(self.model_id(), self.max_seq_length, self.device)
+    def load(self, max_seq_length: int | None = None):
+        """A fresh copy of the base model (training mutates it); ``max_seq_length`` overrides the setting."""
+        return load_model(self.model_id(), max_seq_length or self.max_seq_length, self.device)
