@@ -245,7 +245,7 @@ def test_the_embgen_stages_materialize_every_strategy_with_answers_and_feed_synt
 
 
 def test_a_cluster_selections_prompt_names_its_clusters_entities_before_its_chunks():
-    from embpipe.defs.embgen import prompt_entities
+    from embpipe.core.embgen_plan import prompt_entities
 
     members = {0: [("fan 3", "chassis fan"), ("H-052", "fan alert")], 1: [("SMTP", "mail relay")]}
     named = {"c1": [("fan 3", "chassis fan"), ("PSU", "power supply")]}
