@@ -271,3 +271,25 @@ def generate_cluster_questions(
     stats.budget_message = stop.message
     teacher.settle("cluster_queries")
     return as_queries(rows)
+
+
+def relevance_validator(teacher: Teacher) -> Callable[[str, str], float | None]:
+    """LMAR's validator: the relevance judge's P(yes) that ``evidence`` answers ``question``."""
+    from embpipe.llm.judge import judge_relevance
+
+    def validate(question: str, evidence: str) -> float | None:
+        return judge_relevance(teacher, "cluster_queries", question[:60], question, evidence)
+
+    return validate
+
+
+def cluster_question_summary(frame: pd.DataFrame, stats: ClusterQuestionStats) -> dict:
+    """What the cluster-question stage records: clusters tried and failed, validator drops, scores, hops."""
+    return {
+        "queries": len(frame),
+        "clusters_attempted": stats.attempted,
+        "clusters_failed": stats.failed,
+        "dropped_by_validator": stats.below_threshold,
+        "mean_validator_score": float(np.mean(stats.scores)) if stats.scores else 0.0,
+        "hops": {str(k): int(v) for k, v in frame["hops"].value_counts().items()},
+    }

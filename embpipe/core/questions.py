@@ -202,3 +202,25 @@ def generate_single_chunk_questions(
     stats.budget_exhausted, stats.budget_message = bool(stop.message), stop.message
     frame = pd.DataFrame(rows, columns=QUERY_COLUMNS).astype(QUERY_DTYPES).drop_duplicates("query_id")
     return frame.reset_index(drop=True), stats
+
+
+def combined_questions(own: pd.DataFrame, *others: pd.DataFrame) -> pd.DataFrame:
+    """The single-chunk questions and the other stages' ones (their query columns), each query id once."""
+    extra = [q[QUERY_COLUMNS] for q in others if len(q)]
+    frame = pd.concat([own, *extra], ignore_index=True) if extra else own
+    return frame.drop_duplicates("query_id").reset_index(drop=True)
+
+
+def question_summary(frame: pd.DataFrame, stats: GenerationStats, usage: list, failures: list) -> dict:
+    """What the question stage records: questions per strategy, chunks tried and failed, tokens, failures."""
+    return {
+        "queries": len(frame),
+        "queries_by_strategy": {str(k): int(v) for k, v in frame["strategy"].value_counts().items()},
+        "chunks_attempted": stats.attempted,
+        "chunks_failed": stats.failed,
+        "failure_rate": stats.failed / max(stats.attempted, 1),
+        "budget_exhausted": stats.budget_exhausted,
+        "paid_tokens": sum(u.prompt_tokens + u.completion_tokens for u in usage),
+        "cached_calls": sum(u.cached_calls for u in usage),
+        "failures": "\n".join(f"- {i}: {r[:160]}" for _, i, r in failures[:10]) or "none",
+    }

@@ -6,7 +6,6 @@ model) without calling the teacher, so ``synthetic_queries`` holds single-chunk 
 
 from typing import Literal
 
-import numpy as np
 import pandas as pd
 from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
 from pydantic import Field
@@ -14,10 +13,12 @@ from pydantic import Field
 from embpipe.core.cluster_questions import (
     ClusterQuestionStats,
     cluster_members,
+    cluster_question_summary,
     empty_profiles,
     empty_queries,
     generate_cluster_questions,
     profile_clusters,
+    relevance_validator,
 )
 from embpipe.core.clustering import knn_clusters, size_histogram
 from embpipe.core.datasets import chunk_passages
@@ -27,7 +28,6 @@ from embpipe.core.triplets import TextTriplet, TripletParams, candidate_triplets
 from embpipe.defs.metadata import CONFIG_FINGERPRINT, budget_stop, config_fingerprint, progress_logger, table_output
 from embpipe.defs.types import ChunkClustersFrame, ClusterProfilesFrame, LabeledTripletsFrame, SyntheticQueriesFrame
 from embpipe.llm.budget import BudgetStop
-from embpipe.llm.judge import judge_relevance
 from embpipe.resources.embedder import EmbedderResource
 from embpipe.resources.methods import MethodsResource
 from embpipe.resources.teacher import TeacherResource
@@ -239,37 +239,24 @@ def cluster_queries(
     cluster_profiles: pd.DataFrame,
 ):
     """Questions only a cluster answers, its cited chunks as positives, scored by the validator."""
-    stats = ClusterQuestionStats()
-    frame = empty_queries()
+    stats, frame = ClusterQuestionStats(), empty_queries()
     if methods.lmar:  # with no profiles it asks nothing and leaves its share to the question stage
         client = teacher.client()
-        summaries = dict(zip(cluster_profiles["cluster_id"].astype(int), cluster_profiles["summary"], strict=True))
-
-        def validator(question: str, evidence: str) -> float | None:
-            return judge_relevance(client, "cluster_queries", question[:60], question, evidence)
-
         frame = generate_cluster_questions(
             client,
             cluster_members(chunks, chunk_clusters),
-            summaries,
+            dict(zip(cluster_profiles["cluster_id"].astype(int), cluster_profiles["summary"], strict=True)),
             config.questions_per_cluster,
-            validator,
+            relevance_validator(client),
             config.min_validator_score,
             stats,
             progress_logger(context, "cluster questions"),
         )
-    return table_output(
-        frame,
-        config,
-        {
-            "lmar": methods.lmar,
-            "queries": len(frame),
-            "clusters_attempted": stats.attempted,
-            "clusters_failed": stats.failed,
-            "dropped_by_validator": stats.below_threshold,
-            "budget_stop": budget_stop(context, stats.budget_message),
-            "mean_validator_score": float(np.mean(stats.scores)) if stats.scores else 0.0,
-            "hops": MetadataValue.json({str(k): int(v) for k, v in frame["hops"].value_counts().items()}),
-        },
-        ["query_id", "text", "hops", "validator_score"],
-    )
+    summary = cluster_question_summary(frame, stats)
+    metadata = {
+        "lmar": methods.lmar,
+        **summary,
+        "hops": MetadataValue.json(summary["hops"]),
+        "budget_stop": budget_stop(context, stats.budget_message),
+    }
+    return table_output(frame, config, metadata, ["query_id", "text", "hops", "validator_score"])

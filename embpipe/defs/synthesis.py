@@ -7,9 +7,10 @@ from pydantic import Field
 from embpipe.core.datasets import chunk_passages
 from embpipe.core.embedding import encode, encode_with_progress
 from embpipe.core.questions import (
-    QUERY_COLUMNS,
+    combined_questions,
     generate_single_chunk_questions,
     near_duplicate_mask,
+    question_summary,
     select_chunks,
 )
 from embpipe.core.splits import assign_splits
@@ -69,36 +70,23 @@ def synthetic_queries(
     sample = select_chunks(chunks, config.max_chunks, config.min_chunk_tokens, config.seed)
     progress = progress_logger(context, "questions: chunks done")
     client = teacher.client(idle_stages=methods.idle_teacher_stages())  # their budget shares come here
-    frame, stats = generate_single_chunk_questions(client, sample, config.questions_per_chunk, progress)
-    extra = [q[QUERY_COLUMNS] for q in (cluster_queries, embgen_queries) if len(q)]
-    frame = pd.concat([frame, *extra], ignore_index=True) if extra else frame
-    frame = frame.drop_duplicates("query_id").reset_index(drop=True)
+    own, stats = generate_single_chunk_questions(client, sample, config.questions_per_chunk, progress)
+    frame = combined_questions(own, cluster_queries, embgen_queries)
     if len(frame):
         keep = near_duplicate_mask(encode(embedder.load(), frame["text"].tolist()), config.dedup_threshold)
         frame = frame[keep].reset_index(drop=True)
     failures = client.store.failures(client.run_id, "synthetic_queries")
     usage = [u for u in client.store.usage(client.run_id) if u.stage == "synthetic_queries"]
-    return table_output(
-        frame,
-        config,
-        {
-            "queries": len(frame),
-            "queries_by_strategy": MetadataValue.json(
-                {str(k): int(v) for k, v in frame["strategy"].value_counts().items()}
-            ),
-            "chunks_attempted": stats.attempted,
-            "chunks_failed": stats.failed,
-            "failure_rate": stats.failed / max(stats.attempted, 1),
-            "max_failure_rate": config.max_failure_rate,
-            "budget_exhausted": stats.budget_exhausted,
-            "budget_stop": budget_stop(context, stats.budget_message),
-            "paid_tokens": sum(u.prompt_tokens + u.completion_tokens for u in usage),
-            "cached_calls": sum(u.cached_calls for u in usage),
-            "teacher": teacher.model,
-            "failures": MetadataValue.md("\n".join(f"- {i}: {r[:160]}" for _, i, r in failures[:10]) or "none"),
-        },
-        ["query_id", "text", "strategy"],
-    )
+    summary = question_summary(frame, stats, usage, failures)
+    metadata = {
+        **summary,
+        "queries_by_strategy": MetadataValue.json(summary["queries_by_strategy"]),
+        "failures": MetadataValue.md(summary["failures"]),
+        "max_failure_rate": config.max_failure_rate,
+        "budget_stop": budget_stop(context, stats.budget_message),
+        "teacher": teacher.model,
+    }
+    return table_output(frame, config, metadata, ["query_id", "text", "strategy"])
 
 
 class SplitConfig(Config):
