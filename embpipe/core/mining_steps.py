@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import pandas as pd
 
 from embpipe.core.datasets import chunk_corpus, labelled_examples
@@ -30,7 +29,7 @@ def candidate_pool(
     train: pd.DataFrame,
     chunks: pd.DataFrame,
     chunk_embeddings: pd.DataFrame,
-    query_vectors: np.ndarray,
+    base_model,
     pool_depth: int,
     full_search_max_chunks: int,
 ) -> dict[str, str]:
@@ -38,6 +37,7 @@ def candidate_pool(
     corpus = chunk_corpus(chunks)
     if len(corpus) <= full_search_max_chunks:
         return corpus
+    query_vectors = encode(base_model, train["text"].astype(str).tolist())
     chunk_ids = chunk_embeddings["chunk_id"].astype(str).tolist()
     result = top_k(query_vectors, stack_embeddings(chunk_embeddings), pool_depth)
     pool = {chunk_ids[i] for row in result.indices for i in row}
@@ -102,10 +102,11 @@ def round_metrics(record: RoundRecord) -> dict[str, float]:
     }
 
 
-def mining_summary(frame: pd.DataFrame, outcome: MiningOutcome, reused: int, settled: int) -> dict:
-    """The labels table's counts and the rounds, for the asset's metadata."""
+def mining_summary(frame: pd.DataFrame, outcome: MiningOutcome, reused: int, settled: int, failures: int) -> dict:
+    """The labels table's counts, the rounds and the failed judgements, for the asset's metadata."""
     rounds = pd.DataFrame([vars(r) for r in outcome.rounds])
     return {
+        "failures": failures,
         "labels": len(frame),
         "positives": int(((frame.role == "positive") & frame.used).sum()),
         "negatives": int(((frame.role == "negative") & frame.used).sum()),

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from embpipe.core.retrieval import SearchBackend, top_k
 
@@ -123,3 +124,16 @@ def mine_hard_negatives(
             )
         )
     return mined
+
+
+def negatives_table(query_ids: pd.Series, mined: list) -> pd.DataFrame:
+    """One row per training query: its negatives, their scores, the weakest positive's score, the threshold."""
+    return pd.DataFrame(
+        {
+            "query_id": query_ids.astype(str),
+            "negative_chunk_ids": [m.chunk_ids for m in mined],
+            "negative_scores": [m.scores for m in mined],
+            "weakest_positive_score": [m.weakest_positive for m in mined],
+            "threshold": [m.threshold for m in mined],
+        }
+    )

@@ -119,3 +119,13 @@ def compare_models(
         ]
     )
     return TargetComparison(table, curves, per_query_values(target.qrels, runs, "ndcg@10"))
+
+
+def headline_metrics(report: pd.DataFrame) -> dict[str, float]:
+    """Per target: the tuned model's nDCG@10 gain over the base model and its paired-test p-value."""
+    headline = {}
+    for target, part in report.groupby("target", sort=False):
+        tuned = part[(part.model == "tuned") & (part.metric == "ndcg@10")].iloc[0]
+        headline[f"{target}.ndcg@10.tuned_minus_base"] = float(tuned.delta)
+        headline[f"{target}.ndcg@10.p_value"] = float(tuned.p_value)
+    return headline

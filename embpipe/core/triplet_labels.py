@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
+from embpipe.core.datasets import chunk_passages
+from embpipe.core.triplets import TextTriplet
 from embpipe.llm.budget import BudgetStop, within_budget
 from embpipe.llm.closer import judge_closer
 from embpipe.llm.teacher import Teacher
@@ -54,3 +56,15 @@ def label_triplets(
     rows = [row for row in within_budget(enumerate(triples, start=1), label, stop) if row is not None]
     teacher.settle(STAGE)
     return pd.DataFrame(rows, columns=TRIPLET_COLUMNS).astype({"confidence": "float64"}), verdicts
+
+
+def text_triplets(triplets: pd.DataFrame, chunks: pd.DataFrame) -> list[TextTriplet]:
+    """The labelled triplets as passages (title + text), weighted by confidence; rows naming a missing chunk
+    are left out."""
+    passages = dict(zip(chunks["chunk_id"].astype(str), chunk_passages(chunks), strict=True))
+    rows = triplets[[*TRIPLET_COLUMNS]].itertuples(index=False)
+    return [
+        TextTriplet(passages[a], passages[p], passages[n], w)
+        for a, p, n, w in rows
+        if a in passages and p in passages and n in passages
+    ]

@@ -7,7 +7,7 @@ from pydantic import Field
 from embpipe.core.beir import BeirDataset, load_beir
 from embpipe.core.datasets import queries_in_split, retrieval_target
 from embpipe.core.embedding import encode_with_progress, stack_embeddings
-from embpipe.core.report import TargetComparison, compare_models
+from embpipe.core.report import TargetComparison, compare_models, headline_metrics
 from embpipe.core.report_render import delta_histogram_figure, markdown_report, metric_curve_figure
 from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint
 from embpipe.defs.types import RetrievalReportFrame
@@ -68,17 +68,12 @@ def retrieval_report(
     if not test.queries:
         raise ValueError("the test split is empty: generate more questions (raise max_chunks) or adjust the split")
     aligned = stack_embeddings(chunk_embeddings.set_index("chunk_id").loc[list(test.corpus)].reset_index())
-    comparisons = [
-        compare_base_and_tuned(
-            test, base, embedding_model, embedder.batch_size, config.top_k, context.log.info, aligned
-        )
-    ]
+    batch, log = embedder.batch_size, context.log.info
+    comparisons = [compare_base_and_tuned(test, base, embedding_model, batch, config.top_k, log, aligned)]
     if config.beir_folder:
         beir = load_beir(config.beir_folder, config.beir_split)
         context.log.info(f"scoring on BEIR {beir.name}: {len(beir.queries)} queries, {len(beir.corpus)} documents")
-        comparisons.append(
-            compare_base_and_tuned(beir, base, embedding_model, embedder.batch_size, config.top_k, context.log.info)
-        )
+        comparisons.append(compare_base_and_tuned(beir, base, embedding_model, batch, config.top_k, log))
     report = pd.concat([c.table for c in comparisons], ignore_index=True)
     markdown = markdown_report(report)
     with mlflow.start_run("retrieval_report", tags={"dagster_run_id": context.run_id}) as run:
@@ -87,9 +82,6 @@ def retrieval_report(
         CONFIG_FINGERPRINT: config_fingerprint(config),
         "report": MetadataValue.md(markdown),
         "mlflow_run_id": run.info.run_id,
+        **headline_metrics(report),
     }
-    for target, part in report.groupby("target", sort=False):
-        tuned = part[(part.model == "tuned") & (part.metric == "ndcg@10")].iloc[0]
-        metadata[f"{target}.ndcg@10.tuned_minus_base"] = float(tuned.delta)
-        metadata[f"{target}.ndcg@10.p_value"] = float(tuned.p_value)
     return Output(report, metadata=metadata)

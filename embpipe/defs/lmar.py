@@ -23,8 +23,8 @@ from embpipe.core.cluster_questions import (
 from embpipe.core.clustering import knn_clusters, size_histogram
 from embpipe.core.datasets import chunk_passages
 from embpipe.core.embedding import encode_with_progress, model_version, stack_embeddings
-from embpipe.core.triplet_labels import empty_triplets, label_triplets
-from embpipe.core.triplets import TextTriplet, TripletParams, candidate_triplets, train_triplets
+from embpipe.core.triplet_labels import empty_triplets, label_triplets, text_triplets
+from embpipe.core.triplets import TripletParams, candidate_triplets, train_triplets
 from embpipe.defs.metadata import CONFIG_FINGERPRINT, budget_stop, config_fingerprint, progress_logger, table_output
 from embpipe.defs.types import ChunkClustersFrame, ClusterProfilesFrame, LabeledTripletsFrame, SyntheticQueriesFrame
 from embpipe.llm.budget import BudgetStop
@@ -112,18 +112,9 @@ def triplet_tuned_model(
     """The base model tuned on the labelled triplets (the base model itself when LMAR is off or none)."""
     import mlflow as mlflow_api
 
-    model = embedder.load()
-    losses: list[float] = []
-    run_id = ""
+    model, losses, run_id = embedder.load(), [], ""
     if methods.lmar and len(labeled_triplets):
-        passages = dict(zip(chunks["chunk_id"].astype(str), chunk_passages(chunks), strict=True))
-        triplets = [
-            TextTriplet(passages[a], passages[p], passages[n], w)
-            for a, p, n, w in labeled_triplets[
-                ["anchor_chunk_id", "positive_chunk_id", "negative_chunk_id", "confidence"]
-            ].itertuples(index=False)
-            if a in passages and p in passages and n in passages
-        ]
+        triplets = text_triplets(labeled_triplets, chunks)
         with mlflow.start_run("triplet_tuned_model", tags={"dagster_run_id": context.run_id}) as run:
             mlflow_api.log_params({**config.model_dump(), "triplets": len(triplets), "base_model": embedder.model_id()})
             losses = train_triplets(model, triplets, config.params())
@@ -131,17 +122,14 @@ def triplet_tuned_model(
                 mlflow_api.log_metric("triplet_loss", loss, step=epoch)
             run_id = run.info.run_id
         context.log.info(f"triplet tuning on {len(triplets)} triplets: losses {losses}")
-    return Output(
-        model,
-        data_version=DataVersion(model_version(model)),
-        metadata={
-            "lmar": methods.lmar,
-            "triplets": len(labeled_triplets),
-            "epoch_losses": str([round(v, 4) for v in losses]),
-            "mlflow_run_id": run_id,
-            CONFIG_FINGERPRINT: config_fingerprint(config),
-        },
-    )
+    metadata = {
+        "lmar": methods.lmar,
+        "triplets": len(labeled_triplets),
+        "epoch_losses": str([round(v, 4) for v in losses]),
+        "mlflow_run_id": run_id,
+        CONFIG_FINGERPRINT: config_fingerprint(config),
+    }
+    return Output(model, data_version=DataVersion(model_version(model)), metadata=metadata)
 
 
 class ClusterConfig(Config):

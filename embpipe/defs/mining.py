@@ -26,7 +26,7 @@ from embpipe.core.mining_steps import (
     student_trainer,
     teacher_judge,
 )
-from embpipe.core.negatives import NegativeParams, mine_hard_negatives
+from embpipe.core.negatives import NegativeParams, mine_hard_negatives, negatives_table
 from embpipe.core.questions import flatten_ids
 from embpipe.core.retrieval import SearchBackend, faiss_available
 from embpipe.core.training import TrainingParams
@@ -86,15 +86,7 @@ def hard_negatives(
         config.search_backend(),
         chunks["doc_id"].astype(str).tolist(),
     )
-    frame = pd.DataFrame(
-        {
-            "query_id": train["query_id"].astype(str),
-            "negative_chunk_ids": [m.chunk_ids for m in mined],
-            "negative_scores": [m.scores for m in mined],
-            "weakest_positive_score": [m.weakest_positive for m in mined],
-            "threshold": [m.threshold for m in mined],
-        }
-    )
+    frame = negatives_table(train["query_id"], mined)
     counts = frame["negative_chunk_ids"].map(len)
     context.log.info(f"hard negatives for {len(frame)} training queries, {int(counts.sum())} in all")
     return table_output(
@@ -174,19 +166,15 @@ def mining_rounds(
     hard_negatives: pd.DataFrame,
 ):
     """Training labels after student–teacher rounds: extra positives and hard negatives judged by the teacher."""
-    import mlflow as mlflow_api
-
     train = queries_in_split(synthetic_queries, query_splits, "train")
     texts, corpus = dict(zip(train["query_id"].astype(str), train["text"], strict=True)), chunk_corpus(chunks)
     base, client, stop = embedder.load(), teacher.client(), BudgetStop()
-    query_vectors = encode(base, list(texts.values()))
-    pool = candidate_pool(
-        train, chunks, chunk_embeddings, query_vectors, config.pool_depth, config.full_search_max_chunks
-    )
+    pool = candidate_pool(train, chunks, chunk_embeddings, base, config.pool_depth, config.full_search_max_chunks)
     score = validation_scorer(validation_target(synthetic_queries, query_splits, chunks), embedder.batch_size)
-    carried, settled = reused_judgements(context, config, set(texts), set(corpus))
-    with mlflow.start_run("mining_rounds", tags={"dagster_run_id": context.run_id}) as run:
-        mlflow_api.log_params({**config.model_dump(), "train_queries": len(train), "pool": len(pool)})
+    reused = reused_judgements(context, config, set(texts), set(corpus))  # (judgements, settled queries)
+    params = {**config.model_dump(), "train_queries": len(train), "pool": len(pool)}
+    base_metric = {"base_val_ndcg_at_10": score(base)}
+    with mlflow.start_run("mining_rounds", {"dagster_run_id": context.run_id}, params, base_metric) as run:
         outcome = run_mining(
             starting_labels(train, hard_negatives),
             student_trainer(embedder.load, train, chunks, score, config.student_params(), context.log.info),
@@ -194,15 +182,13 @@ def mining_rounds(
             teacher_judge(client, texts, corpus, stop),
             config.params(),
             round_logger(context),
-            carried,
-            settled,
+            *reused,
             progress=progress_logger(context, "teacher judgements this round"),
         )
-        mlflow_api.log_metric("base_val_ndcg_at_10", score(base))
     frame = labels_frame(outcome.labels, outcome.judgements, chunks)
+    failures = len(client.store.failures(client.run_id, "mining_rounds"))
     metadata = {
-        **mining_summary(frame, outcome, len(carried), len(settled)),
-        "failures": len(client.store.failures(client.run_id, "mining_rounds")),
+        **mining_summary(frame, outcome, len(reused[0]), len(reused[1]), failures),
         "budget_stop": budget_stop(context, stop.message),
         "mlflow_run_id": run.info.run_id,
     }

@@ -38,10 +38,21 @@ class MlflowResource(ConfigurableResource):
             return mlflow.create_experiment(self.experiment, artifact_location=artifacts.as_uri())
 
     @contextlib.contextmanager
-    def start_run(self, run_name: str, tags: dict[str, str] | None = None) -> Iterator[object]:
-        """An active MLflow run, ended (FINISHED or FAILED) when the block exits."""
+    def start_run(
+        self,
+        run_name: str,
+        tags: dict[str, str] | None = None,
+        params: dict | None = None,
+        metrics: dict[str, float] | None = None,
+    ) -> Iterator[object]:
+        """An active MLflow run with ``params`` and ``metrics`` logged, ended (FINISHED or FAILED) when the block
+        exits."""
         import mlflow
 
         experiment_id = self._experiment_id()
         with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
+            if params:
+                mlflow.log_params(params)
+            if metrics:
+                mlflow.log_metrics(metrics)
             yield run
