@@ -95,10 +95,11 @@ def print_summary(outcome, instance, started: float) -> None:
     import pandas as pd
 
     from embpipe.core.report_render import markdown_report
+    from embpipe.resources.io_managers import stored_table_path
     from embpipe.resources.teacher import TeacherResource
     from embpipe.resources.tracking import MlflowResource
 
-    report_path = data_dir() / "assets" / "retrieval_report.parquet"
+    report_path = stored_table_path("retrieval_report")
     if report_path.is_file():
         print(markdown_report(pd.read_parquet(report_path), "Before / after adaptation"))
     store = TeacherResource().store()

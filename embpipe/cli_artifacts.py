@@ -16,8 +16,9 @@ def command_lineage(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from embpipe.core.lineage import rows_for_document, rows_for_query
+    from embpipe.resources.io_managers import stored_table_path
 
-    path = data_dir() / "assets" / "training_lineage.parquet"
+    path = stored_table_path("training_lineage")
     if not path.is_file():
         print(f"{path} does not exist: run `embpipe run` first (it materializes training_lineage)", file=sys.stderr)
         return 2
@@ -86,8 +87,9 @@ def command_sft(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from embpipe.core.embgen_questions import SFT_SYSTEM, sft_record
+    from embpipe.resources.io_managers import stored_table_path
 
-    path = data_dir() / "assets" / "embgen_queries.parquet"
+    path = stored_table_path("embgen_queries")
     if not path.is_file():
         print(f"{path} does not exist: run `embpipe run --embgen` first (it builds embgen_queries)", file=sys.stderr)
         return 2

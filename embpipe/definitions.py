@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dagster import Definitions, define_asset_job, load_asset_checks_from_modules, load_assets_from_modules
+from dagster import Definitions, define_asset_job
 
-from embpipe.defs import checks, deploy, embgen, evaluation, ingest, lineage, lmar, mining, synthesis, training
+from embpipe.defs.graph import STAGE_MODULES, all_assets, all_checks
 from embpipe.defs.operations import documents_folder_sensor, nightly_refresh, refresh_stale
 from embpipe.resources.embedder import EmbedderResource
 from embpipe.resources.io_managers import ModelIOManager, ParquetIOManager
@@ -12,10 +12,7 @@ from embpipe.resources.methods import MethodsResource
 from embpipe.resources.teacher import TeacherResource
 from embpipe.resources.tracking import MlflowResource
 
-STAGE_MODULES = [ingest, synthesis, lmar, embgen, mining, training, evaluation, lineage, deploy]
-
-all_assets = load_assets_from_modules(STAGE_MODULES)
-all_checks = load_asset_checks_from_modules([checks])
+__all__ = ["STAGE_MODULES", "all_assets", "all_checks", "default_resources", "defs"]
 
 adapt_model_job = define_asset_job("adapt_model", description="Every stage, documents to retrieval report.")
 

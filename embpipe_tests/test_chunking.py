@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embpipe.core.chunking import ChunkingParams, ChunkStrategy, chunk_id_for, chunk_text, count_tokens, split_sentences
+from embpipe.core.chunking import ChunkingParams, ChunkStrategy, chunk_id_for, chunk_text, count_tokens
+from embpipe.text import split_sentences
 
 TEXT = "# Heading\n\nFirst paragraph has some words in it. It goes on.\n\nSecond one is here. Also short."
 

@@ -26,9 +26,10 @@ from enum import StrEnum
 
 import numpy as np
 
+from embpipe.text import split_sentences
+
 TOKEN_PATTERN = re.compile(r"\w+|[^\w\s]")
 CHARS_PER_TOKEN_CAP = 12  # a chunk never exceeds max_tokens × this many characters, whatever its words look like
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
 
 class ChunkStrategy(StrEnum):
@@ -64,11 +65,6 @@ class Chunk:
 def count_tokens(text: str) -> int:
     """Approximate token count: words and punctuation marks."""
     return len(TOKEN_PATTERN.findall(text))
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text`` (split after ``.``, ``!`` or ``?`` before a capital or digit)."""
-    return [s.strip() for s in SENTENCE_END.split(re.sub(r"\s+", " ", text)) if s.strip()]
 
 
 def paragraphs_of(text: str) -> list[str]:

@@ -9,8 +9,8 @@ from embpipe.core.datasets import queries_in_split, retrieval_target
 from embpipe.core.embedding import encode_with_progress, stack_embeddings
 from embpipe.core.report import TargetComparison, compare_models, headline_metrics
 from embpipe.core.report_render import delta_histogram_figure, markdown_report, metric_curve_figure
-from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint
 from embpipe.defs.types import RetrievalReportFrame
+from embpipe.orchestration.fingerprints import CONFIG_FINGERPRINT, config_fingerprint
 from embpipe.resources.embedder import EmbedderResource
 from embpipe.resources.tracking import MlflowResource
 

@@ -16,8 +16,9 @@ from pydantic import Field
 from embpipe.core.chunking import ChunkingParams, ChunkStrategy, chunk_id_for, chunk_text
 from embpipe.core.documents import DEFAULT_MAX_BYTES, manifest_hash, read_folder, require_documents
 from embpipe.core.embedding import encode
-from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_version, preview, table_output
+from embpipe.defs.metadata import frame_version, preview, table_output
 from embpipe.defs.types import ChunksFrame, DocumentsFrame, RejectedDocumentsFrame
+from embpipe.orchestration.fingerprints import CONFIG_FINGERPRINT, config_fingerprint
 from embpipe.paths import default_documents_folder
 from embpipe.resources.embedder import EmbedderResource
 

@@ -25,9 +25,10 @@ from embpipe.core.datasets import chunk_passages
 from embpipe.core.embedding import encode_with_progress, model_version, stack_embeddings
 from embpipe.core.triplet_labels import empty_triplets, label_triplets, text_triplets
 from embpipe.core.triplets import TripletParams, candidate_triplets, train_triplets
-from embpipe.defs.metadata import CONFIG_FINGERPRINT, budget_stop, config_fingerprint, progress_logger, table_output
+from embpipe.defs.metadata import budget_stop, progress_logger, table_output
 from embpipe.defs.types import ChunkClustersFrame, ClusterProfilesFrame, LabeledTripletsFrame, SyntheticQueriesFrame
 from embpipe.llm.budget import BudgetStop
+from embpipe.orchestration.fingerprints import CONFIG_FINGERPRINT, config_fingerprint
 from embpipe.resources.embedder import EmbedderResource
 from embpipe.resources.methods import MethodsResource
 from embpipe.resources.teacher import TeacherResource

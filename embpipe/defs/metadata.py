@@ -1,14 +1,14 @@
 """Helpers shared by the assets: previews, config fingerprints, content versions, progress logs."""
 
 import hashlib
-import json
 import time
 from collections.abc import Callable
 
 import pandas as pd
 from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output
 
-CONFIG_FINGERPRINT = "config_fingerprint"
+from embpipe.orchestration.fingerprints import CONFIG_FINGERPRINT, config_fingerprint
+
 PROGRESS_SECONDS = 30.0
 
 
@@ -17,12 +17,6 @@ def preview(frame: pd.DataFrame, columns: list[str] | None = None, rows: int = 5
     shown = frame[columns] if columns else frame
     shown = shown.head(rows).map(lambda v: (str(v)[:width] + "…") if len(str(v)) > width else str(v))
     return MetadataValue.md(shown.to_markdown(index=False) if len(shown) else "(empty)")
-
-
-def config_fingerprint(config: Config) -> str:
-    """A short hash of a stage's resolved config (recorded so the runner can see config changes)."""
-    payload = json.dumps(config.model_dump(mode="json"), sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def frame_version(frame: pd.DataFrame) -> str:

@@ -31,9 +31,10 @@ from embpipe.core.questions import flatten_ids
 from embpipe.core.retrieval import SearchBackend, faiss_available
 from embpipe.core.training import TrainingParams
 from embpipe.core.validation import validation_scorer, validation_target
-from embpipe.defs.metadata import CONFIG_FINGERPRINT, budget_stop, config_fingerprint, progress_logger, table_output
+from embpipe.defs.metadata import budget_stop, progress_logger, table_output
 from embpipe.defs.types import HardNegativesFrame, TrainingLabelsFrame
 from embpipe.llm.budget import BudgetStop
+from embpipe.orchestration.fingerprints import CONFIG_FINGERPRINT, config_fingerprint
 from embpipe.resources.embedder import EmbedderResource
 from embpipe.resources.teacher import TeacherResource
 from embpipe.resources.tracking import MlflowResource

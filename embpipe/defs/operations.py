@@ -58,7 +58,7 @@ class RefreshConfig(Config):
     required_resource_keys=set(PIPELINE_RESOURCES),
 )
 def refresh_stale_assets(context: OpExecutionContext, config: RefreshConfig) -> None:
-    from embpipe.definitions import all_assets, all_checks
+    from embpipe.defs.graph import all_assets, all_checks
     from embpipe.orchestration.runner import run_stale
 
     def on_pass(number: int, names: list[str]) -> None:

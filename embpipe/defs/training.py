@@ -25,7 +25,8 @@ from embpipe.core.validation import (
     validation_scorer,
     validation_target,
 )
-from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint, frame_version
+from embpipe.defs.metadata import frame_version
+from embpipe.orchestration.fingerprints import CONFIG_FINGERPRINT, config_fingerprint
 from embpipe.paths import data_dir
 from embpipe.resources.embedder import EmbedderResource
 from embpipe.resources.tracking import MlflowResource

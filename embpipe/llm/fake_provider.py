@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Any
 
-from embpipe.core.chunking import split_sentences
+from embpipe.text import split_sentences
 
 SLOW_SECONDS = 0.25
 POSITION_BIAS = 0.15

@@ -27,9 +27,9 @@ from dagster._core.definitions.data_version import CachingStaleStatusResolver, S
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._time import get_current_datetime
 
-from embpipe.defs.metadata import CONFIG_FINGERPRINT, config_fingerprint
 from embpipe.llm.budget import BUDGET_SCOPE_TAG
 from embpipe.orchestration.check_gates import failed_check_messages, rebuild_after_failed_checks, step_errors
+from embpipe.orchestration.fingerprints import CONFIG_FINGERPRINT, config_fingerprint
 
 logger = logging.getLogger(__name__)
 ALWAYS_READ = AssetKey("documents")

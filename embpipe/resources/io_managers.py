@@ -63,6 +63,11 @@ class ParquetIOManager(ConfigurableIOManager):
             ) from error
 
 
+def stored_table_path(asset_name: str) -> Path:
+    """Where the default Parquet IO manager keeps an asset's table (for commands that read it outside a run)."""
+    return Path(ParquetIOManager().root()) / f"{asset_name}.parquet"
+
+
 def replace_directory(source: Path, target: Path) -> None:
     """Move ``source`` to ``target``, replacing it with two renames (the old copy removed afterwards)."""
     old = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old")
