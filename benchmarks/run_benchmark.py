@@ -205,7 +205,7 @@ def collect_result(args, variant, budget, run_config, resources, instance, outco
     """The results record: metrics per model, the tuned-vs-base tests, counts, tokens and wall time."""
     import pandas as pd
 
-    from embpipe.core.beir import load_beir
+    from embpipe.core.evaluation.beir import load_beir
     from embpipe.paths import data_dir
 
     assets = data_dir() / "assets"

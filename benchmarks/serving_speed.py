@@ -32,8 +32,8 @@ SHORT_TEXTS = [
 
 def passages(count: int) -> list[str]:
     """Chunk-sized passages from the sample corpus, repeated to ``count``."""
-    from embpipe.core.chunking import ChunkingParams, chunk_text
-    from embpipe.core.documents import read_folder
+    from embpipe.core.ingest.chunking import ChunkingParams, chunk_text
+    from embpipe.core.ingest.documents import read_folder
 
     documents = read_folder(REPO / "data" / "sample").documents
     texts = [c.text for d in documents for c in chunk_text(d.text, ChunkingParams())]
@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args(argv)
 
+    from embpipe.core.deploy.onnx_export import export_onnx, verify_export
     from embpipe.core.embedding import load_model, packaged_base_model
-    from embpipe.core.onnx_export import export_onnx, verify_export
 
     model_path = args.model or packaged_base_model()
     model = load_model(model_path, 256, "cpu")

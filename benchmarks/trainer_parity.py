@@ -34,9 +34,13 @@ LOOP_COMMIT = "14ebcc4"
 
 
 def loop_module(commit: str):
-    """``embpipe/core/training.py`` as it was at ``commit``, imported under another name."""
+    """``embpipe/core/training.py`` (the loop's module) as it was at ``commit``, imported under another name."""
     source = subprocess.run(
-        ["git", "show", f"{commit}:embpipe/core/training.py"], cwd=REPO, check=True, capture_output=True, text=True
+        ["git", "show", f"{commit}:embpipe/core/training.py"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     path = Path(tempfile.mkdtemp()) / "loop_training.py"
     path.write_text(source)
@@ -68,11 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
 
-    from embpipe.core.beir import load_beir
-    from embpipe.core.datasets import labelled_examples, queries_in_split
     from embpipe.core.embedding import encode, load_model, packaged_base_model
-    from embpipe.core.report import compare_models
-    from embpipe.core.training import NEGATIVES_PER_EXAMPLE, TrainingParams, train_contrastive
+    from embpipe.core.evaluation.beir import load_beir
+    from embpipe.core.evaluation.report import compare_models
+    from embpipe.core.training.examples import labelled_examples, queries_in_split
+    from embpipe.core.training.trainer import NEGATIVES_PER_EXAMPLE, TrainingParams, train_contrastive
 
     assets = Path(args.data) / "assets"
     chunks = pd.read_parquet(assets / "chunks.parquet")

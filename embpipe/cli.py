@@ -94,7 +94,7 @@ def print_summary(outcome, instance, started: float) -> None:
     """The before/after table and where the model, report, MLflow runs and ledger are."""
     import pandas as pd
 
-    from embpipe.core.report_render import markdown_report
+    from embpipe.core.evaluation.report_render import markdown_report
     from embpipe.resources.io_managers import stored_table_path
     from embpipe.resources.teacher import TeacherResource
     from embpipe.resources.tracking import MlflowResource
@@ -159,10 +159,10 @@ def command_ui(args: argparse.Namespace) -> int:
 
 
 def command_eval(args: argparse.Namespace) -> int:
-    from embpipe.core.beir import load_beir
     from embpipe.core.embedding import encode, load_model
-    from embpipe.core.report import compare_models
-    from embpipe.core.report_render import markdown_report, save_report
+    from embpipe.core.evaluation.beir import load_beir
+    from embpipe.core.evaluation.report import compare_models
+    from embpipe.core.evaluation.report_render import markdown_report, save_report
     from embpipe.resources.embedder import EmbedderResource
 
     embedder = EmbedderResource(max_seq_length=args.max_seq_length)

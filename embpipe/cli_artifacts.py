@@ -15,7 +15,7 @@ from embpipe.paths import data_dir
 def command_lineage(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from embpipe.core.lineage import rows_for_document, rows_for_query
+    from embpipe.core.evaluation.lineage import rows_for_document, rows_for_query
     from embpipe.resources.io_managers import stored_table_path
 
     path = stored_table_path("training_lineage")
@@ -62,8 +62,8 @@ def command_export(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
+    from embpipe.core.deploy.onnx_export import export_onnx, verify_export
     from embpipe.core.embedding import load_model
-    from embpipe.core.onnx_export import export_onnx, verify_export
 
     source = args.model or str(data_dir() / "models" / "embedding_model")
     if not Path(source).exists():
@@ -86,7 +86,7 @@ def command_sft(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from embpipe.core.embgen_questions import SFT_SYSTEM, sft_record
+    from embpipe.core.embgen.questions import SFT_SYSTEM, sft_record
     from embpipe.resources.io_managers import stored_table_path
 
     path = stored_table_path("embgen_queries")

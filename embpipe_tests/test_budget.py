@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from embpipe.core.questions import generate_single_chunk_questions
+from embpipe.core.synthesis.questions import generate_single_chunk_questions
 from embpipe.llm.budget import (
     BUDGET_SCOPE_TAG,
     METHOD_STAGES,

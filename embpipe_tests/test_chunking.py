@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embpipe.core.chunking import ChunkingParams, ChunkStrategy, chunk_id_for, chunk_text, count_tokens
+from embpipe.core.ingest.chunking import ChunkingParams, ChunkStrategy, chunk_id_for, chunk_text, count_tokens
 from embpipe.text import split_sentences
 
 TEXT = "# Heading\n\nFirst paragraph has some words in it. It goes on.\n\nSecond one is here. Also short."
@@ -71,7 +71,7 @@ def test_helpers():
 
 @pytest.mark.parametrize("strategy", ["paragraph", "sentences", "tokens"])
 def test_a_one_line_megabyte_document_becomes_capped_chunks(strategy):
-    from embpipe.core.chunking import CHARS_PER_TOKEN_CAP, ChunkingParams, chunk_text, count_tokens
+    from embpipe.core.ingest.chunking import CHARS_PER_TOKEN_CAP, ChunkingParams, chunk_text, count_tokens
 
     text = "error code E1234 at 0x7ffe " * 20_000 + "B" * 300_000  # no line break, then a 300 kB blob
     params = ChunkingParams(strategy=strategy, max_tokens=200)
@@ -84,7 +84,7 @@ def test_a_one_line_megabyte_document_becomes_capped_chunks(strategy):
 def test_capped_parts_keep_every_character_and_respect_both_caps():
     import random
 
-    from embpipe.core.chunking import capped, count_tokens
+    from embpipe.core.ingest.chunking import capped, count_tokens
 
     rng = random.Random(7)
     for _ in range(300):

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from embpipe.core.documents import doc_id_for, manifest_hash, read_folder
-from embpipe.core.text_extraction import html_to_text
+from embpipe.core.ingest.documents import doc_id_for, manifest_hash, read_folder
+from embpipe.core.ingest.text_extraction import html_to_text
 from embpipe_tests.conftest import SAMPLE_DIR
 
 
@@ -144,7 +144,7 @@ def test_a_folder_without_a_readable_document_stops_at_documents_saying_why(tmp_
 def test_no_chunk_long_enough_names_the_setting():
     import pandas as pd
 
-    from embpipe.core.questions import select_chunks
+    from embpipe.core.synthesis.questions import select_chunks
 
     chunks = pd.DataFrame({"chunk_id": ["a", "b"], "doc_id": ["d", "d"], "n_tokens": [5, 12]})
     with pytest.raises(ValueError, match=r"No chunk has 20 tokens or more \(2 chunks, the longest 12 tokens\)"):

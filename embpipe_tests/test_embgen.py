@@ -9,27 +9,27 @@ import pandas as pd
 import pytest
 
 from embpipe.core.embedding import encode
-from embpipe.core.embgen_questions import (
-    EmbGenStats,
-    generate_selection_questions,
-    quality_messages,
-    specialised_system_prompt,
-)
-from embpipe.core.entities import (
+from embpipe.core.embgen.entities import (
     chunks_by_cluster,
     cluster_centroids,
     deduplicate_per_document,
     parse_entities,
     reassemble,
 )
-from embpipe.core.questions import near_duplicate_mask
-from embpipe.core.sampling import (
+from embpipe.core.embgen.questions import (
+    EmbGenStats,
+    generate_selection_questions,
+    quality_messages,
+    specialised_system_prompt,
+)
+from embpipe.core.embgen.sampling import (
     ChunkSelection,
     inter_cluster_selections,
     intra_cluster_selections,
     plan_mix,
     proximity_selections,
 )
+from embpipe.core.synthesis.questions import near_duplicate_mask
 from embpipe.llm.judge import ask_yes_probability
 from embpipe.llm.teacher import TeacherOutputError
 from embpipe_tests.conftest import make_teacher
@@ -245,7 +245,7 @@ def test_the_embgen_stages_materialize_every_strategy_with_answers_and_feed_synt
 
 
 def test_a_cluster_selections_prompt_names_its_clusters_entities_before_its_chunks():
-    from embpipe.core.embgen_plan import prompt_entities
+    from embpipe.core.embgen.plan import prompt_entities
 
     members = {0: [("fan 3", "chassis fan"), ("H-052", "fan alert")], 1: [("SMTP", "mail relay")]}
     named = {"c1": [("fan 3", "chassis fan"), ("PSU", "power supply")]}

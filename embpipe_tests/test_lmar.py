@@ -10,12 +10,16 @@ import pandas as pd
 import pytest
 import torch
 
-from embpipe.core.cluster_questions import ClusterQuestionStats, generate_cluster_questions, parse_cluster_questions
-from embpipe.core.clustering import knn_clusters, size_histogram
-from embpipe.core.datasets import labelled_examples
-from embpipe.core.losses import triplet_loss
-from embpipe.core.training import TrainingExample, batch_loss
-from embpipe.core.triplets import TextTriplet, TripletParams, candidate_triplets, train_triplets
+from embpipe.core.lmar.cluster_questions import (
+    ClusterQuestionStats,
+    generate_cluster_questions,
+    parse_cluster_questions,
+)
+from embpipe.core.lmar.clustering import knn_clusters, size_histogram
+from embpipe.core.lmar.triplets import TextTriplet, TripletParams, candidate_triplets, train_triplets
+from embpipe.core.training.examples import labelled_examples
+from embpipe.core.training.losses import triplet_loss
+from embpipe.core.training.trainer import TrainingExample, batch_loss
 from embpipe.llm.closer import judge_closer, same_topic_messages
 from embpipe.llm.fake_provider import judge_overlap
 from embpipe_tests.conftest import make_teacher

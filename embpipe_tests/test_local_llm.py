@@ -11,7 +11,7 @@ import time
 import pandas as pd
 import pytest
 
-from embpipe.core.questions import question_messages, question_schema
+from embpipe.core.synthesis.questions import question_messages, question_schema
 from embpipe.llm.model_store import model_path
 from embpipe.llm.store import TeacherStore
 from embpipe.llm.teacher import Teacher, TeacherSettings
@@ -77,7 +77,7 @@ def test_local_model_labels_a_triplet_from_next_token_probabilities(tmp_path, co
 
 
 def test_a_killed_local_teacher_fails_one_item_clearly_and_a_rerun_pays_only_for_it(tmp_path):
-    from embpipe.core.questions import generate_single_chunk_questions
+    from embpipe.core.synthesis.questions import generate_single_chunk_questions
 
     passages = [
         "Alert H-052 means chassis fan 3 turns too slowly; replace the fan module.",

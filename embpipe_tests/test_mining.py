@@ -6,8 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embpipe.core.mining import Label, MiningParams, StopMining, candidates_to_judge, earlier_judgements, run_mining
-from embpipe.core.negatives import NegativeParams, margin_negatives, margin_threshold, mine_hard_negatives
+from embpipe.core.training.mining import (
+    Label,
+    MiningParams,
+    StopMining,
+    candidates_to_judge,
+    earlier_judgements,
+    run_mining,
+)
+from embpipe.core.training.negatives import NegativeParams, margin_negatives, margin_threshold, mine_hard_negatives
 from embpipe.llm.judge import judge_relevance, yes_probability
 from embpipe_tests.conftest import make_teacher
 
@@ -181,7 +188,7 @@ def test_judge_falls_back_to_the_words_and_records_replies_without_a_verdict(tmp
 
 
 def test_faiss_and_exact_search_mine_the_same_negatives():
-    from embpipe.core.retrieval import SearchBackend, faiss_available
+    from embpipe.core.evaluation.retrieval import SearchBackend, faiss_available
 
     if not faiss_available():
         pytest.skip("faiss is not installed")

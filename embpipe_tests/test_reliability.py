@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from embpipe.core.documents import read_folder
+from embpipe.core.ingest.documents import read_folder
 from embpipe_tests.conftest import REPO, SAMPLE_DIR
 
 pytestmark = pytest.mark.slow

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embpipe.core.beir import BeirDataset
-from embpipe.core.datasets import subsample_corpus
-from embpipe.core.report import compare_models
-from embpipe.core.report_render import markdown_report, save_report
-from embpipe.core.significance import bootstrap_interval, win_loss
+from embpipe.core.evaluation.beir import BeirDataset
+from embpipe.core.evaluation.report import compare_models
+from embpipe.core.evaluation.report_render import markdown_report, save_report
+from embpipe.core.evaluation.significance import bootstrap_interval, win_loss
+from embpipe.core.training.examples import subsample_corpus
 
 
 def test_bootstrap_interval_brackets_the_mean_and_is_reproducible():

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from embpipe.core.bm25 import Bm25Index
-from embpipe.core.evaluation import evaluate, per_query, run_from_search
-from embpipe.core.report import compare_runs
-from embpipe.core.retrieval import SearchBackend, exact_top_k, faiss_available, normalize, top_k
+from embpipe.core.evaluation.bm25 import Bm25Index
+from embpipe.core.evaluation.metrics import evaluate, per_query, run_from_search
+from embpipe.core.evaluation.report import compare_runs
+from embpipe.core.evaluation.retrieval import SearchBackend, exact_top_k, faiss_available, normalize, top_k
 
 CORPUS = normalize(np.array([[1, 0, 0], [0.8, 0.6, 0], [0, 0, 1]], dtype=np.float32))
 

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from embpipe.core.splits import assign_splits, document_groups, leaking_queries
+from embpipe.core.synthesis.splits import assign_splits, document_groups, leaking_queries
 
 
 def test_groups_join_queries_through_shared_documents():
@@ -48,7 +48,7 @@ def test_small_corpora_still_get_validation_and_test_groups():
 def test_a_budget_cut_chunk_selection_still_splits_by_the_fractions():
     import pandas as pd
 
-    from embpipe.core.questions import select_chunks
+    from embpipe.core.synthesis.questions import select_chunks
 
     chunks = pd.DataFrame(
         {"chunk_id": [f"c{i}" for i in range(400)], "doc_id": [f"d{i}" for i in range(400)], "n_tokens": 50}

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from embpipe.core.questions import generate_single_chunk_questions, parse_questions, question_messages, question_schema
+from embpipe.core.synthesis.questions import (
+    generate_single_chunk_questions,
+    parse_questions,
+    question_messages,
+    question_schema,
+)
 from embpipe.llm.budget import TokenBudgetExhausted
 from embpipe.llm.teacher import Teacher, TeacherOutputError
 from embpipe_tests.conftest import make_teacher

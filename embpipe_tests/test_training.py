@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from embpipe.core.datasets import labelled_examples
 from embpipe.core.embedding import encode
-from embpipe.core.losses import weighted_info_nce
-from embpipe.core.training import (
+from embpipe.core.training.examples import labelled_examples
+from embpipe.core.training.losses import weighted_info_nce
+from embpipe.core.training.trainer import (
     TrainingExample,
     TrainingParams,
     batch_loss,

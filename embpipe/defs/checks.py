@@ -3,8 +3,8 @@
 import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetIn, AssetKey, asset_check
 
-from embpipe.core.questions import flatten_ids
-from embpipe.core.splits import leaking_queries
+from embpipe.core.synthesis.questions import flatten_ids
+from embpipe.core.synthesis.splits import leaking_queries
 from embpipe.orchestration.check_gates import REBUILD_WHEN_FAILED
 from embpipe.resources.embedder import EmbedderResource
 
@@ -107,7 +107,7 @@ def model_not_worse_than_base(
     query_splits: pd.DataFrame,
     embedder: EmbedderResource,
 ) -> AssetCheckResult:
-    from embpipe.core.validation import VALIDATION_SEED, validation_scorer, validation_target
+    from embpipe.core.training.validation import VALIDATION_SEED, validation_scorer, validation_target
 
     validation = validation_target(synthetic_queries, query_splits, chunks, seed=VALIDATION_SEED + 1)
     score = validation_scorer(validation, embedder.batch_size)

@@ -9,8 +9,8 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, Failure, MetadataValue, Output, asset
 from pydantic import Field
 
-from embpipe.core.datasets import chunk_passages
-from embpipe.core.onnx_export import export_onnx, verify_export
+from embpipe.core.deploy.onnx_export import export_onnx, verify_export
+from embpipe.core.training.examples import chunk_passages
 from embpipe.resources.embedder import EmbedderResource
 
 

@@ -9,18 +9,18 @@ from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
 
 from embpipe.core.embedding import encode
-from embpipe.core.embgen_plan import SelectionSettings, embgen_questions, embgen_summary, tokens_by_strategy
-from embpipe.core.embgen_questions import (
-    EmbGenStats,
-)
-from embpipe.core.entities import (
+from embpipe.core.embgen.entities import (
     ENTITY_COLUMNS,
     deduplicate_per_document,
     description_texts,
     extract_entities,
     reassemble,
 )
-from embpipe.core.questions import QUERY_COLUMNS, near_duplicate_mask, select_chunks
+from embpipe.core.embgen.plan import SelectionSettings, embgen_questions, embgen_summary, tokens_by_strategy
+from embpipe.core.embgen.questions import (
+    EmbGenStats,
+)
+from embpipe.core.synthesis.questions import QUERY_COLUMNS, near_duplicate_mask, select_chunks
 from embpipe.defs.metadata import budget_stop, progress_logger, table_output
 from embpipe.defs.types import EmbGenQueriesFrame, EntityClustersFrame, EntityDescriptionsFrame
 from embpipe.llm.budget import BudgetStop

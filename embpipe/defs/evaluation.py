@@ -4,11 +4,11 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
 
-from embpipe.core.beir import BeirDataset, load_beir
-from embpipe.core.datasets import queries_in_split, retrieval_target
 from embpipe.core.embedding import encode_with_progress, stack_embeddings
-from embpipe.core.report import TargetComparison, compare_models, headline_metrics
-from embpipe.core.report_render import delta_histogram_figure, markdown_report, metric_curve_figure
+from embpipe.core.evaluation.beir import BeirDataset, load_beir
+from embpipe.core.evaluation.report import TargetComparison, compare_models, headline_metrics
+from embpipe.core.evaluation.report_render import delta_histogram_figure, markdown_report, metric_curve_figure
+from embpipe.core.training.examples import queries_in_split, retrieval_target
 from embpipe.defs.types import RetrievalReportFrame
 from embpipe.orchestration.fingerprints import CONFIG_FINGERPRINT, config_fingerprint
 from embpipe.resources.embedder import EmbedderResource

@@ -13,9 +13,9 @@ from dagster import (
 )
 from pydantic import Field
 
-from embpipe.core.chunking import ChunkingParams, ChunkStrategy, chunk_id_for, chunk_text
-from embpipe.core.documents import DEFAULT_MAX_BYTES, manifest_hash, read_folder, require_documents
 from embpipe.core.embedding import encode
+from embpipe.core.ingest.chunking import ChunkingParams, ChunkStrategy, chunk_id_for, chunk_text
+from embpipe.core.ingest.documents import DEFAULT_MAX_BYTES, manifest_hash, read_folder, require_documents
 from embpipe.defs.metadata import frame_version, preview, table_output
 from embpipe.defs.types import ChunksFrame, DocumentsFrame, RejectedDocumentsFrame
 from embpipe.orchestration.fingerprints import CONFIG_FINGERPRINT, config_fingerprint

@@ -3,7 +3,7 @@
 import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, asset
 
-from embpipe.core.lineage import lineage_rows, per_document_counts
+from embpipe.core.evaluation.lineage import lineage_rows, per_document_counts
 from embpipe.defs.metadata import table_output
 from embpipe.defs.types import LineageFrame
 

@@ -10,7 +10,8 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
 from pydantic import Field
 
-from embpipe.core.cluster_questions import (
+from embpipe.core.embedding import encode_with_progress, model_version, stack_embeddings
+from embpipe.core.lmar.cluster_questions import (
     ClusterQuestionStats,
     cluster_members,
     cluster_question_summary,
@@ -20,11 +21,10 @@ from embpipe.core.cluster_questions import (
     profile_clusters,
     relevance_validator,
 )
-from embpipe.core.clustering import knn_clusters, size_histogram
-from embpipe.core.datasets import chunk_passages
-from embpipe.core.embedding import encode_with_progress, model_version, stack_embeddings
-from embpipe.core.triplet_labels import empty_triplets, label_triplets, text_triplets
-from embpipe.core.triplets import TripletParams, candidate_triplets, train_triplets
+from embpipe.core.lmar.clustering import knn_clusters, size_histogram
+from embpipe.core.lmar.triplet_labels import empty_triplets, label_triplets, text_triplets
+from embpipe.core.lmar.triplets import TripletParams, candidate_triplets, train_triplets
+from embpipe.core.training.examples import chunk_passages
 from embpipe.defs.metadata import budget_stop, progress_logger, table_output
 from embpipe.defs.types import ChunkClustersFrame, ClusterProfilesFrame, LabeledTripletsFrame, SyntheticQueriesFrame
 from embpipe.llm.budget import BudgetStop

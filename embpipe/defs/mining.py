@@ -7,9 +7,11 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, asset
 from pydantic import Field
 
-from embpipe.core.datasets import chunk_corpus, queries_in_split
 from embpipe.core.embedding import encode, stack_embeddings
-from embpipe.core.mining import (
+from embpipe.core.evaluation.retrieval import SearchBackend, faiss_available
+from embpipe.core.synthesis.questions import flatten_ids
+from embpipe.core.training.examples import chunk_corpus, queries_in_split
+from embpipe.core.training.mining import (
     Label,
     MiningParams,
     RoundRecord,
@@ -18,7 +20,7 @@ from embpipe.core.mining import (
     run_mining,
     starting_labels,
 )
-from embpipe.core.mining_steps import (
+from embpipe.core.training.mining_steps import (
     candidate_pool,
     mining_summary,
     round_metrics,
@@ -26,11 +28,9 @@ from embpipe.core.mining_steps import (
     student_trainer,
     teacher_judge,
 )
-from embpipe.core.negatives import NegativeParams, mine_hard_negatives, negatives_table
-from embpipe.core.questions import flatten_ids
-from embpipe.core.retrieval import SearchBackend, faiss_available
-from embpipe.core.training import TrainingParams
-from embpipe.core.validation import validation_scorer, validation_target
+from embpipe.core.training.negatives import NegativeParams, mine_hard_negatives, negatives_table
+from embpipe.core.training.trainer import TrainingParams
+from embpipe.core.training.validation import validation_scorer, validation_target
 from embpipe.defs.metadata import budget_stop, progress_logger, table_output
 from embpipe.defs.types import HardNegativesFrame, TrainingLabelsFrame
 from embpipe.llm.budget import BudgetStop

@@ -31,7 +31,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from embpipe.core.documents import folder_fingerprint
+from embpipe.core.ingest.documents import folder_fingerprint
 from embpipe.orchestration.runner import PassSummary
 from embpipe.paths import default_documents_folder
 

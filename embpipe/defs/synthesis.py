@@ -4,16 +4,16 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, MetadataValue, asset
 from pydantic import Field
 
-from embpipe.core.datasets import chunk_passages
 from embpipe.core.embedding import encode, encode_with_progress
-from embpipe.core.questions import (
+from embpipe.core.synthesis.questions import (
     combined_questions,
     generate_single_chunk_questions,
     near_duplicate_mask,
     question_summary,
     select_chunks,
 )
-from embpipe.core.splits import assign_splits
+from embpipe.core.synthesis.splits import assign_splits
+from embpipe.core.training.examples import chunk_passages
 from embpipe.defs.metadata import budget_stop, progress_logger, table_output
 from embpipe.defs.types import ChunkEmbeddingsFrame, QuerySplitsFrame, SyntheticQueriesFrame
 from embpipe.resources.embedder import EmbedderResource

@@ -11,10 +11,10 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
 from pydantic import Field
 
-from embpipe.core.datasets import labelled_examples, queries_in_split
 from embpipe.core.embedding import model_version
-from embpipe.core.training import NEGATIVES_PER_EXAMPLE, EpochRecord, TrainingParams, train_contrastive
-from embpipe.core.validation import (
+from embpipe.core.training.examples import labelled_examples, queries_in_split
+from embpipe.core.training.trainer import NEGATIVES_PER_EXAMPLE, EpochRecord, TrainingParams, train_contrastive
+from embpipe.core.training.validation import (
     VALIDATION_CORPUS_SIZE,
     VALIDATION_METRIC,
     epoch_metrics,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embpipe.core.onnx_export import SETTINGS_FILE, OnnxEncoder
+from embpipe.core.deploy.onnx_export import SETTINGS_FILE, OnnxEncoder
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from embpipe.core.questions import flatten_ids
+from embpipe.core.synthesis.questions import flatten_ids
 
 LINEAGE_COLUMNS = [
     "query_id",

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
-from embpipe.core.datasets import chunk_passages
-from embpipe.core.triplets import TextTriplet
+from embpipe.core.lmar.triplets import TextTriplet
+from embpipe.core.training.examples import chunk_passages
 from embpipe.llm.budget import BudgetStop, within_budget
 from embpipe.llm.closer import judge_closer
 from embpipe.llm.teacher import Teacher

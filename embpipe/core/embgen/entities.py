@@ -23,7 +23,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from embpipe.core.clustering import knn_clusters
+from embpipe.core.lmar.clustering import knn_clusters
 from embpipe.llm.budget import BudgetStop, within_budget
 from embpipe.llm.teacher import Teacher, TeacherOutputError
 

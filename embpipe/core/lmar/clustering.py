@@ -20,7 +20,7 @@ from collections import Counter
 
 import numpy as np
 
-from embpipe.core.retrieval import top_k
+from embpipe.core.evaluation.retrieval import top_k
 
 
 def knn_clusters(vectors: np.ndarray, k: int, delta: float, seed: int) -> np.ndarray:

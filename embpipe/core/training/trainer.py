@@ -35,7 +35,7 @@ import torch
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 from transformers import TrainerCallback
 
-from embpipe.core.losses import WeightedMultipleNegativesRankingLoss, embed_texts, weighted_info_nce
+from embpipe.core.training.losses import WeightedMultipleNegativesRankingLoss, embed_texts, weighted_info_nce
 
 logger = logging.getLogger(__name__)
 

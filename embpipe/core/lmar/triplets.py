@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from embpipe.core.losses import WeightedTripletLoss
-from embpipe.core.retrieval import top_k
-from embpipe.core.training import TrainingParams, trainer_arguments
+from embpipe.core.evaluation.retrieval import top_k
+from embpipe.core.training.losses import WeightedTripletLoss
+from embpipe.core.training.trainer import TrainingParams, trainer_arguments
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ from functools import partial
 
 import pandas as pd
 
-from embpipe.core.cluster_questions import MAX_HOPS, as_queries, numbered_passages
-from embpipe.core.questions import CONTEXT_REFERENCES, query_id_for
-from embpipe.core.sampling import ChunkSelection
+from embpipe.core.embgen.sampling import ChunkSelection
+from embpipe.core.lmar.cluster_questions import MAX_HOPS, as_queries, numbered_passages
+from embpipe.core.synthesis.questions import CONTEXT_REFERENCES, query_id_for
 from embpipe.llm.budget import TokenBudgetExhausted, estimate_tokens
 from embpipe.llm.teacher import Teacher, TeacherOutputError
 

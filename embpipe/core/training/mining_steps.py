@@ -11,13 +11,13 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from embpipe.core.datasets import chunk_corpus, labelled_examples
 from embpipe.core.embedding import encode, stack_embeddings
-from embpipe.core.mining import Label, MiningOutcome, RoundRecord, StopMining, labels_frame
-from embpipe.core.questions import flatten_ids
-from embpipe.core.report import dense_run
-from embpipe.core.retrieval import top_k
-from embpipe.core.training import NEGATIVES_PER_EXAMPLE, TrainingParams, train_contrastive
+from embpipe.core.evaluation.report import dense_run
+from embpipe.core.evaluation.retrieval import top_k
+from embpipe.core.synthesis.questions import flatten_ids
+from embpipe.core.training.examples import chunk_corpus, labelled_examples
+from embpipe.core.training.mining import Label, MiningOutcome, RoundRecord, StopMining, labels_frame
+from embpipe.core.training.trainer import NEGATIVES_PER_EXAMPLE, TrainingParams, train_contrastive
 from embpipe.llm.budget import BudgetStop, TokenBudgetExhausted
 from embpipe.llm.judge import judge_relevance
 from embpipe.llm.teacher import Teacher

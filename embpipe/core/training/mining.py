@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from embpipe.core.questions import flatten_ids
+from embpipe.core.synthesis.questions import flatten_ids
 
 POSITIVE = "positive"
 NEGATIVE = "negative"

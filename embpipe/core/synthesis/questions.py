@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from embpipe.core.splits import stable_unit
+from embpipe.core.synthesis.splits import stable_unit
 from embpipe.llm.budget import BudgetStop, within_budget
 from embpipe.llm.teacher import Teacher, TeacherOutputError
 

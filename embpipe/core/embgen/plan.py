@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from embpipe.core.embedding import stack_embeddings
-from embpipe.core.embgen_questions import (
+from embpipe.core.embgen.entities import chunks_by_cluster, cluster_centroids
+from embpipe.core.embgen.questions import (
     PROMPT_OVERHEAD_TOKENS,
     QUALITY_PROMPT_VERSION,
     QUESTION_MAX_TOKENS,
@@ -25,8 +26,7 @@ from embpipe.core.embgen_questions import (
     generate_selection_questions,
     quality_messages,
 )
-from embpipe.core.entities import chunks_by_cluster, cluster_centroids
-from embpipe.core.sampling import (
+from embpipe.core.embgen.sampling import (
     ChunkSelection,
     inter_cluster_selections,
     intra_cluster_selections,

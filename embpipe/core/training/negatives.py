@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from embpipe.core.retrieval import SearchBackend, top_k
+from embpipe.core.evaluation.retrieval import SearchBackend, top_k
 
 
 @dataclass(frozen=True)

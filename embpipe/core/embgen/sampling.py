@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embpipe.core.retrieval import top_k
+from embpipe.core.evaluation.retrieval import top_k
 
 STRATEGIES = ("proximity", "intra_cluster", "inter_cluster")
 MAX_HOPS = 3

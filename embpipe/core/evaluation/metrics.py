@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from embpipe.core.beir import Qrels
-from embpipe.core.retrieval import SearchResult
+from embpipe.core.evaluation.beir import Qrels
+from embpipe.core.evaluation.retrieval import SearchResult
 
 Run = dict[str, dict[str, float]]
 

@@ -11,12 +11,12 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
-from embpipe.core.beir import BeirDataset
-from embpipe.core.datasets import queries_in_split, retrieval_target, subsample_corpus
 from embpipe.core.embedding import encode
-from embpipe.core.evaluation import evaluate
-from embpipe.core.report import dense_run
-from embpipe.core.training import EpochRecord, TrainingExample, TrainingOutcome
+from embpipe.core.evaluation.beir import BeirDataset
+from embpipe.core.evaluation.metrics import evaluate
+from embpipe.core.evaluation.report import dense_run
+from embpipe.core.training.examples import queries_in_split, retrieval_target, subsample_corpus
+from embpipe.core.training.trainer import EpochRecord, TrainingExample, TrainingOutcome
 
 VALIDATION_CORPUS_SIZE = 2000
 VALIDATION_SEED = 42

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from embpipe.core.beir import BeirDataset, Qrels
-from embpipe.core.bm25 import Bm25Index
-from embpipe.core.evaluation import DEFAULT_METRICS, Run, evaluate, paired_test, per_query, run_from_search
-from embpipe.core.report_render import curve_metrics
-from embpipe.core.retrieval import SearchBackend, normalize, top_k
-from embpipe.core.significance import bootstrap_interval, win_loss
+from embpipe.core.evaluation.beir import BeirDataset, Qrels
+from embpipe.core.evaluation.bm25 import Bm25Index
+from embpipe.core.evaluation.metrics import DEFAULT_METRICS, Run, evaluate, paired_test, per_query, run_from_search
+from embpipe.core.evaluation.report_render import curve_metrics
+from embpipe.core.evaluation.retrieval import SearchBackend, normalize, top_k
+from embpipe.core.evaluation.significance import bootstrap_interval, win_loss
 
 Encoder = Callable[[list[str]], np.ndarray]
 

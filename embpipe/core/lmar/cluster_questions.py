@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from embpipe.core.questions import CONTEXT_REFERENCES, QUERY_COLUMNS, QUERY_DTYPES, query_id_for
+from embpipe.core.synthesis.questions import CONTEXT_REFERENCES, QUERY_COLUMNS, QUERY_DTYPES, query_id_for
 from embpipe.llm.budget import BudgetStop, within_budget
 from embpipe.llm.teacher import Teacher, TeacherOutputError
 

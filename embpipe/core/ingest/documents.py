@@ -7,7 +7,7 @@ never feeds its queries into training. Text must be UTF-8 (a UTF-8
 or UTF-16 byte-order mark is honoured); anything else is rejected with the reason, never guessed.
 
 Example:
-    >>> from embpipe.core.documents import read_folder
+    >>> from embpipe.core.ingest.documents import read_folder
     >>> result = read_folder("data/sample")  # doctest: +SKIP
     >>> len(result.documents), len(result.rejected)  # doctest: +SKIP
     (20, 0)
@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from embpipe.core.text_extraction import extract_text, title_of
+from embpipe.core.ingest.text_extraction import extract_text, title_of
 
 SUPPORTED_SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".jsonl"}
 BEIR_CORPUS_NAME = "corpus.jsonl"

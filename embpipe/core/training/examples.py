@@ -13,9 +13,9 @@ import random
 
 import pandas as pd
 
-from embpipe.core.beir import BeirDataset, passage_text
-from embpipe.core.questions import flatten_ids
-from embpipe.core.training import TrainingExample
+from embpipe.core.evaluation.beir import BeirDataset, passage_text
+from embpipe.core.synthesis.questions import flatten_ids
+from embpipe.core.training.trainer import TrainingExample
 
 
 def queries_in_split(queries: pd.DataFrame, splits: pd.DataFrame, split: str) -> pd.DataFrame:

@@ -1,0 +1,1 @@
+"""Deploy: ONNX export (fp32 and int8) with parity and speed checks."""

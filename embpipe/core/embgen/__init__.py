@@ -1,0 +1,1 @@
+"""EmbGen: entity–description decomposition, entity clusters, strategy-sampled questions with answers."""

@@ -1,0 +1,1 @@
+"""Ingest: reading a documents folder (text extraction, rejections) and cutting documents into chunks."""

@@ -1,0 +1,1 @@
+"""Synthesis: single-chunk teacher questions and the document-grouped train/validation/test split."""
