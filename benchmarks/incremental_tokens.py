@@ -49,7 +49,7 @@ LIGHT_TRAINING = {
 
 def refresh(instance, resources, stages: dict) -> dict:
     """One run of the refresh job; its inner runs' paid teacher tokens by stage."""
-    from embpipe.defs.operations import refresh_passes, refresh_stale
+    from embpipe.defs.automation import refresh_passes, refresh_stale
 
     started = time.perf_counter()
     run_config = {"ops": {"refresh_stale_assets": {"config": {"stage_config_json": json.dumps(stages)}}}}

@@ -40,7 +40,7 @@ def measure(model: str, threads: int, prompt_tokens: int, gen_tokens: int, repea
     import numpy as np
 
     from embpipe.llm.llama_builds import activate_best_build
-    from embpipe.llm.model_store import require_model
+    from embpipe.llm.model_weights import require_model
 
     if build:
         os.environ["EMBPIPE_LLAMA_BUILD"] = build

@@ -194,7 +194,7 @@ def command_cost(args: argparse.Namespace) -> int:
 
 
 def command_fetch_models(args: argparse.Namespace) -> int:
-    from embpipe.llm.model_store import main
+    from embpipe.llm.model_weights import main
 
     return main(args.names)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dagster import Definitions, define_asset_job
 
+from embpipe.defs.automation import documents_folder_sensor, nightly_refresh, refresh_stale
 from embpipe.defs.graph import STAGE_MODULES, all_assets, all_checks
-from embpipe.defs.operations import documents_folder_sensor, nightly_refresh, refresh_stale
 from embpipe.resources.embedder import EmbedderResource
 from embpipe.resources.io_managers import ModelIOManager, ParquetIOManager
 from embpipe.resources.methods import MethodsResource

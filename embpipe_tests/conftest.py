@@ -41,8 +41,8 @@ def data_dir(tmp_path, monkeypatch) -> Path:
 
 def make_teacher(tmp_path: Path, model: str = "fake/teacher", run_id: str = "run-1", **settings):
     """A teacher with its own cache in ``tmp_path`` and no backoff delay (tests of retries set their own)."""
-    from embpipe.llm.store import TeacherStore
     from embpipe.llm.teacher import Teacher, TeacherSettings
+    from embpipe.llm.teacher_store import TeacherStore
 
     return Teacher(
         TeacherSettings(model=model, **{"backoff_s": 0.0, **settings}), TeacherStore(tmp_path / "t.sqlite"), run_id

@@ -20,7 +20,7 @@ from embpipe.core.lmar.triplets import TextTriplet, TripletParams, candidate_tri
 from embpipe.core.training.examples import labelled_examples
 from embpipe.core.training.losses import triplet_loss
 from embpipe.core.training.trainer import TrainingExample, batch_loss
-from embpipe.llm.closer import judge_closer, same_topic_messages
+from embpipe.llm.closer_passage import judge_closer, same_topic_messages
 from embpipe.llm.fake_provider import judge_overlap
 from embpipe_tests.conftest import make_teacher
 

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from embpipe.core.synthesis.questions import question_messages, question_schema
-from embpipe.llm.model_store import model_path
-from embpipe.llm.store import TeacherStore
+from embpipe.llm.model_weights import model_path
 from embpipe.llm.teacher import Teacher, TeacherSettings
+from embpipe.llm.teacher_store import TeacherStore
 
 pytestmark = [
     pytest.mark.local_llm,
@@ -63,7 +63,7 @@ def test_local_model_judges_with_next_token_probabilities(tmp_path):
 
 @pytest.mark.parametrize("comparison", ["pairwise", "pointwise"])
 def test_local_model_labels_a_triplet_from_next_token_probabilities(tmp_path, comparison):
-    from embpipe.llm.closer import judge_closer
+    from embpipe.llm.closer_passage import judge_closer
 
     teacher = Teacher(TeacherSettings(model="local/smollm2-135m"), TeacherStore(tmp_path / "t.sqlite"), "run")
     verdict = judge_closer(

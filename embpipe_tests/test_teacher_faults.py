@@ -11,8 +11,8 @@ from embpipe.core.synthesis.questions import (
     question_messages,
     question_schema,
 )
-from embpipe.llm.store import TeacherStore
 from embpipe.llm.teacher import Teacher, TeacherSettings
+from embpipe.llm.teacher_store import TeacherStore
 from embpipe.llm.validation import bounded_number
 from embpipe_tests.conftest import make_teacher
 

@@ -100,5 +100,5 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   fi
 fi
 echo "[install] teacher weights"
-$PY -m embpipe.llm.model_store
+$PY -m embpipe.llm.model_weights
 echo "[install] done in $(( $(date +%s) - started )) s; the environment is $VENV (source $VENV/bin/activate)"

@@ -32,7 +32,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from embpipe.llm.model_store import require_model
+from embpipe.llm.model_weights import require_model
 from embpipe.locks import file_lock
 from embpipe.paths import model_cache_dir
 

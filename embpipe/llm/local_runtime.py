@@ -2,7 +2,7 @@
 
 Only ``embpipe.llm.local_server`` (a process of its own, so that a native crash cannot take a run with it)
 loads models through this module. Model strings look like ``local/qwen2.5-coder-1.5b`` (see
-``model_store.LOCAL_MODELS``). A llama context is not thread-safe, so calls are serialised. By default the
+``model_weights.LOCAL_MODELS``). A llama context is not thread-safe, so calls are serialised. By default the
 context is kept between calls so that llama.cpp reuses the shared prompt prefix (the system prompt), which
 saves several seconds per call on a CPU; replies are reproducible through the response cache.
 ``reset_each_call`` recomputes every prompt from scratch instead, for bit-exact recomputation regardless of
@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from embpipe.llm.model_store import require_model, spec_for
+from embpipe.llm.model_weights import require_model, spec_for
 
 PASSED_PARAMS = ("temperature", "max_tokens", "seed", "response_format", "logprobs", "top_logprobs", "stop")
 

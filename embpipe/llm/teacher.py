@@ -25,7 +25,7 @@ from embpipe.llm.budget import QUESTION_STAGE, RunBudget, TokenBudgetExhausted, 
 from embpipe.llm.failure_policy import MalformedReply, failure_reason, item_errors, transient_errors
 from embpipe.llm.local_endpoint import LocalEndpoint, endpoint_for
 from embpipe.llm.providers import register_providers
-from embpipe.llm.store import CachedReply, TeacherStore
+from embpipe.llm.teacher_store import CachedReply, TeacherStore
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
 from embpipe.llm.budget import BUDGET_SCOPE_TAG, DEFAULT_RUN_TOKEN_BUDGET
-from embpipe.llm.store import TeacherStore
 from embpipe.llm.teacher import Teacher, TeacherSettings
+from embpipe.llm.teacher_store import TeacherStore
 from embpipe.paths import data_dir
 
 
@@ -72,7 +72,7 @@ class TeacherResource(ConfigurableResource):
     def client(self, idle_stages: frozenset[str] = frozenset()) -> Teacher:
         """A teacher bound to this run's ledger and budget; a missing local model fails here, naming the fix."""
         from embpipe.llm.local_runtime import model_name
-        from embpipe.llm.model_store import require_model
+        from embpipe.llm.model_weights import require_model
 
         if self.model.startswith("local/"):
             require_model(model_name(self.model))

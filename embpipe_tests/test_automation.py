@@ -11,7 +11,7 @@ from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_contex
 
 from embpipe.core.evaluation.lineage import lineage_rows, per_document_counts, rows_for_document, rows_for_query
 from embpipe.core.synthesis.questions import select_chunks
-from embpipe.defs.operations import documents_folder_sensor, nightly_refresh, refresh_passes, refresh_stale
+from embpipe.defs.automation import documents_folder_sensor, nightly_refresh, refresh_passes, refresh_stale
 from embpipe_tests.conftest import SAMPLE_DIR
 
 
