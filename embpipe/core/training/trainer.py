@@ -191,7 +191,7 @@ def trainer_arguments(params: TrainingParams, output_dir: Path, model, **overrid
         num_train_epochs=params.epochs,
         per_device_train_batch_size=params.batch_size,
         learning_rate=params.learning_rate,
-        warmup_ratio=params.warmup_ratio,
+        warmup_steps=params.warmup_ratio,  # a float is a ratio of the steps in Transformers v5
         weight_decay=WEIGHT_DECAY,
         max_grad_norm=1.0,
         seed=params.seed,
