@@ -68,6 +68,7 @@ def train_triplets(model, triplets: Sequence[TextTriplet], params: TripletParams
     """Tune ``model`` in place on ``triplets`` with the trainer (constant learning rate); the mean loss per epoch."""
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer
+    from transformers import PrinterCallback
 
     if not triplets:
         raise ValueError("no labelled triplets: every teacher verdict was ambiguous or failed")
@@ -90,6 +91,7 @@ def train_triplets(model, triplets: Sequence[TextTriplet], params: TripletParams
             train_dataset=Dataset.from_dict(rows),
             loss=WeightedTripletLoss(model, triplet_margin=params.margin),
         )
+        trainer.remove_callback(PrinterCallback)
         trainer.train()
     model.eval()
     return [float(entry["loss"]) for entry in trainer.state.log_history if "loss" in entry]

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
-from transformers import TrainerCallback
+from transformers import PrinterCallback, TrainerCallback
 
 from embpipe.core.training.losses import WeightedMultipleNegativesRankingLoss, embed_texts, weighted_info_nce
 
@@ -253,6 +253,7 @@ def train_contrastive(
             evaluator=ValidationEvaluator(score),
             callbacks=[EarlyStoppingCallback(early_stopping_patience=params.patience), EpochLog(base_score, on_epoch)],
         )
+        trainer.remove_callback(PrinterCallback)  # epochs are reported through EpochLog, not printed
         trainer.train(resume_from_checkpoint=resume_from)
         history = epoch_records(trainer.state.log_history)
     model.eval()
