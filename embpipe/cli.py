@@ -17,7 +17,6 @@ import sys
 import time
 
 from embpipe.cli_artifacts import command_export, command_lineage, command_serve, command_sft
-from embpipe.paths import data_dir
 
 
 def positive_int(text: str) -> int:
@@ -92,16 +91,15 @@ def latest_metadata(instance, asset: str, field: str) -> str:
 
 def print_summary(outcome, instance, started: float) -> None:
     """The before/after table and where the model, report, MLflow runs and ledger are."""
-    import pandas as pd
 
     from embpipe.core.evaluation.report_render import markdown_report
-    from embpipe.resources.io_managers import stored_table_path
+    from embpipe.resources.io_managers import read_table, stored_model_path, stored_table_path
     from embpipe.resources.teacher import TeacherResource
     from embpipe.resources.tracking import MlflowResource
 
     report_path = stored_table_path("retrieval_report")
     if report_path.is_file():
-        print(markdown_report(pd.read_parquet(report_path), "Before / after adaptation"))
+        print(markdown_report(read_table(report_path, "retrieval_report"), "Before / after adaptation"))
     store = TeacherResource().store()
     usage = [u for run_id in outcome.run_ids for u in store.usage(run_id)]
     paid = sum(u.prompt_tokens + u.completion_tokens for u in usage)
@@ -110,7 +108,7 @@ def print_summary(outcome, instance, started: float) -> None:
         held = ", ".join(f"{asset} (by {check})" for asset, check in sorted(outcome.held_back.items()))
         print(f"Held back by a failed blocking check, until its asset is rebuilt and passes: {held}")
     print(f"Teacher tokens paid in this run: {paid} (calls served from cache: {sum(u.cached_calls for u in usage)})")
-    print(f"Model:   {data_dir() / 'models' / 'embedding_model'}")
+    print(f"Model:   {stored_model_path('embedding_model')}")
     print(
         f"Report:  {report_path} (Markdown and plots: MLflow run "
         f"{latest_metadata(instance, 'retrieval_report', 'mlflow_run_id')}, artifacts report/)"
@@ -199,12 +197,8 @@ def command_fetch_models(args: argparse.Namespace) -> int:
     return main(args.names)
 
 
-def parser() -> argparse.ArgumentParser:
-    from embpipe.serving.app import ServerLimits
-
-    root = argparse.ArgumentParser(prog="embpipe", description=__doc__.split("\n")[0])
-    commands = root.add_subparsers(dest="command", required=True)
-
+def add_run_command(commands: argparse._SubParsersAction) -> None:
+    """``embpipe run``: every stale asset, in process."""
     run = commands.add_parser("run", help="materialize every stale asset in process (headless)")
     run.add_argument("--documents", help="documents folder (default data/sample)")
     run.add_argument("--teacher", help="litellm model string (default local/qwen2.5-coder-1.5b)")
@@ -224,6 +218,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="INFO", help="Dagster console log level")
     run.set_defaults(func=command_run)
 
+
+def add_inspection_commands(commands: argparse._SubParsersAction) -> None:
+    """``ui``, ``eval``, ``cost`` and ``lineage``: look at what a run made."""
     ui = commands.add_parser("ui", help="start the Dagster web UI (dagster dev) with the instance under data/")
     ui.add_argument("--port", type=int, default=3000)
     ui.add_argument("--host", default="127.0.0.1")
@@ -248,6 +245,11 @@ def parser() -> argparse.ArgumentParser:
     lineage.add_argument("--csv", action="store_true", help="CSV instead of a table")
     lineage.set_defaults(func=command_lineage)
 
+
+def add_delivery_commands(commands: argparse._SubParsersAction) -> None:
+    """``serve``, ``export``, ``sft`` and ``fetch-models``: hand the model (or the weights) over."""
+    from embpipe.serving.app import ServerLimits
+
     serve = commands.add_parser("serve", help="OpenAI-compatible POST /v1/embeddings (ONNX model when exported)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -262,7 +264,7 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=command_serve)
 
     export = commands.add_parser("export", help="export a model to ONNX (fp32 + int8) and check parity and speed")
-    export.add_argument("--model", help="sentence-transformers folder (default data/models/embedding_model)")
+    export.add_argument("--model", help="sentence-transformers folder (default: the pipeline's)")
     export.add_argument("--output", required=True, help="folder to write the ONNX export into")
     export.add_argument("--texts", help="file of held-out texts (one per line) for the parity check")
     export.add_argument("--min-cosine", type=float, default=0.99)
@@ -277,6 +279,14 @@ def parser() -> argparse.ArgumentParser:
     fetch = commands.add_parser("fetch-models", help="download and verify the local teacher weights")
     fetch.add_argument("names", nargs="*")
     fetch.set_defaults(func=command_fetch_models)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="embpipe", description=__doc__.split("\n")[0])
+    commands = root.add_subparsers(dest="command", required=True)
+    add_run_command(commands)
+    add_inspection_commands(commands)
+    add_delivery_commands(commands)
     return root
 
 

@@ -9,20 +9,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from embpipe.paths import data_dir
-
 
 def command_lineage(args: argparse.Namespace) -> int:
-    import pandas as pd
 
     from embpipe.core.evaluation.lineage import rows_for_document, rows_for_query
-    from embpipe.resources.io_managers import stored_table_path
+    from embpipe.resources.io_managers import read_table, stored_table_path
 
     path = stored_table_path("training_lineage")
     if not path.is_file():
         print(f"{path} does not exist: run `embpipe run` first (it materializes training_lineage)", file=sys.stderr)
         return 2
-    lineage = pd.read_parquet(path)
+    lineage = read_table(path, "training_lineage")
     rows = rows_for_document(lineage, args.document) if args.document else rows_for_query(lineage, args.query)
     if rows.empty:
         known = "documents" if args.document else "queries"
@@ -42,6 +39,7 @@ def command_lineage(args: argparse.Namespace) -> int:
 def command_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from embpipe.resources.io_managers import stored_model_path
     from embpipe.serving.app import ServerLimits, create_app
     from embpipe.serving.encoders import load_encoder
 
@@ -49,7 +47,7 @@ def command_serve(args: argparse.Namespace) -> int:
         print(f"{args.model} does not exist: pass a model folder (an `embpipe export` output or a trained model)",
               file=sys.stderr)  # fmt: skip
         return 2
-    encoder = load_encoder(data_dir() / "models", args.model, args.name)
+    encoder = load_encoder(stored_model_path("embedding_model").parent, args.model, args.name)
     limits = ServerLimits(args.max_body_bytes, args.max_batch, args.max_input_chars)
     print(f"serving {encoder.name} ({encoder.backend}, {encoder.dimension} dims) on http://{args.host}:{args.port}/v1")
     uvicorn.run(create_app(encoder, limits), host=args.host, port=args.port, log_level=args.log_level)
@@ -64,8 +62,9 @@ def command_export(args: argparse.Namespace) -> int:
 
     from embpipe.core.deploy.onnx_export import export_onnx, verify_export
     from embpipe.core.embedding import load_model
+    from embpipe.resources.io_managers import stored_model_path
 
-    source = args.model or str(data_dir() / "models" / "embedding_model")
+    source = args.model or str(stored_model_path("embedding_model"))
     if not Path(source).exists():
         print(f"{source} does not exist: run `embpipe run` first or pass --model", file=sys.stderr)
         return 2
@@ -84,16 +83,14 @@ def command_sft(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    import pandas as pd
-
     from embpipe.core.embgen.questions import SFT_SYSTEM, sft_record
-    from embpipe.resources.io_managers import stored_table_path
+    from embpipe.resources.io_managers import read_table, stored_table_path
 
     path = stored_table_path("embgen_queries")
     if not path.is_file():
         print(f"{path} does not exist: run `embpipe run --embgen` first (it builds embgen_queries)", file=sys.stderr)
         return 2
-    pairs = pd.read_parquet(path)
+    pairs = read_table(path, "embgen_queries")
     if pairs.empty:
         print("embgen_queries is empty (EmbGen off or no question): run `embpipe run --embgen`", file=sys.stderr)
         return 1

@@ -10,7 +10,6 @@ from pydantic import Field
 
 from embpipe.core.embedding import encode
 from embpipe.core.embgen.entities import (
-    ENTITY_COLUMNS,
     deduplicate_per_document,
     description_texts,
     extract_entities,
@@ -20,15 +19,14 @@ from embpipe.core.embgen.plan import SelectionSettings, embgen_questions, embgen
 from embpipe.core.embgen.questions import (
     EmbGenStats,
 )
-from embpipe.core.synthesis.questions import QUERY_COLUMNS, near_duplicate_mask, select_chunks
+from embpipe.core.synthesis.questions import near_duplicate_mask, select_chunks
+from embpipe.core.tables import EMBGEN_QUERIES, ENTITY_DESCRIPTIONS, SYNTHETIC_QUERIES
 from embpipe.defs.metadata import budget_stop, progress_logger, table_output
 from embpipe.defs.types import EmbGenQueriesFrame, EntityClustersFrame, EntityDescriptionsFrame
 from embpipe.llm.budget import BudgetStop
 from embpipe.resources.embedder import EmbedderResource
 from embpipe.resources.methods import MethodsResource
 from embpipe.resources.teacher import TeacherResource
-
-EMBGEN_COLUMNS = [*QUERY_COLUMNS, "answer"]
 
 
 class EntityConfig(Config):
@@ -56,7 +54,7 @@ def entity_descriptions(
         pairs, failed = extract_entities(teacher.client(), sample, config.max_entities, stop, report)
     frame = deduplicate_per_document(pairs)
     return table_output(
-        frame[ENTITY_COLUMNS],
+        frame[ENTITY_DESCRIPTIONS.names],
         config,
         {
             "embgen": methods.embgen,
@@ -134,7 +132,7 @@ def embgen_queries(
     entity_clusters: pd.DataFrame,
 ):
     """EmbGen questions with answers: proximity, intra-cluster and inter-cluster chunk selections, 1–3 hops."""
-    frame, answers, plan, stats = pd.DataFrame(columns=QUERY_COLUMNS), [], {}, EmbGenStats()
+    frame, answers, plan, stats = SYNTHETIC_QUERIES.empty(), [], {}, EmbGenStats()
     client = teacher.client() if methods.embgen else None
     if client is not None and len(chunks):
         vectors = encode(embedder.load(), description_texts(entity_descriptions))
@@ -150,10 +148,10 @@ def embgen_queries(
             progress_logger(context, "EmbGen questions"),
         )
         context.log.info(f"EmbGen plan: {plan}")
-    frame = frame.assign(answer=answers) if len(frame) else pd.DataFrame(columns=EMBGEN_COLUMNS)
+    frame = EMBGEN_QUERIES.frame(frame.assign(answer=answers))
     if len(frame):
         frame = frame[near_duplicate_mask(encode(embedder.load(), frame["text"].tolist()), config.dedup_threshold)]
-    frame = frame.reset_index(drop=True).astype({"hops": "int64", "validator_score": "float64"})
+    frame = frame.reset_index(drop=True)
     tokens = tokens_by_strategy(client) if client else {}
     summary = embgen_summary(frame, plan, stats, tokens, int(chunks["n_tokens"].sum()) if len(chunks) else 0)
     metadata = {
@@ -161,4 +159,4 @@ def embgen_queries(
         **{k: MetadataValue.json(v) if isinstance(v, dict) else v for k, v in summary.items()},
         "budget_stop": budget_stop(context, stats.budget_message),
     }
-    return table_output(frame[EMBGEN_COLUMNS], config, metadata, ["query_id", "text", "strategy", "hops"])
+    return table_output(frame, config, metadata, ["query_id", "text", "strategy", "hops"])

@@ -8,6 +8,7 @@ from embpipe.core.embedding import encode_with_progress, stack_embeddings
 from embpipe.core.evaluation.beir import BeirDataset, load_beir
 from embpipe.core.evaluation.report import TargetComparison, compare_models, headline_metrics
 from embpipe.core.evaluation.report_render import delta_histogram_figure, markdown_report, metric_curve_figure
+from embpipe.core.tables import Split
 from embpipe.core.training.examples import queries_in_split, retrieval_target
 from embpipe.defs.types import RetrievalReportFrame
 from embpipe.orchestration.fingerprints import CONFIG_FINGERPRINT, config_fingerprint
@@ -64,7 +65,7 @@ def retrieval_report(
     import mlflow as mlflow_api
 
     base = embedder.load()
-    test = retrieval_target(queries_in_split(synthetic_queries, query_splits, "test"), chunks, "synthetic-test")
+    test = retrieval_target(queries_in_split(synthetic_queries, query_splits, Split.TEST), chunks, "synthetic-test")
     if not test.queries:
         raise ValueError("the test split is empty: generate more questions (raise max_chunks) or adjust the split")
     aligned = stack_embeddings(chunk_embeddings.set_index("chunk_id").loc[list(test.corpus)].reset_index())

@@ -16,6 +16,7 @@ from pydantic import Field
 from embpipe.core.embedding import encode
 from embpipe.core.ingest.chunking import ChunkingParams, ChunkStrategy, chunk_id_for, chunk_text
 from embpipe.core.ingest.documents import DEFAULT_MAX_BYTES, manifest_hash, read_folder, require_documents
+from embpipe.core.tables import DOCUMENTS, REJECTED_DOCUMENTS
 from embpipe.defs.metadata import frame_version, preview, table_output
 from embpipe.defs.types import ChunksFrame, DocumentsFrame, RejectedDocumentsFrame
 from embpipe.orchestration.fingerprints import CONFIG_FINGERPRINT, config_fingerprint
@@ -56,10 +57,8 @@ def read_documents(context: AssetExecutionContext, config: DocumentsConfig):
     for rejection in result.rejected:
         context.log.warning(f"skipped {rejection.path}: {rejection.reason}")
     require_documents(result, config.folder)
-    documents = pd.DataFrame(
-        [vars(d) for d in result.documents], columns=["doc_id", "path", "content_sha256", "title", "text"]
-    )
-    rejected = pd.DataFrame([vars(r) for r in result.rejected], columns=["path", "reason"])
+    documents = pd.DataFrame([vars(d) for d in result.documents], columns=DOCUMENTS.names)
+    rejected = pd.DataFrame([vars(r) for r in result.rejected], columns=REJECTED_DOCUMENTS.names)
     context.log.info(f"read {len(documents)} documents from {config.folder}, rejected {len(rejected)}")
     yield Output(
         documents,

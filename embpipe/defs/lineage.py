@@ -4,6 +4,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, asset
 
 from embpipe.core.evaluation.lineage import lineage_rows, per_document_counts
+from embpipe.core.tables import Role, Split
 from embpipe.defs.metadata import table_output
 from embpipe.defs.types import LineageFrame
 
@@ -30,7 +31,7 @@ def training_lineage(
             "rows": len(frame),
             "documents_with_questions": int((counts["questions"] > 0).sum()),
             "documents_without_questions": int(len(documents) - (counts["questions"] > 0).sum()),
-            "training_pairs": int(((frame["split"] == "train") & (frame["role"] == "positive")).sum()),
+            "training_pairs": int(((frame["split"] == Split.TRAIN) & (frame["role"] == Role.POSITIVE)).sum()),
             "per_document": MetadataValue.md(counts.head(SHOWN_DOCUMENTS).to_markdown()),
         },
         ["query_id", "role", "source", "chunk_id", "doc_path"],

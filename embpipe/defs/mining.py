@@ -10,6 +10,7 @@ from pydantic import Field
 from embpipe.core.embedding import encode, stack_embeddings
 from embpipe.core.evaluation.retrieval import SearchBackend, faiss_available
 from embpipe.core.synthesis.questions import flatten_ids
+from embpipe.core.tables import Split
 from embpipe.core.training.examples import chunk_corpus, queries_in_split
 from embpipe.core.training.mining import (
     Label,
@@ -36,6 +37,7 @@ from embpipe.defs.types import HardNegativesFrame, TrainingLabelsFrame
 from embpipe.llm.budget import BudgetStop
 from embpipe.orchestration.fingerprints import CONFIG_FINGERPRINT, config_fingerprint
 from embpipe.resources.embedder import EmbedderResource
+from embpipe.resources.io_managers import read_table
 from embpipe.resources.teacher import TeacherResource
 from embpipe.resources.tracking import MlflowResource
 
@@ -75,7 +77,7 @@ def hard_negatives(
     query_splits: pd.DataFrame,
 ):
     """Per training query: base-model hard negatives below the margin, positives and their copies excluded."""
-    train = queries_in_split(synthetic_queries, query_splits, "train")
+    train = queries_in_split(synthetic_queries, query_splits, Split.TRAIN)
     aligned = chunk_embeddings.set_index("chunk_id").loc[chunks["chunk_id"].astype(str)].reset_index()
     mined = mine_hard_negatives(
         encode(embedder.load(), train["text"].tolist(), embedder.batch_size),
@@ -141,16 +143,20 @@ class MiningConfig(Config):
 
 
 def previous_labels(context: AssetExecutionContext, fingerprint: str) -> pd.DataFrame | None:
-    """The last materialized labels table when it was made with the same settings (else ``None``)."""
+    """The last materialized labels table when it was made with the same settings and is still readable."""
     event = context.instance.get_latest_materialization_event(context.asset_key)
     if event is None or event.asset_materialization is None:
         return None
     metadata = event.asset_materialization.metadata
     recorded = metadata.get(CONFIG_FINGERPRINT)
     path = metadata.get("path")
-    if recorded is None or recorded.value != fingerprint or path is None or not Path(str(path.value)).is_file():
+    if recorded is None or recorded.value != fingerprint or path is None:
         return None
-    return pd.read_parquet(str(path.value))
+    try:
+        return read_table(Path(str(path.value)), context.asset_key.to_user_string())
+    except (FileNotFoundError, ValueError) as error:
+        context.log.warning(f"not reusing earlier judgements: {error}")
+        return None
 
 
 @asset(dagster_type=TrainingLabelsFrame, code_version="3", group_name="training")
@@ -167,7 +173,7 @@ def mining_rounds(
     hard_negatives: pd.DataFrame,
 ):
     """Training labels after student–teacher rounds: extra positives and hard negatives judged by the teacher."""
-    train = queries_in_split(synthetic_queries, query_splits, "train")
+    train = queries_in_split(synthetic_queries, query_splits, Split.TRAIN)
     texts, corpus = dict(zip(train["query_id"].astype(str), train["text"], strict=True)), chunk_corpus(chunks)
     base, client, stop = embedder.load(), teacher.client(), BudgetStop()
     pool = candidate_pool(train, chunks, chunk_embeddings, base, config.pool_depth, config.full_search_max_chunks)

@@ -13,6 +13,7 @@ from embpipe.core.synthesis.questions import (
     select_chunks,
 )
 from embpipe.core.synthesis.splits import assign_splits
+from embpipe.core.tables import QUERY_SPLITS, SPLITS
 from embpipe.core.training.examples import chunk_passages
 from embpipe.defs.metadata import budget_stop, progress_logger, table_output
 from embpipe.defs.types import ChunkEmbeddingsFrame, QuerySplitsFrame, SyntheticQueriesFrame
@@ -103,12 +104,12 @@ def query_splits(config: SplitConfig, synthetic_queries: pd.DataFrame):
     """train / validation / test per query, grouped by source document so test documents are unseen."""
     query_docs = {q: list(d) for q, d in zip(synthetic_queries["query_id"], synthetic_queries["doc_ids"], strict=True)}
     assignment = assign_splits(query_docs, (config.train, config.validation, config.test), config.seed)
-    frame = pd.DataFrame({"query_id": list(assignment), "split": list(assignment.values())})
+    frame = QUERY_SPLITS.frame({"query_id": list(assignment), "split": list(assignment.values())})
     counts = frame["split"].value_counts()
     return table_output(
         frame,
         config,
         {
-            **{name: int(counts.get(name, 0)) for name in ("train", "validation", "test")},
+            **{split.value: int(counts.get(split, 0)) for split in SPLITS},
         },
     )

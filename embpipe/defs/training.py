@@ -12,6 +12,7 @@ from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, O
 from pydantic import Field
 
 from embpipe.core.embedding import model_version
+from embpipe.core.tables import Split
 from embpipe.core.training.examples import labelled_examples, queries_in_split
 from embpipe.core.training.trainer import NEGATIVES_PER_EXAMPLE, EpochRecord, TrainingParams, train_contrastive
 from embpipe.core.training.validation import (
@@ -84,7 +85,7 @@ def embedding_model(
     """The domain-adapted embedding model: best validation checkpoint of contrastive fine-tuning."""
     import mlflow as mlflow_api
 
-    train = queries_in_split(synthetic_queries, query_splits, "train")
+    train = queries_in_split(synthetic_queries, query_splits, Split.TRAIN)
     labels = mining_rounds[mining_rounds["used"]]
     examples = labelled_examples(labels, train, chunks, config.negatives_per_example)
     validation = validation_target(synthetic_queries, query_splits, chunks, config.validation_corpus_size, config.seed)

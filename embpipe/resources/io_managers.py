@@ -51,21 +51,30 @@ class ParquetIOManager(ConfigurableIOManager):
         context.add_output_metadata({"path": str(path), "row_count": len(obj)})
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
-        path = asset_path(self.root(), context, ".parquet")
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist: materialize {context.asset_key.to_user_string()} first")
-        try:
-            return pd.read_parquet(path)
-        except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
-            raise ValueError(
-                f"{path} is unreadable ({error}): `embpipe run` rebuilds {context.asset_key.to_user_string()} "
-                "(its output is checked before each run)"
-            ) from error
+        return read_table(asset_path(self.root(), context, ".parquet"), context.asset_key.to_user_string())
+
+
+def read_table(path: Path, asset_name: str) -> pd.DataFrame:
+    """A table this IO manager wrote; an error naming the file and the fix when it is missing or unreadable."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: materialize {asset_name} first")
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+        raise ValueError(
+            f"{path} is unreadable ({error}): `embpipe run` rebuilds {asset_name} (its output is checked before "
+            "each run)"
+        ) from error
 
 
 def stored_table_path(asset_name: str) -> Path:
     """Where the default Parquet IO manager keeps an asset's table (for commands that read it outside a run)."""
     return Path(ParquetIOManager().root()) / f"{asset_name}.parquet"
+
+
+def stored_model_path(asset_name: str) -> Path:
+    """Where the default model IO manager keeps a model asset's folder (for commands outside a run)."""
+    return Path(ModelIOManager().root()) / asset_name
 
 
 def replace_directory(source: Path, target: Path) -> None:

@@ -89,36 +89,40 @@ def encoded(vector: np.ndarray, encoding_format: str) -> list[float] | str:
     return vector.astype(float).tolist()
 
 
+def parse_request(raw: bytes, encoder: ServingEncoder, limits: ServerLimits) -> tuple[dict, list[str], str]:
+    """The body, its input texts and its encoding format; a ``RequestError`` naming the fault otherwise."""
+    if len(raw) > limits.max_body_bytes:
+        raise RequestError(413, f"request body over {limits.max_body_bytes} bytes", None, "body_too_large")
+    try:
+        body = json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RequestError(400, f"body is not valid JSON: {error}", None, "invalid_json") from error
+    except RecursionError as error:
+        raise RequestError(400, "body is nested too deeply", None, "invalid_json") from error
+    if not isinstance(body, dict):
+        raise RequestError(400, "body must be a JSON object", None, "invalid_json")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise RequestError(400, "'model' is required", "model", "missing_model")
+    if body["model"] != encoder.name:
+        raise RequestError(
+            404, f"The model '{body['model']}' does not exist; this server serves '{encoder.name}'",
+            "model", "model_not_found",
+        )  # fmt: skip
+    fmt = body.get("encoding_format") or "float"
+    if fmt not in {"float", "base64"}:
+        raise RequestError(400, "'encoding_format' must be 'float' or 'base64'", "encoding_format")
+    dimensions = body.get("dimensions")
+    if dimensions is not None and dimensions != encoder.dimension:
+        raise RequestError(400, f"this model has {encoder.dimension} dimensions only", "dimensions")
+    return body, parse_inputs(body, limits), fmt
+
+
 def create_app(encoder: ServingEncoder, limits: ServerLimits = ServerLimits()) -> Starlette:
     """The Starlette application serving ``encoder``."""
 
     async def embeddings(request: Request) -> JSONResponse:
         try:
-            raw = await request.body()
-            if len(raw) > limits.max_body_bytes:
-                raise RequestError(413, f"request body over {limits.max_body_bytes} bytes", None, "body_too_large")
-            try:
-                body = json.loads(raw or b"null")
-            except (json.JSONDecodeError, UnicodeDecodeError) as error:
-                raise RequestError(400, f"body is not valid JSON: {error}", None, "invalid_json") from error
-            except RecursionError as error:
-                raise RequestError(400, "body is nested too deeply", None, "invalid_json") from error
-            if not isinstance(body, dict):
-                raise RequestError(400, "body must be a JSON object", None, "invalid_json")
-            if not isinstance(body.get("model"), str) or not body["model"]:
-                raise RequestError(400, "'model' is required", "model", "missing_model")
-            if body["model"] != encoder.name:
-                raise RequestError(
-                    404, f"The model '{body['model']}' does not exist; this server serves '{encoder.name}'",
-                    "model", "model_not_found",
-                )  # fmt: skip
-            fmt = body.get("encoding_format") or "float"
-            if fmt not in {"float", "base64"}:
-                raise RequestError(400, "'encoding_format' must be 'float' or 'base64'", "encoding_format")
-            dimensions = body.get("dimensions")
-            if dimensions is not None and dimensions != encoder.dimension:
-                raise RequestError(400, f"this model has {encoder.dimension} dimensions only", "dimensions")
-            texts = parse_inputs(body, limits)
+            body, texts, fmt = parse_request(await request.body(), encoder, limits)
         except RequestError as error:
             return error_response(error)
         vectors = await run_in_threadpool(encoder.encode, texts)

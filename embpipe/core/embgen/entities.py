@@ -24,12 +24,12 @@ import numpy as np
 import pandas as pd
 
 from embpipe.core.lmar.clustering import knn_clusters
+from embpipe.core.tables import ENTITY_DESCRIPTIONS
 from embpipe.llm.budget import BudgetStop, within_budget
 from embpipe.llm.teacher import Teacher, TeacherOutputError
 
 ENTITY_PROMPT_VERSION = "entities-v1"
 PASSAGE_CHARACTERS = 1500
-ENTITY_COLUMNS = ["entity_id", "doc_id", "entity", "description", "chunk_ids"]
 ENTITY_SYSTEM = (
     "You index technical documents. List the specific entities the passage is about (products, components, "
     "error codes, settings, commands, procedures), each with one sentence saying what the passage tells about "
@@ -88,14 +88,14 @@ def deduplicate_per_document(pairs: pd.DataFrame) -> pd.DataFrame:
     The first description is kept; ``chunk_ids`` lists every chunk of the document that named the entity.
     """
     if pairs.empty:
-        return pd.DataFrame(columns=ENTITY_COLUMNS)
+        return ENTITY_DESCRIPTIONS.empty()
     keyed = pairs.assign(key=pairs["entity"].map(entity_key))
     grouped = keyed.groupby(["doc_id", "key"], sort=False)
     first = grouped.first().reset_index()
     chunk_lists = grouped["chunk_id"].agg(lambda ids: list(dict.fromkeys(ids))).reset_index(drop=True)
     frame = first.assign(chunk_ids=chunk_lists.values)
     frame["entity_id"] = [f"{doc}:{key}" for doc, key in zip(frame["doc_id"], frame["key"], strict=True)]
-    return frame[ENTITY_COLUMNS].reset_index(drop=True)
+    return frame[ENTITY_DESCRIPTIONS.names].reset_index(drop=True)
 
 
 def description_texts(entities: pd.DataFrame) -> list[str]:

@@ -97,6 +97,48 @@ class EmbGenStats:
     budget_message: str = ""
 
 
+def ask_selection(
+    teacher: Teacher,
+    selection: ChunkSelection,
+    passages: dict[str, tuple[str, str]],
+    messages: list[dict],
+    judge: Callable[[str, str, str], float | None],
+    min_quality: float,
+    stats: EmbGenStats,
+) -> tuple[dict, str] | None:
+    """One selection's query row and answer; ``None`` (counted in ``stats``) when failed or below quality."""
+    stage = f"embgen_{selection.strategy}"
+    parsed = teacher.generate_json(
+        stage,
+        "+".join(selection.chunk_ids),
+        messages,
+        partial(parse_selection_question, passages=len(selection.chunk_ids)),
+        schema=QUESTION_SCHEMA,
+        prompt_version=PROMPT_VERSION,
+        max_tokens=QUESTION_MAX_TOKENS,
+    )
+    if parsed is None:
+        stats.failed += 1
+        return None
+    question, answer, cited = parsed
+    positives = [selection.chunk_ids[n - 1] for n in cited]
+    score = judge(stage, question, "\n".join(passages[c][0] for c in positives))
+    if score is None or score < min_quality:
+        stats.below_quality += 1
+        return None
+    row = {
+        "query_id": query_id_for(f"{selection.strategy}-{positives[0]}", question),
+        "text": question,
+        "positive_chunk_ids": positives,
+        "doc_ids": list(dict.fromkeys(passages[c][1] for c in positives)),
+        "strategy": selection.strategy,
+        "hops": len(positives),
+        "validator_score": float(score),
+        "source_chunk_id": positives[0],
+    }
+    return row, answer
+
+
 def generate_selection_questions(
     teacher: Teacher,
     selections: Sequence[ChunkSelection],
@@ -115,51 +157,21 @@ def generate_selection_questions(
     """
     rows, answers = [], {}
     for number, selection in enumerate(selections, start=1):
-        stage = f"embgen_{selection.strategy}"
-        texts = [passages[c][0] for c in selection.chunk_ids]
-        messages = selection_messages(entities_of(selection), texts)
+        messages = selection_messages(entities_of(selection), [passages[c][0] for c in selection.chunk_ids])
         needed = 2 * estimate_tokens(messages) + QUESTION_MAX_TOKENS + 1  # question, then a judge of similar size
-        remaining = teacher.remaining(stage)
+        remaining = teacher.remaining(f"embgen_{selection.strategy}")
         if remaining is not None and needed > remaining:
             stats.budget_message = f"the EmbGen questions' token share is spent ({remaining} left, next {needed})"
             break
         stats.asked[selection.strategy] = stats.asked.get(selection.strategy, 0) + 1
         try:
-            parsed = teacher.generate_json(
-                stage,
-                "+".join(selection.chunk_ids),
-                messages,
-                partial(parse_selection_question, passages=len(texts)),
-                schema=QUESTION_SCHEMA,
-                prompt_version=PROMPT_VERSION,
-                max_tokens=QUESTION_MAX_TOKENS,
-            )
-            if parsed is None:
-                stats.failed += 1
-                continue
-            question, answer, cited = parsed
-            positives = [selection.chunk_ids[n - 1] for n in cited]
-            score = judge(stage, question, "\n".join(passages[c][0] for c in positives))
+            asked = ask_selection(teacher, selection, passages, messages, judge, min_quality, stats)
         except TokenBudgetExhausted as error:
             stats.budget_message = str(error)
             break
-        if score is None or score < min_quality:
-            stats.below_quality += 1
-            continue
-        query_id = query_id_for(f"{selection.strategy}-{positives[0]}", question)
-        answers[query_id] = answer
-        rows.append(
-            {
-                "query_id": query_id,
-                "text": question,
-                "positive_chunk_ids": positives,
-                "doc_ids": list(dict.fromkeys(passages[c][1] for c in positives)),
-                "strategy": selection.strategy,
-                "hops": len(positives),
-                "validator_score": float(score),
-                "source_chunk_id": positives[0],
-            }
-        )
+        if asked is not None:
+            rows.append(asked[0])
+            answers[asked[0]["query_id"]] = asked[1]
         if progress:
             progress(number, len(selections))
     teacher.settle("embgen_queries")

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from embpipe.core.evaluation.retrieval import top_k
+from embpipe.core.tables import EMBGEN_STRATEGIES
 
-STRATEGIES = ("proximity", "intra_cluster", "inter_cluster")
 MAX_HOPS = 3
 
 
@@ -111,5 +111,5 @@ def plan_mix(budget_tokens: int, weights: dict[str, float], tokens_per_request: 
         raise ValueError("the token budget and the strategy weights must not be negative")
     total = sum(weights.values())
     if total == 0:
-        raise ValueError(f"give at least one strategy a positive weight (strategies: {', '.join(STRATEGIES)})")
+        raise ValueError(f"give at least one strategy a positive weight (strategies: {', '.join(EMBGEN_STRATEGIES)})")
     return {s: int(budget_tokens * w / total) // max(tokens_per_request[s], 1) for s, w in weights.items()}

@@ -14,19 +14,7 @@ from __future__ import annotations
 import pandas as pd
 
 from embpipe.core.synthesis.questions import flatten_ids
-
-LINEAGE_COLUMNS = [
-    "query_id",
-    "query_text",
-    "split",
-    "strategy",
-    "role",
-    "source",
-    "round",
-    "chunk_id",
-    "doc_id",
-    "doc_path",
-]
+from embpipe.core.tables import LINEAGE, LabelSource, Role, Split
 
 
 def lineage_rows(
@@ -41,7 +29,7 @@ def lineage_rows(
     used = labels[labels["used"]] if "used" in labels else labels
     labelled = set(used["query_id"].astype(str))
     rows = [
-        {"query_id": str(q.query_id), "chunk_id": c, "role": "positive", "source": "synthetic", "round": 0}
+        {"query_id": str(q.query_id), "chunk_id": c, "role": Role.POSITIVE, "source": LabelSource.SYNTHETIC, "round": 0}
         for q in queries.itertuples(index=False)
         if str(q.query_id) not in labelled
         for c in flatten_ids(q.positive_chunk_ids)
@@ -53,21 +41,20 @@ def lineage_rows(
     doc_path = dict(zip(documents["doc_id"].astype(str), documents["path"].astype(str), strict=True))
     frame["query_text"] = frame["query_id"].map(query_info["text"])
     frame["strategy"] = frame["query_id"].map(query_info["strategy"])
-    frame["split"] = frame["query_id"].map(split_of).fillna("unassigned")
+    frame["split"] = frame["query_id"].map(split_of).fillna(Split.UNASSIGNED)
     frame["doc_id"] = frame["chunk_id"].astype(str).map(chunk_doc).fillna("")
     frame["doc_path"] = frame["doc_id"].map(doc_path).fillna("")
-    frame = frame.astype({"round": "int64"})
-    return frame[LINEAGE_COLUMNS].sort_values(["query_id", "role", "chunk_id"], kind="stable").reset_index(drop=True)
+    return LINEAGE.frame(frame).sort_values(["query_id", "role", "chunk_id"], kind="stable").reset_index(drop=True)
 
 
 def per_document_counts(lineage: pd.DataFrame) -> pd.DataFrame:
     """Per document: questions whose positives it holds, training pairs, and times used as a negative."""
-    positives = lineage[lineage["role"] == "positive"]
-    negatives = lineage[(lineage["role"] == "negative") & (lineage["split"] == "train")]
+    positives = lineage[lineage["role"] == Role.POSITIVE]
+    negatives = lineage[(lineage["role"] == Role.NEGATIVE) & (lineage["split"] == Split.TRAIN)]
     counts = pd.DataFrame(
         {
             "questions": positives.groupby("doc_path")["query_id"].nunique(),
-            "training_pairs": positives[positives["split"] == "train"].groupby("doc_path").size(),
+            "training_pairs": positives[positives["split"] == Split.TRAIN].groupby("doc_path").size(),
             "as_negative": negatives.groupby("doc_path").size(),
         }
     )

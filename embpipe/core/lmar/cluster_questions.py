@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from embpipe.core.synthesis.questions import CONTEXT_REFERENCES, QUERY_COLUMNS, QUERY_DTYPES, query_id_for
+from embpipe.core.synthesis.questions import CONTEXT_REFERENCES, query_id_for
+from embpipe.core.tables import CLUSTER_PROFILES, SYNTHETIC_QUERIES
 from embpipe.llm.budget import BudgetStop, within_budget
 from embpipe.llm.teacher import Teacher, TeacherOutputError
 
@@ -29,7 +30,6 @@ PASSAGE_CHARACTERS = 700
 MAX_PASSAGES = 6
 MAX_HOPS = 3
 STRATEGY = "cluster"
-PROFILE_COLUMNS = ["cluster_id", "size", "summary"]
 
 PROFILE_SYSTEM = (
     "You label groups of related passages from one document collection. Write a one-sentence topic summary "
@@ -168,14 +168,14 @@ def question_rows(
 
 def empty_queries() -> pd.DataFrame:
     """A typed table with the ``synthetic_queries`` columns and no rows."""
-    return pd.DataFrame(columns=QUERY_COLUMNS).astype(QUERY_DTYPES)
+    return SYNTHETIC_QUERIES.empty()
 
 
 def as_queries(rows: list[dict]) -> pd.DataFrame:
     """Rows as a typed ``synthetic_queries``-shaped table, one row per query id."""
     if not rows:
         return empty_queries()
-    frame = pd.DataFrame(rows, columns=QUERY_COLUMNS).astype(QUERY_DTYPES)
+    frame = SYNTHETIC_QUERIES.frame(rows)
     return frame.drop_duplicates("query_id").reset_index(drop=True)
 
 
@@ -193,7 +193,7 @@ def validate_questions(
 
 def empty_profiles() -> pd.DataFrame:
     """A cluster-profile table with no rows."""
-    return pd.DataFrame(columns=PROFILE_COLUMNS).astype({"cluster_id": "int64", "size": "int64"})
+    return CLUSTER_PROFILES.empty()
 
 
 def profile_clusters(
@@ -224,7 +224,7 @@ def profile_clusters(
 
     rows = [row for row in within_budget(enumerate(chosen, start=1), profile, stop) if row is not None]
     teacher.settle("cluster_profiles")
-    return pd.DataFrame(rows, columns=PROFILE_COLUMNS).astype({"cluster_id": "int64", "size": "int64"})
+    return CLUSTER_PROFILES.frame(rows)
 
 
 def generate_cluster_questions(

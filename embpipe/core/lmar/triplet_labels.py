@@ -12,18 +12,18 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 
 from embpipe.core.lmar.triplets import TextTriplet
+from embpipe.core.tables import LABELED_TRIPLETS
 from embpipe.core.training.examples import chunk_passages
 from embpipe.llm.budget import BudgetStop, within_budget
 from embpipe.llm.closer_passage import judge_closer
 from embpipe.llm.teacher import Teacher
 
-TRIPLET_COLUMNS = ["anchor_chunk_id", "positive_chunk_id", "negative_chunk_id", "confidence"]
 STAGE = "labeled_triplets"
 
 
 def empty_triplets() -> pd.DataFrame:
     """A triplet table with no rows."""
-    return pd.DataFrame(columns=TRIPLET_COLUMNS).astype({"confidence": "float64"})
+    return LABELED_TRIPLETS.empty()
 
 
 def label_triplets(
@@ -55,14 +55,14 @@ def label_triplets(
 
     rows = [row for row in within_budget(enumerate(triples, start=1), label, stop) if row is not None]
     teacher.settle(STAGE)
-    return pd.DataFrame(rows, columns=TRIPLET_COLUMNS).astype({"confidence": "float64"}), verdicts
+    return LABELED_TRIPLETS.frame(rows), verdicts
 
 
 def text_triplets(triplets: pd.DataFrame, chunks: pd.DataFrame) -> list[TextTriplet]:
     """The labelled triplets as passages (title + text), weighted by confidence; rows naming a missing chunk
     are left out."""
     passages = dict(zip(chunks["chunk_id"].astype(str), chunk_passages(chunks), strict=True))
-    rows = triplets[[*TRIPLET_COLUMNS]].itertuples(index=False)
+    rows = triplets[LABELED_TRIPLETS.names].itertuples(index=False)
     return [
         TextTriplet(passages[a], passages[p], passages[n], w)
         for a, p, n, w in rows

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from embpipe.core.synthesis.splits import stable_unit
+from embpipe.core.tables import SYNTHETIC_QUERIES, Strategy
 from embpipe.llm.budget import BudgetStop, within_budget
 from embpipe.llm.teacher import Teacher, TeacherOutputError
 
@@ -144,19 +145,6 @@ class GenerationStats:
     budget_message: str = ""
 
 
-QUERY_DTYPES = {"query_id": str, "text": str, "strategy": str, "hops": "int64", "validator_score": "float64"}
-QUERY_COLUMNS = [
-    "query_id",
-    "text",
-    "positive_chunk_ids",
-    "doc_ids",
-    "strategy",
-    "hops",
-    "validator_score",
-    "source_chunk_id",
-]
-
-
 def question_row(chunk_id: str, doc_id: str, text: str) -> dict:
     """The ``synthetic_queries`` row of a single-chunk question."""
     return {
@@ -164,7 +152,7 @@ def question_row(chunk_id: str, doc_id: str, text: str) -> dict:
         "text": text,
         "positive_chunk_ids": [chunk_id],
         "doc_ids": [doc_id],
-        "strategy": "single_chunk",
+        "strategy": Strategy.SINGLE_CHUNK,
         "hops": 1,
         "validator_score": np.nan,
         "source_chunk_id": chunk_id,
@@ -200,13 +188,13 @@ def generate_single_chunk_questions(
     numbered = enumerate(chunks.itertuples(index=False), start=1)
     rows = [row for found in within_budget(numbered, ask, stop) for row in found]
     stats.budget_exhausted, stats.budget_message = bool(stop.message), stop.message
-    frame = pd.DataFrame(rows, columns=QUERY_COLUMNS).astype(QUERY_DTYPES).drop_duplicates("query_id")
+    frame = SYNTHETIC_QUERIES.frame(rows).drop_duplicates("query_id")
     return frame.reset_index(drop=True), stats
 
 
 def combined_questions(own: pd.DataFrame, *others: pd.DataFrame) -> pd.DataFrame:
     """The single-chunk questions and the other stages' ones (their query columns), each query id once."""
-    extra = [q[QUERY_COLUMNS] for q in others if len(q)]
+    extra = [q[SYNTHETIC_QUERIES.names] for q in others if len(q)]
     frame = pd.concat([own, *extra], ignore_index=True) if extra else own
     return frame.drop_duplicates("query_id").reset_index(drop=True)
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-SPLITS = ("train", "validation", "test")
+from embpipe.core.tables import Split
+
 SPLIT_SALT = "split"
 
 
@@ -74,18 +75,20 @@ def assign_splits(
     names = []
     for group in groups:
         u = split_unit(seed, group_key(query_docs, group))
-        names.append("train" if u < train else "validation" if u < train + validation else "test")
+        names.append(Split.TRAIN if u < train else Split.VALIDATION if u < train + validation else Split.TEST)
     if len(groups) >= 3:
-        for split, fraction in (("test", fractions[2]), ("validation", validation)):
+        for split, fraction in ((Split.TEST, fractions[2]), (Split.VALIDATION, validation)):
             if fraction > 0 and split not in names:
-                movable = [i for i, n in enumerate(names) if n == "train"] or list(range(len(names)))
+                movable = [i for i, n in enumerate(names) if n == Split.TRAIN] or list(range(len(names)))
                 names[movable[-1]] = split
     return {query: name for group, name in zip(groups, names, strict=True) for query in group}
 
 
 def leaking_queries(query_docs: dict[str, Sequence[str]], assignment: dict[str, str]) -> list[str]:
     """Held-out queries (validation or test) that share a document with a training query."""
-    train_docs = {d for q, docs in query_docs.items() if assignment.get(q) == "train" for d in docs}
+    train_docs = {d for q, docs in query_docs.items() if assignment.get(q) == Split.TRAIN for d in docs}
     return sorted(
-        q for q, docs in query_docs.items() if assignment.get(q) in {"validation", "test"} and set(docs) & train_docs
+        q
+        for q, docs in query_docs.items()
+        if assignment.get(q) in {Split.VALIDATION, Split.TEST} and set(docs) & train_docs
     )

@@ -15,6 +15,7 @@ import pandas as pd
 
 from embpipe.core.evaluation.beir import BeirDataset, passage_text
 from embpipe.core.synthesis.questions import flatten_ids
+from embpipe.core.tables import LabelSource, Role
 from embpipe.core.training.trainer import TrainingExample
 
 
@@ -52,9 +53,9 @@ def labelled_examples(
         if query_id not in texts:
             continue
         group = group[group["chunk_id"].isin(corpus)]
-        positives = group.loc[group["role"] == "positive", "chunk_id"].tolist()
-        negative_rows = group[group["role"] == "negative"]
-        negative_rows = negative_rows.assign(teacher=negative_rows["source"] == "teacher").sort_values(
+        positives = group.loc[group["role"] == Role.POSITIVE, "chunk_id"].tolist()
+        negative_rows = group[group["role"] == Role.NEGATIVE]
+        negative_rows = negative_rows.assign(teacher=negative_rows["source"] == LabelSource.TEACHER).sort_values(
             "teacher", ascending=False, kind="stable"
         )
         negatives = tuple(corpus[c] for c in negative_rows["chunk_id"].tolist()[:negatives_per_example])

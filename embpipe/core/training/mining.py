@@ -25,10 +25,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from embpipe.core.synthesis.questions import flatten_ids
-
-POSITIVE = "positive"
-NEGATIVE = "negative"
-UNCERTAIN = "uncertain"
+from embpipe.core.tables import TRAINING_LABELS, LabelSource, Role
 
 
 class StopMining(RuntimeError):
@@ -103,12 +100,33 @@ def candidates_to_judge(
 def label_from_judgement(query_id: str, chunk_id: str, score: float, round_number: int, params: MiningParams) -> Label:
     """A teacher judgement as a positive, negative or uncertain label."""
     if score >= params.positive_threshold:
-        role = POSITIVE
+        role = Role.POSITIVE
     elif score <= params.negative_threshold:
-        role = NEGATIVE
+        role = Role.NEGATIVE
     else:
-        role = UNCERTAIN
-    return Label(query_id, chunk_id, role, "teacher", round_number, score)
+        role = Role.UNCERTAIN
+    return Label(query_id, chunk_id, role, LabelSource.TEACHER, round_number, score)
+
+
+def judge_candidates(
+    to_ask: Sequence[tuple[str, str]],
+    judge: Callable[[str, str], float | None],
+    round_number: int,
+    params: MiningParams,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[Label], str]:
+    """One round's teacher labels for ``to_ask``, and why judging stopped early ("" when it did not)."""
+    labels = []
+    for asked, (query_id, chunk_id) in enumerate(to_ask, start=1):
+        try:
+            verdict = judge(query_id, chunk_id)
+        except StopMining as reason:
+            return labels, f"stopped: {reason}"
+        if progress:
+            progress(asked, len(to_ask))
+        if verdict is not None:
+            labels.append(label_from_judgement(query_id, chunk_id, verdict, round_number, params))
+    return labels, ""
 
 
 def run_mining(
@@ -131,7 +149,7 @@ def run_mining(
     """
     carried = list(carried)
     outcome = MiningOutcome(
-        labels=list(labels) + [label for label in carried if label.role != UNCERTAIN], judgements=carried
+        labels=list(labels) + [label for label in carried if label.role != Role.UNCERTAIN], judgements=carried
     )
     labels = outcome.labels
     best_score, best_labels, previous = float("-inf"), list(labels), float("-inf")
@@ -149,25 +167,15 @@ def run_mining(
             break
         previous = score
         pending = candidates_to_judge(retrieve(student), outcome.labels, outcome.judgements, params.top_k, settled)
-        new_labels, to_ask = [], pending[: params.max_judgements_per_round]
-        for asked, (query_id, chunk_id) in enumerate(to_ask, start=1):
-            try:
-                verdict = judge(query_id, chunk_id)
-            except StopMining as reason:
-                record.stopped = f"stopped: {reason}"
-                break
-            if progress:
-                progress(asked, len(to_ask))
-            if verdict is None:
-                continue
-            label = label_from_judgement(query_id, chunk_id, verdict, number, params)
-            outcome.judgements.append(label)
-            new_labels.append(label)
+        new_labels, record.stopped = judge_candidates(
+            pending[: params.max_judgements_per_round], judge, number, params, progress
+        )
+        outcome.judgements.extend(new_labels)
         record.judged = len(new_labels)
-        record.new_positives = sum(label.role == POSITIVE for label in new_labels)
-        record.new_negatives = sum(label.role == NEGATIVE for label in new_labels)
-        record.uncertain = sum(label.role == UNCERTAIN for label in new_labels)
-        outcome.labels = outcome.labels + [label for label in new_labels if label.role != UNCERTAIN]
+        record.new_positives = sum(label.role == Role.POSITIVE for label in new_labels)
+        record.new_negatives = sum(label.role == Role.NEGATIVE for label in new_labels)
+        record.uncertain = sum(label.role == Role.UNCERTAIN for label in new_labels)
+        outcome.labels = outcome.labels + [label for label in new_labels if label.role != Role.UNCERTAIN]
         outcome.rounds.append(record)
         if on_round:
             on_round(record)
@@ -190,12 +198,12 @@ def earlier_judgements(
     settled = frozenset(set(previous["query_id"].astype(str)) & train_query_ids)
     judged = previous[
         previous["used"].astype(bool)
-        & (previous["source"] == "teacher")
+        & (previous["source"] == LabelSource.TEACHER)
         & previous["query_id"].astype(str).isin(settled)
         & previous["chunk_id"].astype(str).isin(chunk_ids)
     ]
     labels = [
-        Label(str(r.query_id), str(r.chunk_id), str(r.role), "teacher", int(r.round), float(r.score))
+        Label(str(r.query_id), str(r.chunk_id), str(r.role), LabelSource.TEACHER, int(r.round), float(r.score))
         for r in judged.itertuples(index=False)
     ]
     return labels, settled
@@ -204,13 +212,13 @@ def earlier_judgements(
 def starting_labels(train: pd.DataFrame, negatives: pd.DataFrame) -> list[Label]:
     """The synthetic positives of the training queries and their margin negatives."""
     labels = [
-        Label(str(q), c, "positive", "synthetic", 0)
+        Label(str(q), c, Role.POSITIVE, LabelSource.SYNTHETIC, 0)
         for q, positives in zip(train["query_id"], train["positive_chunk_ids"], strict=True)
         for c in flatten_ids(positives)
     ]
     for row in negatives.itertuples(index=False):
         labels += [
-            Label(str(row.query_id), str(c), "negative", "margin", 0, float(s))
+            Label(str(row.query_id), str(c), Role.NEGATIVE, LabelSource.MARGIN, 0, float(s))
             for c, s in zip(flatten_ids(row.negative_chunk_ids), list(row.negative_scores), strict=True)
         ]
     return labels
@@ -221,7 +229,7 @@ def labels_frame(labels: list[Label], judgements: list[Label], chunks: pd.DataFr
     used = set(labels)
     rows = [(label, True) for label in labels] + [(j, False) for j in judgements if j not in used]
     doc_of = dict(zip(chunks["chunk_id"].astype(str), chunks["doc_id"].astype(str), strict=True))
-    frame = pd.DataFrame(
+    return TRAINING_LABELS.frame(
         {
             "query_id": [label.query_id for label, _ in rows],
             "chunk_id": [label.chunk_id for label, _ in rows],
@@ -233,4 +241,3 @@ def labels_frame(labels: list[Label], judgements: list[Label], chunks: pd.DataFr
             "used": [flag for _, flag in rows],
         }
     )
-    return frame.astype({"round": "int64", "score": "float64", "used": bool})

@@ -15,6 +15,7 @@ from embpipe.core.embedding import encode, stack_embeddings
 from embpipe.core.evaluation.report import dense_run
 from embpipe.core.evaluation.retrieval import top_k
 from embpipe.core.synthesis.questions import flatten_ids
+from embpipe.core.tables import Role
 from embpipe.core.training.examples import chunk_corpus, labelled_examples
 from embpipe.core.training.mining import Label, MiningOutcome, RoundRecord, StopMining, labels_frame
 from embpipe.core.training.trainer import NEGATIVES_PER_EXAMPLE, TrainingParams, train_contrastive
@@ -108,8 +109,8 @@ def mining_summary(frame: pd.DataFrame, outcome: MiningOutcome, reused: int, set
     return {
         "failures": failures,
         "labels": len(frame),
-        "positives": int(((frame.role == "positive") & frame.used).sum()),
-        "negatives": int(((frame.role == "negative") & frame.used).sum()),
+        "positives": int(((frame.role == Role.POSITIVE) & frame.used).sum()),
+        "negatives": int(((frame.role == Role.NEGATIVE) & frame.used).sum()),
         "teacher_judgements": len(outcome.judgements),
         "judgements_reused": reused,
         "queries_settled_earlier": settled,

@@ -15,6 +15,7 @@ from embpipe.core.embedding import encode
 from embpipe.core.evaluation.beir import BeirDataset
 from embpipe.core.evaluation.metrics import evaluate
 from embpipe.core.evaluation.report import dense_run
+from embpipe.core.tables import Split
 from embpipe.core.training.examples import queries_in_split, retrieval_target, subsample_corpus
 from embpipe.core.training.trainer import EpochRecord, TrainingExample, TrainingOutcome
 
@@ -32,7 +33,7 @@ def validation_target(
     seed: int = VALIDATION_SEED,
 ) -> BeirDataset:
     """The validation queries against all their positives plus a seeded sample of the other chunks."""
-    queries = queries_in_split(synthetic_queries, query_splits, "validation")
+    queries = queries_in_split(synthetic_queries, query_splits, Split.VALIDATION)
     return subsample_corpus(retrieval_target(queries, chunks, "validation"), corpus_size, seed)
 
 
