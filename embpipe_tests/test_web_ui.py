@@ -191,6 +191,7 @@ def test_ui_serves_the_graph_and_materializes_all(ui_server, data_dir):
     repo = graphql(port, "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }")
     [repository] = repo["repositoriesOrError"]["nodes"]
     run_config = {  # the whole graph at its smallest: what is tested is the UI's launch, not the stages
+        "execution": {"config": {"in_process": {}}},  # one process for the run, not one per step
         "resources": {"teacher": {"config": {"model": "fake/teacher"}}, "methods": {"config": {"lmar": False}}},
         "ops": {
             "read_documents": {"config": {"folder": str(SAMPLE_DIR)}},
