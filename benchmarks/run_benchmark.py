@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--setting", choices=sorted(SETTINGS), default="default")
     parser.add_argument("--variant", help="name in the results file (default: the setting)")
+    parser.add_argument("--description", default="", help="what this variant changes, for the experiment ledger")
     parser.add_argument("--teacher", default="local/qwen2.5-coder-1.5b")
     parser.add_argument("--token-budget", type=int, help="override the setting's teacher-token budget")
     parser.add_argument("--seed", type=int, default=42)
@@ -218,6 +219,7 @@ def collect_result(args, variant, budget, run_config, resources, instance, outco
     return {
         "dataset": args.dataset,
         "variant": variant,
+        "description": args.description,
         "setting": args.setting,
         "seed": args.seed,
         "reused_upstream_from": args.reuse_from,

@@ -1,0 +1,69 @@
+"""The experiment ledger: generated from the results files, current, and honest about what paid."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from embpipe_tests.conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def ledger():
+    spec = importlib.util.spec_from_file_location("ledger", REPO / "benchmarks" / "ledger.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ledger"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def result(delta: float, low: float, high: float, p: float, recall_delta: float = 0.0, best_epoch: int = 1) -> dict:
+    test = {"delta": delta, "ci_low": low, "ci_high": high, "p_value": p, "wins": 1.0, "losses": 0.0}
+    recall = {"delta": recall_delta, "ci_low": recall_delta - 0.01, "ci_high": recall_delta + 0.01, "p_value": 0.5}
+    return {
+        "dataset": "toy",
+        "variant": "v",
+        "setting": "quick",
+        "description": "a toy variant",
+        "metrics": {m: {"ndcg@10": 0.5, "recall@100": 0.8} for m in ("bm25", "base", "tuned")},
+        "tuned_vs_base": {"ndcg@10": test, "recall@100": {**recall, "wins": 0.0, "losses": 0.0}},
+        "tokens": {"total": 1234},
+        "wall_s": {"total": 10.0, "by_stage": {"embedding_model": 7.0, "chunks": 1.0}},
+        "stage_metadata": {"embedding_model": {"train_examples": 42, "best_epoch": best_epoch}},
+    }
+
+
+def test_the_committed_ledger_and_readme_table_match_the_results_files(ledger):
+    assert ledger.main(["--check"]) == 0, "run: python benchmarks/ledger.py"
+
+
+def test_a_row_says_what_paid_from_the_interval_not_the_point_estimate(ledger, tmp_path):
+    files = {
+        "toy-gain.json": result(0.02, 0.01, 0.03, 0.001),
+        "toy-noise.json": result(0.02, -0.01, 0.05, 0.2),
+        "toy-kept.json": result(0.0, 0.0, 0.0, 1.0, best_epoch=0),
+        "toy-worse.json": result(-0.02, -0.03, -0.01, 0.001),
+    }
+    for name, content in files.items():
+        (tmp_path / name).write_text(json.dumps(content))
+    (tmp_path / "serving-speed.json").write_text(json.dumps({"model": "x"}))  # not a benchmark comparison
+    rows = {row.file: row for row in ledger.benchmark_rows(tmp_path)}
+    assert set(rows) == set(files)
+    assert rows["toy-gain.json"].verdict == "yes"
+    assert rows["toy-noise.json"].verdict == "no real difference"
+    assert rows["toy-kept.json"].verdict.startswith("no: base kept")
+    assert rows["toy-worse.json"].verdict == "no: worse than base"
+    assert rows["toy-gain.json"].examples == "42" and rows["toy-gain.json"].tokens == "1,234"
+    assert "+0.0200 (+0.0100, +0.0300), p 0.001" in ledger.results_table(list(rows.values()))
+
+
+def test_the_readme_table_is_replaced_between_its_markers_only(ledger):
+    readme = f"intro\n{ledger.README_START}\nold table\n{ledger.README_END}\noutro\n"
+    assert ledger.readme_with_table(readme, "| new |\n") == (
+        f"intro\n{ledger.README_START}\n| new |\n{ledger.README_END}\noutro\n"
+    )
+    with pytest.raises(ValueError, match="ledger markers"):
+        ledger.readme_with_table("no markers", "| new |\n")
