@@ -18,6 +18,7 @@ from embpipe.core.training.trainer import (
     TrainingExample,
     TrainingParams,
     batch_loss,
+    distinct_query_and_positive_batches,
     padded_negatives,
     train_contrastive,
     training_dataset,
@@ -90,17 +91,49 @@ def test_examples_carry_teacher_negatives_before_margin_negatives_up_to_the_limi
     assert example.positive == "P" and example.negatives == ("C", "A", "B")
 
 
-def test_the_trainer_s_batches_never_repeat_a_text():
-    from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
-
+def test_the_trainer_s_batches_never_repeat_a_query_or_positive():
     examples = [TrainingExample(f"q{i}", f"p{i % 3}", (f"n{i % 2}",)) for i in range(9)]
     dataset = training_dataset(examples, seed=0)
-    sampler = NoDuplicatesBatchSampler(dataset, batch_size=4, drop_last=False, valid_label_columns=["label"], seed=0)
+    sampler = distinct_query_and_positive_batches(
+        dataset, batch_size=4, drop_last=False, valid_label_columns=["label"], generator=None, seed=0
+    )
     batches = [[dataset[i] for i in batch] for batch in sampler]
     assert sorted(row["anchor"] for batch in batches for row in batch) == sorted(e.query for e in examples)
     for batch in batches:
-        texts = [row[c] for row in batch for c in ("anchor", "positive", "negative_1")]
+        texts = [row[c] for row in batch for c in ("anchor", "positive")]
         assert len(texts) == len(set(texts))
+    assert any(len({row["negative_1"] for row in batch}) < len(batch) for batch in batches)  # shared negatives meet
+
+
+def test_padded_negatives_leave_the_loss_as_if_each_example_had_only_its_own(base_model):
+    """The trainer's loss on fixed-width rows equals the loss of the variable-length batch it stands for."""
+    from sentence_transformers.sentence_transformer.losses.multiple_negatives_ranking import embed_columns
+
+    from embpipe.core.training.losses import WeightedMultipleNegativesRankingLoss
+
+    examples = [
+        TrainingExample("fan alarm H-052", "Fan 3 failed on the appliance.", ("Disk 2 is degraded.",), 0.5),
+        TrainingExample(
+            "smtp 535 error",
+            "Email alerts fail after the relay change.",
+            ("The pool is read-only.", "Garbage collection is slow.", "SSO rejects the assertion."),
+        ),
+        TrainingExample("backup throttled", "Rebuilds are throttled to protect backups."),
+    ]
+    dataset = training_dataset(examples, seed=0)
+    columns = [c for c in dataset.column_names if c != "label"]
+    features = [base_model.tokenize(dataset[c]) for c in columns]
+    loss = WeightedMultipleNegativesRankingLoss(base_model, scale=20.0)
+    model = copy.deepcopy(base_model).eval()
+    loss.model = model
+    with torch.no_grad():
+        padded = loss.compute_loss_from_embeddings(embed_columns(model, features), torch.tensor(dataset["label"]))
+        exact = batch_loss(model, examples, 20.0)
+        unmasked = loss.compute_loss_from_embeddings(
+            embed_columns(model, features), torch.tensor([e.weight for e in examples])
+        )
+    assert float(padded) == pytest.approx(float(exact), rel=1e-4)
+    assert float(unmasked) != pytest.approx(float(exact), rel=1e-3)  # the repeats would have counted
 
 
 def test_negatives_are_padded_from_the_example_s_own_or_from_other_positives():

@@ -33,13 +33,20 @@ def weighted_mean(losses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 
 def weighted_info_nce(
-    queries: torch.Tensor, documents: torch.Tensor, weights: torch.Tensor, scale: float
+    queries: torch.Tensor,
+    documents: torch.Tensor,
+    weights: torch.Tensor,
+    scale: float,
+    present: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """InfoNCE where query i's positive is document i; every other document is a negative.
 
-    ``queries`` (B×d) and ``documents`` (N×d, N ≥ B, positives first) are L2-normalised.
+    ``queries`` (B×d) and ``documents`` (N×d, N ≥ B, positives first) are L2-normalised; ``present`` (N,
+    bool) leaves out the documents that are only padding.
     """
     logits = scale * queries @ documents.T
+    if present is not None:
+        logits = logits.masked_fill(~present.to(logits.device), float("-inf"))
     labels = torch.arange(len(queries), device=queries.device)
     return weighted_mean(F.cross_entropy(logits, labels, reduction="none"), weights)
 
@@ -51,13 +58,33 @@ def triplet_loss(anchors: torch.Tensor, positives: torch.Tensor, negatives: torc
     return weighted_mean(torch.clamp(closer - farther + margin, min=0), weights)
 
 
+def present_documents(negative_counts: torch.Tensor, columns: int) -> torch.Tensor:
+    """Which of the batch's documents are real: every positive, and row r's first ``negative_counts[r]``
+    negatives (documents are ordered positives, then negative column 1 for every row, then column 2, …).
+
+    >>> present_documents(torch.tensor([2.0, 0.0]), 2).tolist()
+    [True, True, True, False, True, False]
+    """
+    rows = len(negative_counts)
+    column = torch.arange(1, columns + 1, device=negative_counts.device).repeat_interleave(rows)
+    return torch.cat([torch.ones(rows, dtype=torch.bool), column <= negative_counts.repeat(columns)])
+
+
 class WeightedMultipleNegativesRankingLoss(MultipleNegativesRankingLoss):
-    """Multiple-negatives ranking (InfoNCE) with in-batch and hard negatives, weighted per row by its label."""
+    """Multiple-negatives ranking (InfoNCE) with in-batch and hard negatives, weighted per row by its label.
+
+    The label is the row's weight, or (weight, number of real negatives) when short negative lists were
+    padded to the dataset's fixed columns: padding is then left out of every row's softmax, so an example
+    with fewer negatives is trained on exactly the ones it has.
+    """
 
     def compute_loss_from_embeddings(self, embeddings: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         queries = F.normalize(embeddings[0], dim=-1)
         documents = F.normalize(torch.cat(embeddings[1:]), dim=-1)
-        return weighted_info_nce(queries, documents, labels, self.scale)
+        if labels.dim() == 1:
+            return weighted_info_nce(queries, documents, labels, self.scale)
+        present = present_documents(labels[:, 1], len(embeddings) - 2)
+        return weighted_info_nce(queries, documents, labels[:, 0], self.scale, present)
 
     def get_config_dict(self) -> dict[str, Any]:
         return {"scale": self.scale, "weights": "label column"}

@@ -95,7 +95,7 @@ def padded_negatives(examples: Sequence[TrainingExample], seed: int) -> list[lis
     """Every example's negatives, padded to the most any example has (the trainer needs fixed columns).
 
     A short list is padded by repeating its own negatives; an example with none gets other examples' positives
-    (a seeded draw, never its own positive), which are in-batch negatives anyway.
+    (a seeded draw, never its own positive). The loss leaves every padded slot out (see ``training_dataset``).
     """
     width = max((len(e.negatives) for e in examples), default=0)
     positives = sorted({e.positive for e in examples})
@@ -111,15 +111,25 @@ def padded_negatives(examples: Sequence[TrainingExample], seed: int) -> list[lis
 
 
 def training_dataset(examples: Sequence[TrainingExample], seed: int):
-    """The trainer's rows: anchor, positive, negative_1…n (padded, see ``padded_negatives``), label = weight."""
+    """The trainer's rows: anchor, positive, negative_1…n (padded, see ``padded_negatives``), and as label the
+    (weight, number of real negatives) pair the loss reads: padding never enters a softmax."""
     from datasets import Dataset
 
     negatives = padded_negatives(examples, seed)
     columns: dict[str, list] = {"anchor": [e.query for e in examples], "positive": [e.positive for e in examples]}
     for i in range(len(negatives[0]) if negatives else 0):
         columns[f"negative_{i + 1}"] = [row[i] for row in negatives]
-    columns["label"] = [float(e.weight) for e in examples]
+    columns["label"] = [[float(e.weight), float(len(e.negatives))] for e in examples]
     return Dataset.from_dict(columns)
+
+
+def distinct_query_and_positive_batches(dataset, **sampler_settings):
+    """The trainer's batch sampler: the library's no-duplicates sampler, looking at the query and positive
+    columns only, so no batch holds a query or positive twice (a false in-batch negative) while examples
+    that share a hard negative may still meet, as they do in the mined data."""
+    from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
+
+    return NoDuplicatesBatchSampler(dataset.select_columns(["anchor", "positive"]), **sampler_settings)
 
 
 def batch_loss(model, batch: Sequence[TrainingExample], scale: float) -> torch.Tensor:
@@ -215,7 +225,6 @@ def train_contrastive(
 ) -> TrainingOutcome:
     """Train ``model`` in place on the trainer; it ends holding the weights of its best validation epoch."""
     from sentence_transformers import SentenceTransformerTrainer
-    from sentence_transformers.base.sampler import BatchSamplers
     from transformers import EarlyStoppingCallback
 
     if not examples:
@@ -243,7 +252,7 @@ def train_contrastive(
             load_best_model_at_end=True,
             metric_for_best_model=EVAL_METRIC,
             greater_is_better=True,
-            batch_sampler=BatchSamplers.NO_DUPLICATES,
+            batch_sampler=distinct_query_and_positive_batches,
         )
         trainer = SentenceTransformerTrainer(
             model=model,
