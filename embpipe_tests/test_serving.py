@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import socket
 import threading
 import time
@@ -144,3 +145,58 @@ def test_invalid_json_oversized_bodies_and_unknown_routes_are_refused(server):
     assert httpx.get(f"{url}/v1/embeddings").status_code == 405
     health = httpx.get(f"{url}/health").json()
     assert health["status"] == "ok" and health["backend"].startswith("onnx-") and health["dimension"] == 384
+
+
+def random_json(rng: random.Random, depth: int = 0):
+    """A random JSON-like value: scalars of every type (lone surrogates and control characters included),
+    lists and objects, nested a few levels."""
+    scalars = [
+        None,
+        True,
+        rng.randint(-(2**63), 2**63),
+        rng.random() * 10 ** rng.randint(-5, 30),
+        "".join(
+            chr(rng.choice([rng.randint(0, 0x7F), rng.randint(0xD800, 0xDFFF), rng.randint(0x80, 0x10FFFF)]))
+            for _ in range(rng.randint(0, 12))
+        ),  # fmt: skip
+        "embpipe-test",
+        "",
+    ]
+    if depth > 3 or rng.random() < 0.5:
+        return rng.choice(scalars)
+    if rng.random() < 0.5:
+        return [random_json(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+    return {rng.choice(["model", "input", "encoding_format", "dimensions", "user", "x"]): random_json(rng, depth + 1)
+            for _ in range(rng.randint(0, 4))}  # fmt: skip
+
+
+def random_request(rng: random.Random) -> bytes:
+    """A request body: a valid one with one field replaced, a random JSON value, or random bytes."""
+    kind = rng.random()
+    if kind < 0.6:
+        body = {"model": "embpipe-test", "input": ["a valid text"], "encoding_format": "float"}
+        body[rng.choice(["model", "input", "encoding_format", "dimensions", "extra"])] = random_json(rng)
+        return json.dumps(body).encode()
+    if kind < 0.85:
+        return json.dumps(random_json(rng)).encode()
+    return bytes(rng.randint(0, 255) for _ in range(rng.randint(0, 64)))
+
+
+def test_no_generated_request_gets_a_server_error(server):
+    """A property over 400 seeded random requests: every answer is a 200 with embeddings or an OpenAI-style
+    4xx JSON error; none is a 5xx."""
+    url, _ = server
+    rng = random.Random(20261130)
+    statuses = []
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for _ in range(400):
+            body = random_request(rng)
+            response = client.post("/v1/embeddings", content=body)
+            statuses.append(response.status_code)
+            assert response.status_code < 500, (body[:200], response.text[:200])
+            payload = response.json()
+            if response.status_code == 200:
+                assert payload["data"] and all(len(d["embedding"]) for d in payload["data"])
+            else:
+                assert payload["error"]["type"] == "invalid_request_error" and payload["error"]["message"]
+    assert 200 in statuses and {400, 404} <= set(statuses)  # the generator reaches both sides

@@ -45,9 +45,9 @@ class RequestError(Exception):
 
 
 def error_response(error: RequestError) -> JSONResponse:
-    body = {
-        "error": {"message": error.message, "type": "invalid_request_error", "param": error.param, "code": error.code}
-    }
+    """The OpenAI-style error body; text echoed from the request (a lone surrogate in a model name) is escaped."""
+    message = error.message.encode("utf-8", "backslashreplace").decode("utf-8")
+    body = {"error": {"message": message, "type": "invalid_request_error", "param": error.param, "code": error.code}}
     return JSONResponse(body, status_code=error.status)
 
 
@@ -109,10 +109,10 @@ def parse_request(raw: bytes, encoder: ServingEncoder, limits: ServerLimits) -> 
             "model", "model_not_found",
         )  # fmt: skip
     fmt = body.get("encoding_format") or "float"
-    if fmt not in {"float", "base64"}:
+    if not isinstance(fmt, str) or fmt not in {"float", "base64"}:
         raise RequestError(400, "'encoding_format' must be 'float' or 'base64'", "encoding_format")
     dimensions = body.get("dimensions")
-    if dimensions is not None and dimensions != encoder.dimension:
+    if dimensions is not None and (type(dimensions) is not int or dimensions != encoder.dimension):
         raise RequestError(400, f"this model has {encoder.dimension} dimensions only", "dimensions")
     return body, parse_inputs(body, limits), fmt
 
