@@ -13,10 +13,31 @@ Example:
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
-import time
 
 from embpipe.cli_artifacts import command_export, command_lineage, command_serve, command_sft
+from embpipe.cli_run import command_run
+
+COMMON = argparse.ArgumentParser(add_help=False)
+COMMON.add_argument("--debug", action="store_true", help="print full tracebacks (also: EMBPIPE_DEBUG=1)")
+USER_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, ValueError)
+
+
+class FirstLineOfErrors(logging.Logger):
+    """Loggers (Dagster's console logger among them) that print only the first line of an error record: the
+    stack stays in the run's event log (``embpipe ui``) and ``--debug`` prints it."""
+
+    def __init__(self, name: str, level: int = logging.NOTSET) -> None:
+        super().__init__(name, level)
+        self.addFilter(first_line_of_errors)
+
+
+def first_line_of_errors(record: logging.LogRecord) -> bool:
+    if record.levelno >= logging.ERROR and record.exc_info is None:
+        record.msg, record.args = str(record.msg).split("\n", 1)[0], ()
+    return True
 
 
 def positive_int(text: str) -> int:
@@ -39,110 +60,6 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
     return value
-
-
-def run_config_from(args: argparse.Namespace) -> dict:
-    """Stage config from command-line options (unset options keep the stage defaults)."""
-    ops: dict[str, dict] = {}
-    if args.documents:
-        ops["read_documents"] = {"config": {"folder": args.documents}}
-    if args.max_chunks is not None:
-        ops["synthetic_queries"] = {"config": {"max_chunks": args.max_chunks}}
-    if args.epochs is not None:
-        ops["embedding_model"] = {"config": {"epochs": args.epochs}}
-    if args.beir:
-        ops["retrieval_report"] = {"config": {"beir_folder": args.beir}}
-    return {"ops": ops, "loggers": {"console": {"config": {"log_level": args.log_level}}}}
-
-
-def resources_from(args: argparse.Namespace) -> dict:
-    """The default resources with the teacher options applied (API keys only from the environment)."""
-    from dagster import EnvVar
-
-    from embpipe.definitions import default_resources
-    from embpipe.resources.methods import MethodsResource
-    from embpipe.resources.teacher import TeacherResource
-
-    resources = default_resources()
-    teacher = {"model": args.teacher} if args.teacher else {}
-    if args.api_base:
-        teacher["api_base"] = args.api_base
-    if args.api_key_env:
-        teacher["api_key"] = EnvVar(args.api_key_env)
-    if args.token_budget:
-        teacher["token_budget"] = args.token_budget
-    if args.teacher_timeout:
-        teacher["timeout_s"] = args.teacher_timeout
-    if teacher:
-        resources["teacher"] = TeacherResource(**teacher)
-    if getattr(args, "no_lmar", False) or getattr(args, "embgen", False):
-        resources["methods"] = MethodsResource(lmar=not args.no_lmar, embgen=args.embgen)
-    return resources
-
-
-def latest_metadata(instance, asset: str, field: str) -> str:
-    """A metadata value of an asset's latest materialization, or '?' when there is none."""
-    from dagster import AssetKey
-
-    event = instance.get_latest_materialization_event(AssetKey(asset))
-    metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
-    return str(metadata[field].value) if field in metadata else "?"
-
-
-def print_summary(outcome, instance, started: float) -> None:
-    """The before/after table and where the model, report, MLflow runs and ledger are."""
-
-    from embpipe.core.evaluation.report_render import markdown_report
-    from embpipe.resources.io_managers import read_table, stored_model_path, stored_table_path
-    from embpipe.resources.teacher import TeacherResource
-    from embpipe.resources.tracking import MlflowResource
-
-    report_path = stored_table_path("retrieval_report")
-    if report_path.is_file():
-        print(markdown_report(read_table(report_path, "retrieval_report"), "Before / after adaptation"))
-    store = TeacherResource().store()
-    usage = [u for run_id in outcome.run_ids for u in store.usage(run_id)]
-    paid = sum(u.prompt_tokens + u.completion_tokens for u in usage)
-    print(f"\nRebuilt: {', '.join(outcome.rebuilt) or 'nothing (everything was fresh)'}")
-    if outcome.held_back:
-        held = ", ".join(f"{asset} (by {check})" for asset, check in sorted(outcome.held_back.items()))
-        print(f"Held back by a failed blocking check, until its asset is rebuilt and passes: {held}")
-    print(f"Teacher tokens paid in this run: {paid} (calls served from cache: {sum(u.cached_calls for u in usage)})")
-    print(f"Model:   {stored_model_path('embedding_model')}")
-    print(
-        f"Report:  {report_path} (Markdown and plots: MLflow run "
-        f"{latest_metadata(instance, 'retrieval_report', 'mlflow_run_id')}, artifacts report/)"
-    )
-    print(
-        f"MLflow:  training run {latest_metadata(instance, 'embedding_model', 'mlflow_run_id')}; browse with "
-        f"mlflow ui --backend-store-uri {MlflowResource().uri()}"
-    )
-    print(f"Wall time: {time.perf_counter() - started:.1f} s")
-
-
-def command_run(args: argparse.Namespace) -> int:
-    from dagster import AssetKey
-
-    from embpipe.definitions import all_assets, all_checks
-    from embpipe.orchestration.instance import dagster_instance
-    from embpipe.orchestration.runner import run_stale
-
-    started = time.perf_counter()
-    instance = dagster_instance()
-
-    def on_pass(number: int, names: list[str]) -> None:
-        print(f"[embpipe] pass {number}: materializing {', '.join(names)}", flush=True)
-
-    targets = {AssetKey(name) for name in args.select} if args.select else None
-    resources, run_config = resources_from(args), run_config_from(args)
-    outcome = run_stale(
-        all_assets, all_checks, resources, run_config, instance, force=args.force, on_pass=on_pass,
-        targets=targets, raise_on_error=False,
-    )  # fmt: skip
-    print_summary(outcome, instance, started)
-    for error in outcome.errors:
-        print(f"[embpipe] stopped: {error}", file=sys.stderr)
-    return 1 if outcome.failed else 0
 
 
 def command_ui(args: argparse.Namespace) -> int:
@@ -199,7 +116,7 @@ def command_fetch_models(args: argparse.Namespace) -> int:
 
 def add_run_command(commands: argparse._SubParsersAction) -> None:
     """``embpipe run``: every stale asset, in process."""
-    run = commands.add_parser("run", help="materialize every stale asset in process (headless)")
+    run = commands.add_parser("run", parents=[COMMON], help="materialize every stale asset in process (headless)")
     run.add_argument("--documents", help="documents folder (default data/sample)")
     run.add_argument("--teacher", help="litellm model string (default local/qwen2.5-coder-1.5b)")
     run.add_argument("--api-base", help="endpoint for a served teacher (Ollama, vLLM)")
@@ -221,12 +138,16 @@ def add_run_command(commands: argparse._SubParsersAction) -> None:
 
 def add_inspection_commands(commands: argparse._SubParsersAction) -> None:
     """``ui``, ``eval``, ``cost`` and ``lineage``: look at what a run made."""
-    ui = commands.add_parser("ui", help="start the Dagster web UI (dagster dev) with the instance under data/")
+    ui = commands.add_parser(
+        "ui", parents=[COMMON], help="start the Dagster web UI (dagster dev) with the instance under data/"
+    )
     ui.add_argument("--port", type=int, default=3000)
     ui.add_argument("--host", default="127.0.0.1")
     ui.set_defaults(func=command_ui)
 
-    evaluate = commands.add_parser("eval", help="score BM25, the base model and a model on a BEIR folder")
+    evaluate = commands.add_parser(
+        "eval", parents=[COMMON], help="score BM25, the base model and a model on a BEIR folder"
+    )
     evaluate.add_argument("--beir", required=True, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
     evaluate.add_argument("--model", help="model folder to compare with the base model")
     evaluate.add_argument("--split", default="test")
@@ -234,11 +155,13 @@ def add_inspection_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--output-dir", help="write report.md and the plots into this folder")
     evaluate.set_defaults(func=command_eval)
 
-    cost = commands.add_parser("cost", help="teacher tokens by stage and model (the ledger)")
+    cost = commands.add_parser("cost", parents=[COMMON], help="teacher tokens by stage and model (the ledger)")
     cost.add_argument("--run-id", help="one Dagster run (default: all runs)")
     cost.set_defaults(func=command_cost)
 
-    lineage = commands.add_parser("lineage", help="the questions and training pairs behind a document or a query")
+    lineage = commands.add_parser(
+        "lineage", parents=[COMMON], help="the questions and training pairs behind a document or a query"
+    )
     which = lineage.add_mutually_exclusive_group(required=True)
     which.add_argument("--document", metavar="PATH", help="a document's path (as ingested, or ending in it)")
     which.add_argument("--query", metavar="ID", help="a query id: its chunks and documents")
@@ -250,7 +173,9 @@ def add_delivery_commands(commands: argparse._SubParsersAction) -> None:
     """``serve``, ``export``, ``sft`` and ``fetch-models``: hand the model (or the weights) over."""
     from embpipe.serving.app import ServerLimits
 
-    serve = commands.add_parser("serve", help="OpenAI-compatible POST /v1/embeddings (ONNX model when exported)")
+    serve = commands.add_parser(
+        "serve", parents=[COMMON], help="OpenAI-compatible POST /v1/embeddings (ONNX model when exported)"
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--model", help="ONNX export or sentence-transformers folder (default: the pipeline's)")
@@ -263,7 +188,9 @@ def add_delivery_commands(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--log-level", default="warning")
     serve.set_defaults(func=command_serve)
 
-    export = commands.add_parser("export", help="export a model to ONNX (fp32 + int8) and check parity and speed")
+    export = commands.add_parser(
+        "export", parents=[COMMON], help="export a model to ONNX (fp32 + int8) and check parity and speed"
+    )
     export.add_argument("--model", help="sentence-transformers folder (default: the pipeline's)")
     export.add_argument("--output", required=True, help="folder to write the ONNX export into")
     export.add_argument("--texts", help="file of held-out texts (one per line) for the parity check")
@@ -271,12 +198,14 @@ def add_delivery_commands(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--max-seq-length", type=int, default=256)
     export.set_defaults(func=command_export)
 
-    sft = commands.add_parser("sft", help="write EmbGen's question-answer pairs as chat JSONL for LLM fine-tuning")
+    sft = commands.add_parser(
+        "sft", parents=[COMMON], help="write EmbGen's question-answer pairs as chat JSONL for LLM fine-tuning"
+    )
     sft.add_argument("--output", required=True, help="JSONL file to write")
     sft.add_argument("--system", help="system message of every record (default: a question-answering assistant)")
     sft.set_defaults(func=command_sft)
 
-    fetch = commands.add_parser("fetch-models", help="download and verify the local teacher weights")
+    fetch = commands.add_parser("fetch-models", parents=[COMMON], help="download and verify the local teacher weights")
     fetch.add_argument("names", nargs="*")
     fetch.set_defaults(func=command_fetch_models)
 
@@ -291,8 +220,24 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a user error (a missing folder, a bad value) is one line on stderr and exit code 2."""
     args = parser().parse_args(argv)
-    return args.func(args)
+    debug = args.debug or os.environ.get("EMBPIPE_DEBUG", "") not in {"", "0"}
+    previous_logger_class = logging.getLoggerClass()
+    if not debug:
+        logging.setLoggerClass(FirstLineOfErrors)
+    try:
+        return args.func(args)
+    except USER_ERRORS as error:
+        if debug:
+            raise
+        print(f"embpipe {args.command}: {error} (--debug for the traceback)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"embpipe {args.command}: interrupted; a rerun resumes where this one stopped", file=sys.stderr)
+        return 130
+    finally:
+        logging.setLoggerClass(previous_logger_class)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ def test_out_of_range_run_options_are_refused(capsys, argv, message):
 
 
 def test_valid_run_options_reach_the_stage_config():
-    from embpipe.cli import run_config_from
+    from embpipe.cli_run import run_config_from
 
     args = parser().parse_args(["run", "--epochs", "2", "--max-chunks", "8", "--teacher-timeout", "30"])
     ops = run_config_from(args)["ops"]
@@ -36,3 +36,37 @@ def test_serving_a_missing_model_folder_names_it(capsys, tmp_path):
     missing = tmp_path / "no-such-model"
     assert main(["serve", "--model", str(missing)]) == 2
     assert f"{missing} does not exist" in capsys.readouterr().err
+
+
+def test_a_user_error_is_one_line_and_debug_shows_the_traceback(capsys, tmp_path):
+    missing = tmp_path / "no-such-benchmark"
+    assert main(["eval", "--beir", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{missing}/corpus.jsonl is missing" in err and "Traceback" not in err
+    with pytest.raises(ValueError, match="corpus.jsonl is missing"):
+        main(["eval", "--beir", str(missing), "--debug"])
+
+
+def run_cli(data_dir, *argv: str):
+    import os
+    import subprocess
+    import sys
+
+    from embpipe_tests.conftest import REPO
+
+    env = {**os.environ, "EMBPIPE_DATA_DIR": str(data_dir)}
+    env.pop("DAGSTER_HOME", None)
+    return subprocess.run(
+        [sys.executable, "-m", "embpipe.cli", *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_a_failed_run_names_the_cause_without_a_stack_trace(tmp_path):
+    argv = ["run", "--documents", str(tmp_path / "missing"), "--select", "documents", "--teacher", "fake/teacher"]
+    quiet = run_cli(tmp_path / "data", *argv)
+    output = quiet.stdout + quiet.stderr
+    assert quiet.returncode == 1
+    assert "stopped: read_documents: ValueError: Documents folder" in output and "does not exist" in output
+    assert "Stack Trace" not in output and "Traceback" not in output and "Model:" not in output
+    loud = run_cli(tmp_path / "data", *argv, "--debug")
+    assert loud.returncode == 1 and "Stack Trace" in loud.stdout + loud.stderr
