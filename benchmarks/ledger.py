@@ -145,10 +145,11 @@ def wall_table(rows: list[Row]) -> str:
 
 
 def parity_section(results: Path = RESULTS, metrics: tuple[str, ...] = ("ndcg@10", "recall@100", "mrr@5")) -> str:
-    """The trainer parity check (loop vs trainer at fixed epochs), when its results file is there."""
-    path = results / "trainer-parity-techqa.json"
-    if not path.is_file():
-        return ""
+    """The trainer parity checks (loop vs trainer at fixed epochs), one per results file (one per seed)."""
+    return "".join(parity_table(path, metrics) for path in sorted(results.glob("trainer-parity-*.json")))
+
+
+def parity_table(path: Path, metrics: tuple[str, ...]) -> str:
     parity = json.loads(path.read_text())
     cells: dict[str, dict[str, str]] = {}
     for row in parity["metrics"]:
@@ -164,7 +165,7 @@ def parity_section(results: Path = RESULTS, metrics: tuple[str, ...] = ("ndcg@10
     lines += [f"| {model} | {' | '.join(values.get(m, '–') for m in metrics)} |" for model, values in cells.items()]
     return (
         f"\n## Trainer parity (`{path.name}`)\n\n{parity['train_examples']} training examples, "
-        f"{parity['settings']['epochs']} epochs, the same settings and seed: the hand-written loop against "
+        f"{parity['settings']['epochs']} epochs, seed {parity['settings']['seed']} for both: the hand-written loop against "
         f"`SentenceTransformerTrainer`, on {parity['test_queries']} test queries:\n\n" + "\n".join(lines) + "\n"
     )
 
