@@ -165,8 +165,8 @@ def parity_table(path: Path, metrics: tuple[str, ...]) -> str:
     lines += [f"| {model} | {' | '.join(values.get(m, '–') for m in metrics)} |" for model, values in cells.items()]
     return (
         f"\n## Trainer parity (`{path.name}`)\n\n{parity['train_examples']} training examples, "
-        f"{parity['settings']['epochs']} epochs, seed {parity['settings']['seed']} for both: the hand-written loop against "
-        f"`SentenceTransformerTrainer`, on {parity['test_queries']} test queries:\n\n" + "\n".join(lines) + "\n"
+        f"{parity['settings']['epochs']} epochs, seed {parity['settings']['seed']} for both: the hand-written loop "
+        f"against `SentenceTransformerTrainer`, on {parity['test_queries']} test queries:\n\n" + "\n".join(lines) + "\n"
     )
 
 
