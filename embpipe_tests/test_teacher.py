@@ -102,3 +102,29 @@ def test_missing_local_model_fails_at_setup_with_the_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("EMBPIPE_MODEL_CACHE", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="scripts/install.sh"):
         TeacherResource(model="local/qwen2.5-coder-1.5b", store_path=str(tmp_path / "t.sqlite")).client()
+
+
+def test_an_oversized_prompt_is_cut_to_the_context_window_and_the_cut_recorded(tmp_path):
+    from embpipe.llm.budget import estimate_tokens
+    from embpipe.llm.prompt_fit import CUT_MARK, fit_to_context
+
+    teacher = make_teacher(tmp_path, context_tokens=1024)
+    passage = "The appliance raises alert H-052 when fan 3 slows down. " * 2_000  # about 37,000 tokens
+    messages = [{"role": "user", "content": f"PASSAGE: {passage}\nWrite one question. Reply with JSON only."}]
+    reply = teacher.chat("synthetic_queries", messages, max_tokens=128)
+    count, characters = teacher.store.cuts("run-1", "synthetic_queries")
+    assert count == 1 and characters > 100_000
+    assert 0 < reply.prompt_tokens <= 1024 - 128
+    fitted = fit_to_context(messages, 1024, 128).messages[0]["content"]
+    assert fitted.startswith("PASSAGE: The appliance") and fitted.endswith("Reply with JSON only.")
+    assert fitted.count(CUT_MARK) == 1 and estimate_tokens([{"content": fitted}]) <= 1024 - 128
+    small = [{"role": "user", "content": "short"}]
+    assert teacher.chat("synthetic_queries", small, max_tokens=128).prompt_tokens > 0
+    assert teacher.store.cuts("run-1", "synthetic_queries")[0] == 1  # a prompt that fits is sent as it is
+
+
+def test_the_context_window_comes_from_the_setting_the_local_model_or_litellm(tmp_path):
+    assert make_teacher(tmp_path, context_tokens=777).context_tokens() == 777
+    assert make_teacher(tmp_path, model="local/qwen2.5-coder-1.5b").context_tokens() == 4096
+    assert make_teacher(tmp_path, model="openai/gpt-4o-mini").context_tokens() >= 100_000
+    assert make_teacher(tmp_path, model="fake/teacher").context_tokens() is None

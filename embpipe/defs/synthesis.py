@@ -78,7 +78,7 @@ def synthetic_queries(
         frame = frame[keep].reset_index(drop=True)
     failures = client.store.failures(client.run_id, "synthetic_queries")
     usage = [u for u in client.store.usage(client.run_id) if u.stage == "synthetic_queries"]
-    summary = question_summary(frame, stats, usage, failures)
+    summary = question_summary(frame, stats, usage, failures, client.store.cuts(client.run_id, "synthetic_queries"))
     metadata = {
         **summary,
         "queries_by_strategy": MetadataValue.json(summary["queries_by_strategy"]),

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from embpipe.llm.budget import QUESTION_STAGE, RunBudget, TokenBudgetExhausted, budget_stage, estimate_tokens, overrun
 from embpipe.llm.failure_policy import MalformedReply, failure_reason, item_errors, transient_errors
 from embpipe.llm.local_endpoint import LocalEndpoint, endpoint_for
+from embpipe.llm.prompt_fit import context_window, fit_to_context
 from embpipe.llm.providers import register_providers
 from embpipe.llm.teacher_store import CachedReply, TeacherStore
 
@@ -52,6 +53,7 @@ class TeacherSettings:
     local_threads: int = 2
     local_reset_each_call: bool = False
     local_idle_timeout_s: float = 600.0
+    context_tokens: int | None = None  # None: the local model's window, else litellm's figure for the model
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,20 @@ class Teacher:
         if reason is not None:
             raise TokenBudgetExhausted(reason)
 
+    def context_tokens(self) -> int | None:
+        """The teacher's context window (see ``prompt_fit.context_window``)."""
+        return context_window(self.settings.model, self.settings.context_tokens)
+
+    def fitted(self, stage: str, messages: list[dict], max_tokens: int) -> list[dict]:
+        """``messages`` fitted to the context window; a cut is logged and recorded in the store."""
+        window = self.context_tokens()
+        fitted = fit_to_context(messages, window, max_tokens)
+        if fitted.cut_characters:
+            logger.warning("%s: prompt cut by %d characters to fit the %d-token context window", stage,
+                           fitted.cut_characters, window)  # fmt: skip
+            self.store.record_cut(self.run_id, stage, fitted.cut_characters, int(window or 0))
+        return fitted.messages
+
     def local_endpoint(self) -> LocalEndpoint | None:
         """The local teacher server behind a ``local/…`` model, else ``None``."""
         if not self.settings.model.startswith("local/"):
@@ -181,6 +197,7 @@ class Teacher:
             params["response_format"] = {"type": "json_object", "schema": json_schema}
         if logprobs:
             params.update(logprobs=True, top_logprobs=logprobs)
+        messages = self.fitted(stage, messages, max_tokens)
         key = cache_key(self.settings.model, prompt_version, messages, params)
         self._budget_check(stage, messages, max_tokens)
         hit = self.store.get(key)

@@ -32,6 +32,8 @@ CREATE TABLE IF NOT EXISTS calls (
 CREATE TABLE IF NOT EXISTS failures (
     run_id TEXT, stage TEXT, item_id TEXT, reason TEXT, created REAL);
 CREATE INDEX IF NOT EXISTS calls_run ON calls (run_id);
+CREATE TABLE IF NOT EXISTS prompt_cuts (
+    run_id TEXT, stage TEXT, characters INTEGER, context_tokens INTEGER, created REAL);
 CREATE TABLE IF NOT EXISTS settlements (
     scope TEXT, stage TEXT, allowance INTEGER, spent INTEGER, created REAL);
 """
@@ -138,6 +140,23 @@ class TeacherStore:
             db.execute(
                 "INSERT INTO failures VALUES (?, ?, ?, ?, ?)", (run_id, stage, item_id, reason[:2000], time.time())
             )
+
+    def record_cut(self, run_id: str, stage: str, characters: int, context_tokens: int) -> None:
+        """Record a prompt cut by ``characters`` to fit a ``context_tokens`` window."""
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO prompt_cuts VALUES (?, ?, ?, ?, ?)",
+                (run_id, stage, characters, context_tokens, time.time()),
+            )
+
+    def cuts(self, run_id: str, stage: str) -> tuple[int, int]:
+        """(prompts cut, characters cut) in ``run_id``'s ``stage``."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(characters), 0) FROM prompt_cuts WHERE run_id = ? AND stage = ?",
+                (run_id, stage),
+            ).fetchone()
+        return int(row[0]), int(row[1])
 
     def run_tokens(self, run_id: str) -> int:
         """Prompt + completion tokens of every call in ``run_id``, served from cache or not.

@@ -36,6 +36,11 @@ class TeacherResource(ConfigurableResource):
     local_idle_timeout_s: float = Field(
         default=600.0, description="The local teacher server exits after this long without a request."
     )
+    context_tokens: int | None = Field(
+        default=None,
+        description="The teacher's context window in tokens; prompts are cut to fit it. None: the local model's "
+        "window, else litellm's figure for the model, else unknown (prompts sent as they are).",
+    )
     store_path: str = Field(
         default="", description="SQLite file of the response cache, ledger and failures; empty = <data dir>/teacher."
     )
@@ -63,6 +68,7 @@ class TeacherResource(ConfigurableResource):
             local_threads=self.local_threads,
             local_reset_each_call=self.local_reset_each_call,
             local_idle_timeout_s=self.local_idle_timeout_s,
+            context_tokens=self.context_tokens,
         )
 
     def store(self) -> TeacherStore:

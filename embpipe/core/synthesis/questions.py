@@ -199,8 +199,11 @@ def combined_questions(own: pd.DataFrame, *others: pd.DataFrame) -> pd.DataFrame
     return frame.drop_duplicates("query_id").reset_index(drop=True)
 
 
-def question_summary(frame: pd.DataFrame, stats: GenerationStats, usage: list, failures: list) -> dict:
-    """What the question stage records: questions per strategy, chunks tried and failed, tokens, failures."""
+def question_summary(
+    frame: pd.DataFrame, stats: GenerationStats, usage: list, failures: list, cuts: tuple[int, int] = (0, 0)
+) -> dict:
+    """What the question stage records: questions per strategy, chunks tried and failed, tokens, failures, and
+    the prompts cut to fit the teacher's context window."""
     return {
         "queries": len(frame),
         "queries_by_strategy": {str(k): int(v) for k, v in frame["strategy"].value_counts().items()},
@@ -211,4 +214,6 @@ def question_summary(frame: pd.DataFrame, stats: GenerationStats, usage: list, f
         "paid_tokens": sum(u.prompt_tokens + u.completion_tokens for u in usage),
         "cached_calls": sum(u.cached_calls for u in usage),
         "failures": "\n".join(f"- {i}: {r[:160]}" for _, i, r in failures[:10]) or "none",
+        "prompts_cut": cuts[0],
+        "characters_cut": cuts[1],
     }
