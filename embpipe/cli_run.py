@@ -77,6 +77,9 @@ def print_summary(outcome, instance, started: float) -> None:
         print(f"\nBuilt before the stop: {', '.join(built) or 'nothing'}")
     else:
         print(f"\nRebuilt: {', '.join(outcome.rebuilt) or 'nothing (everything was fresh)'}")
+    if outcome.owed:
+        print(f"Owed: {', '.join(outcome.owed)} (the teacher was unavailable for some items or a check failed; "
+              "the next `embpipe run` asks those items again and pays only for them)")  # fmt: skip
     if outcome.held_back:
         held = ", ".join(f"{asset} (by {check})" for asset, check in sorted(outcome.held_back.items()))
         print(f"Held back by a failed blocking check, until its asset is rebuilt and passes: {held}")

@@ -105,7 +105,7 @@ def test_two_runs_at_once_leave_consistent_outputs(tmp_path):
 def test_api_key_never_reaches_disk_or_logs(tmp_path):
     secret = f"sk-embpipe-test-{uuid.uuid4().hex}"
     data_dir = tmp_path / "data"
-    whole_pipeline = ["run", "--documents", str(SAMPLE_DIR), "--max-chunks", "16", "--epochs", "1"]
+    whole_pipeline = ["run", "--documents", str(SAMPLE_DIR), "--max-chunks", "16", "--epochs", "1", "--no-lmar"]
     process = embpipe(
         data_dir,
         *whole_pipeline,

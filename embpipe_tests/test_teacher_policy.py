@@ -137,3 +137,55 @@ def test_a_fixed_outage_is_retried_by_the_next_run_paying_only_for_the_failed_ch
     assert server.requests["ok"] == 4 + 2  # only the two failed chunks were asked again
     assert run().rebuilt == ["documents", "rejected_documents"]  # the folder is always re-read, nothing else
     assert server.requests["ok"] == 6
+
+
+def test_items_a_teacher_stage_could_not_ask_are_owed_to_the_next_run(tmp_path, data_dir):
+    """LMAR's triplet stage with a teacher whose connection fails the first time each prompt arrives: the
+    stage is stored with its items owed (a warning check, the run succeeds), the next run asks exactly those
+    again without --force, and a third run has nothing owed."""
+    import sqlite3
+
+    from dagster import AssetKey, DagsterInstance
+
+    from embpipe.definitions import all_assets, all_checks, default_resources
+    from embpipe.orchestration.runner import run_stale
+    from embpipe.resources.teacher import TeacherResource
+    from embpipe_tests.conftest import SAMPLE_DIR
+
+    store = tmp_path / "t.sqlite"
+    teacher = TeacherResource(model="fake/connection-error-once", max_retries=0, store_path=str(store))
+    resources = {**default_resources(), "teacher": teacher}
+    run_config = {
+        "ops": {
+            "read_documents": {"config": {"folder": str(SAMPLE_DIR)}},
+            "labeled_triplets": {"config": {"anchors": 6}},
+        }
+    }
+    (tmp_path / "dagster").mkdir()
+    instance = DagsterInstance.local_temp(str(tmp_path / "dagster"))
+
+    def run():
+        return run_stale(all_assets, all_checks, resources, run_config, instance,
+                         targets={AssetKey("labeled_triplets")}, raise_on_error=False)  # fmt: skip
+
+    def paid_calls() -> int:
+        with sqlite3.connect(store) as db:
+            return db.execute("SELECT COUNT(*) FROM calls WHERE cached = 0").fetchone()[0]
+
+    first = run()
+    assert not first.failed and first.owed == ["labeled_triplets"]
+    with sqlite3.connect(store) as db:
+        owed = db.execute("SELECT COUNT(*) FROM failures WHERE owed = 1").fetchone()[0]
+    assert owed >= 1 and paid_calls() == 0  # every first request failed: nothing was answered or paid
+
+    reruns = []
+    while not reruns or (reruns[-1].owed and len(reruns) < 4):  # a flaky prompt met for the first time fails once
+        reruns.append(run())
+        assert not reruns[-1].failed and "labeled_triplets" in reruns[-1].rebuilt  # no --force needed
+    assert reruns[-1].owed == [] and paid_calls() >= owed
+    with sqlite3.connect(store) as db:
+        stored = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+    assert paid_calls() == stored  # every answer was paid for once: nothing answered before was asked again
+
+    settled = run()
+    assert settled.rebuilt == ["documents", "rejected_documents"] and paid_calls() == stored

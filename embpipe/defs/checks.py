@@ -5,8 +5,10 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetIn, AssetKey, ass
 
 from embpipe.core.synthesis.questions import flatten_ids
 from embpipe.core.synthesis.splits import leaking_queries
+from embpipe.core.tables import EMBGEN_STRATEGIES
 from embpipe.orchestration.check_gates import REBUILD_WHEN_FAILED
 from embpipe.resources.embedder import EmbedderResource
+from embpipe.resources.teacher import TeacherResource
 
 
 @asset_check(asset="chunks", description="There are chunks, and none is empty.")
@@ -117,3 +119,43 @@ def model_not_worse_than_base(
         severity=AssetCheckSeverity.ERROR,
         metadata={"base_val_ndcg@10": base, "tuned_val_ndcg@10": tuned, "validation_queries": len(validation.queries)},
     )
+
+
+# Each teacher stage (asset) and the ledger stages its teacher calls are recorded under.
+TEACHER_STAGES = {
+    "labeled_triplets": ("labeled_triplets",),
+    "cluster_profiles": ("cluster_profiles",),
+    "cluster_queries": ("cluster_queries",),
+    "entity_descriptions": ("entity_descriptions",),
+    "embgen_queries": tuple(f"embgen_{strategy}" for strategy in EMBGEN_STRATEGIES),
+    "mining_rounds": ("mining_rounds",),
+}
+
+
+def owed_items_check(asset: str, ledger_stages: tuple[str, ...]):
+    """The check that fails while items of ``asset``'s last materialization are owed (the teacher was
+    unavailable for them), so that the next ``embpipe run`` rebuilds it and asks those items again."""
+
+    @asset_check(
+        asset=asset,
+        name="no_owed_teacher_items",
+        metadata={REBUILD_WHEN_FAILED: True},
+        description="No item failed because the teacher was unavailable (timeouts, 429s, 5xx, no connection). "
+        "When some did, the next run rebuilds this stage: those items are asked again, the rest come from the cache.",
+    )
+    def no_owed_teacher_items(context, teacher: TeacherResource) -> AssetCheckResult:
+        event = context.instance.get_latest_materialization_event(AssetKey(asset))
+        owed = teacher.store().owed_items(event.run_id, ledger_stages) if event is not None else 0
+        return AssetCheckResult(
+            passed=owed == 0,
+            severity=AssetCheckSeverity.WARN,
+            metadata={
+                "owed_items": owed,
+                "fix": f"the next `embpipe run` asks these {owed} items again once the teacher answers",
+            },
+        )
+
+    return no_owed_teacher_items
+
+
+OWED_ITEM_CHECKS = [owed_items_check(asset, stages) for asset, stages in TEACHER_STAGES.items()]

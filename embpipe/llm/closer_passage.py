@@ -31,7 +31,7 @@ import math
 from dataclasses import dataclass
 
 from embpipe.llm.budget import TokenBudgetExhausted
-from embpipe.llm.failure_policy import failure_reason, item_errors
+from embpipe.llm.failure_policy import failure_reason, is_owed, item_errors
 from embpipe.llm.judge import ask_yes_probability
 from embpipe.llm.teacher import Teacher
 
@@ -167,7 +167,7 @@ def judge_pairwise(
             raise
         except item_errors() as error:
             reason = failure_reason(error, teacher.settings.max_retries)
-            teacher.store.record_failure(teacher.run_id, stage, item_id, reason)
+            teacher.store.record_failure(teacher.run_id, stage, item_id, reason, is_owed(error))
             return None
         answers.append((choice_probability(reply.text, reply.logprobs), written_choice(reply.text)))
     (p_first_order, word_first), (p_swapped, word_swapped) = answers

@@ -42,6 +42,12 @@ def refused_item_errors() -> tuple[type[BaseException], ...]:
     return (litellm.BadRequestError, litellm.UnprocessableEntityError)
 
 
+def is_owed(error: BaseException) -> bool:
+    """Whether an item that failed with ``error`` is owed: the teacher was unavailable (a transient error), not
+    a refusal or a bad reply, so a later run asks it again."""
+    return isinstance(error, transient_errors())
+
+
 def item_errors() -> tuple[type[BaseException], ...]:
     """Every error that fails one item and lets the stage go on (``transient_errors`` + ``refused_item_errors``).
 

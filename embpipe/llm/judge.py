@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 
 from embpipe.llm.budget import TokenBudgetExhausted
-from embpipe.llm.failure_policy import failure_reason, item_errors
+from embpipe.llm.failure_policy import failure_reason, is_owed, item_errors
 from embpipe.llm.teacher import Teacher
 
 PROMPT_VERSION = "relevance-judge-v1"
@@ -61,7 +61,7 @@ def ask_yes_probability(
 
     Raises ``TokenBudgetExhausted`` when the budget forbids the call, so callers can stop cleanly.
     """
-    reason = "no Yes/No verdict"
+    reason, owed = "no Yes/No verdict", False
     for attempt in range(teacher.settings.max_retries + 1):
         try:
             reply = teacher.chat(
@@ -70,11 +70,11 @@ def ask_yes_probability(
         except TokenBudgetExhausted:
             raise
         except item_errors() as error:
-            reason = failure_reason(error, teacher.settings.max_retries)
+            reason, owed = failure_reason(error, teacher.settings.max_retries), is_owed(error)
             break
         score = yes_probability(reply.text, reply.logprobs)
         if score is not None:
             return score
         reason = f"no Yes/No verdict in {reply.text[:80]!r}"
-    teacher.store.record_failure(teacher.run_id, stage, item_id, reason)
+    teacher.store.record_failure(teacher.run_id, stage, item_id, reason, owed)
     return None

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from embpipe.llm.budget import QUESTION_STAGE, RunBudget, TokenBudgetExhausted, budget_stage, estimate_tokens, overrun
-from embpipe.llm.failure_policy import MalformedReply, failure_reason, item_errors, transient_errors
+from embpipe.llm.failure_policy import MalformedReply, failure_reason, is_owed, item_errors, transient_errors
 from embpipe.llm.local_endpoint import LocalEndpoint, endpoint_for
 from embpipe.llm.prompt_fit import context_window, fit_to_context
 from embpipe.llm.providers import register_providers
@@ -239,7 +239,7 @@ class Teacher:
         JSON object into the result and raises ``TeacherOutputError`` (or ``ValueError``/``KeyError``/
         ``TypeError``) when it is unusable.
         """
-        reason = ""
+        reason, owed = "", False
         for attempt in range(self.settings.max_retries + 1):
             try:
                 reply = self.chat(
@@ -251,7 +251,7 @@ class Teacher:
                     attempt=attempt,
                 )
             except item_errors() as error:  # transient ones were already retried with backoff inside chat
-                reason = failure_reason(error, self.settings.max_retries)
+                reason, owed = failure_reason(error, self.settings.max_retries), is_owed(error)
                 break
             try:
                 decoded = json.loads(reply.text)
@@ -260,7 +260,7 @@ class Teacher:
                 return parse(decoded)
             except (json.JSONDecodeError, TeacherOutputError, ValueError, KeyError, TypeError) as error:
                 reason = f"{type(error).__name__}: {error}; reply: {reply.text[:300]!r}"
-        self.store.record_failure(self.run_id, stage, item_id, reason)
+        self.store.record_failure(self.run_id, stage, item_id, reason, owed)
         logger.warning("%s: item %s failed: %s", stage, item_id, reason[:200])
         return None
 

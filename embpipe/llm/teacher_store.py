@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,7 @@ CREATE TABLE IF NOT EXISTS settlements (
     scope TEXT, stage TEXT, allowance INTEGER, spent INTEGER, created REAL);
 """
 # Columns added since the first schema, created in older files on open.
-ADDED_CALL_COLUMNS = {"scope": "TEXT", "budget_stage": "TEXT"}
+ADDED_COLUMNS = {"calls": {"scope": "TEXT", "budget_stage": "TEXT"}, "failures": {"owed": "INTEGER"}}
 
 
 @dataclass(frozen=True)
@@ -74,10 +75,11 @@ class TeacherStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
-            present = {row[1] for row in db.execute("PRAGMA table_info(calls)")}
-            for column, kind in ADDED_CALL_COLUMNS.items():
-                if column not in present:
-                    db.execute(f"ALTER TABLE calls ADD COLUMN {column} {kind}")
+            for table, columns in ADDED_COLUMNS.items():
+                present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                for column, kind in columns.items():
+                    if column not in present:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             db.execute("CREATE INDEX IF NOT EXISTS calls_scope ON calls (scope, budget_stage)")
 
     def _connect(self) -> sqlite3.Connection:
@@ -134,12 +136,25 @@ class TeacherStore:
                 ),
             )
 
-    def record_failure(self, run_id: str, stage: str, item_id: str, reason: str) -> None:
-        """Record an item whose teacher output stayed unusable."""
+    def record_failure(self, run_id: str, stage: str, item_id: str, reason: str, owed: bool = False) -> None:
+        """Record an item whose teacher output stayed unusable; ``owed``: the teacher was unavailable (not a bad
+        reply), so the next run asks it again."""
         with self._connect() as db:
             db.execute(
-                "INSERT INTO failures VALUES (?, ?, ?, ?, ?)", (run_id, stage, item_id, reason[:2000], time.time())
+                "INSERT INTO failures (run_id, stage, item_id, reason, created, owed) VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, stage, item_id, reason[:2000], time.time(), int(owed)),
             )
+
+    def owed_items(self, run_id: str, stages: Sequence[str]) -> int:
+        """Items of ``stages`` in ``run_id`` that failed because the teacher was unavailable."""
+        marks = ", ".join("?" * len(stages))
+        with self._connect() as db:
+            row = db.execute(
+                f"SELECT COUNT(DISTINCT stage || '/' || item_id) FROM failures WHERE run_id = ? AND owed = 1 "
+                f"AND stage IN ({marks})",
+                (run_id, *stages),
+            ).fetchone()
+        return int(row[0])
 
     def record_cut(self, run_id: str, stage: str, characters: int, context_tokens: int) -> None:
         """Record a prompt cut by ``characters`` to fit a ``context_tokens`` window."""

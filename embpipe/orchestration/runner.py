@@ -51,6 +51,7 @@ class RunOutcome:
     failed: bool = False
     held_back: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    owed: list[str] = field(default_factory=list)  # assets with items the next run asks the teacher again
 
     @property
     def run_ids(self) -> list[str]:
@@ -239,10 +240,8 @@ def run_stale(
     if targets:
         every_key &= upstream_closure(assets, targets)
 
-    def owed_by_checks() -> set[AssetKey]:
-        return rebuild_after_failed_checks(instance, checks)
-
-    stale = keys_to_build(instance, assets, run_config, resources) | owed_by_checks() if not force else set()
+    owed = rebuild_after_failed_checks(instance, checks) if not force else set()  # each asked again once
+    stale = keys_to_build(instance, assets, run_config, resources) | owed if not force else set()
     selection = every_key if force else (stale | {ALWAYS_READ}) & every_key
     for number in range(1, 2 * len(every_key) + 2):
         held = held_back_by_checks(instance, assets, checks)
@@ -267,5 +266,7 @@ def run_stale(
         if not result.success:
             outcome.failed, outcome.errors = True, failed_check_messages(result) + step_errors(result)
             break
-        selection = (keys_to_build(instance, assets, run_config, resources) | owed_by_checks()) & every_key
+        owed -= selection  # asked again once: what is still owed after that waits for the next run
+        selection = (keys_to_build(instance, assets, run_config, resources) | owed) & every_key
+    outcome.owed = sorted(k.to_user_string() for k in rebuild_after_failed_checks(instance, checks) & every_key)
     return outcome
