@@ -159,7 +159,8 @@ def test_chromium_opens_the_asset_graph_and_materializes_an_asset(ui_server, bro
     browser.get(f"http://127.0.0.1:{port}/asset-groups")
     wait_until(lambda: "Global asset lineage" in page_text(browser), 120, "the asset graph did not render")
     dismiss_dialogs(browser)
-    wait_until(lambda: all(g in page_text(browser) for g in ("ingest", "synthesis", "training")), 60, "no groups")
+    groups = ("ingest", "synthesis", "lmar", "embgen", "training", "evaluation", "lineage", "deploy")
+    wait_until(lambda: all(g in page_text(browser) for g in groups), 60, "not every asset group is shown")
     graph = browser.find_elements(By.CSS_SELECTOR, "svg")  # the lineage canvas, with a box per group
     assert graph and any(el.is_displayed() for el in graph)
     assert browser.save_screenshot(str(SCREENSHOTS / "asset-graph.png"))
@@ -179,6 +180,10 @@ def test_chromium_opens_the_asset_graph_and_materializes_an_asset(ui_server, bro
     browser.get(f"http://127.0.0.1:{port}/assets/documents")
     wait_until(lambda: "documents" in page_text(browser) and "Never materialized" not in page_text(browser), 120, "")
     dismiss_dialogs(browser)
+    wait_until(lambda: "config_fingerprint" in page_text(browser), 60, "the materialization's metadata is not shown")
+    shown = page_text(browser)  # what a user checks after a run: when, and the stage's recorded figures
+    assert "Latest materialization" in shown and "ingest" in shown
+    assert all(key in shown for key in ("documents", "rejected", "folder", "path"))
     assert browser.save_screenshot(str(SCREENSHOTS / "documents-materialized.png"))
 
 
