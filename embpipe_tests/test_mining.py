@@ -202,3 +202,62 @@ def test_faiss_and_exact_search_mine_the_same_negatives():
     with_faiss = mine_hard_negatives(*args, backend=SearchBackend.FAISS)
     assert [m.chunk_ids for m in exact] == [m.chunk_ids for m in with_faiss]
     assert sum(len(m.chunk_ids) for m in exact) > 0
+
+
+@pytest.mark.slow  # two mining runs with real students
+def test_editing_one_document_changes_no_other_document_s_training_rows(tmp_path, data_dir):
+    """Judgement reuse only saves payment: after one document is edited, the other documents' queries keep
+    exactly their positives and teacher-judged labels (none of the edited document's chunks named). Margin
+    negatives are recomputed from the current corpus every run, so a changed chunk may enter or leave them."""
+    import shutil
+
+    from dagster import AssetKey
+
+    from embpipe.definitions import all_assets, all_checks, default_resources
+    from embpipe.orchestration.instance import dagster_instance
+    from embpipe.orchestration.runner import run_stale
+    from embpipe.resources.methods import MethodsResource
+    from embpipe.resources.teacher import TeacherResource
+    from embpipe_tests.conftest import SAMPLE_DIR
+
+    folder = tmp_path / "docs"
+    shutil.copytree(SAMPLE_DIR, folder)
+    resources = {
+        **default_resources(),
+        "teacher": TeacherResource(model="fake/teacher"),
+        "methods": MethodsResource(lmar=False),
+    }
+    run_config = {
+        "ops": {
+            "read_documents": {"config": {"folder": str(folder)}},
+            "synthetic_queries": {"config": {"max_chunks": 24}},
+            "mining_rounds": {"config": {"rounds": 1, "student_epochs": 1, "top_k": 3}},
+        }
+    }
+    instance = dagster_instance()
+
+    def training_rows() -> tuple[pd.DataFrame, pd.DataFrame]:
+        run_stale(all_assets, all_checks, resources, run_config, instance, targets={AssetKey("mining_rounds")})
+        labels = pd.read_parquet(data_dir / "assets" / "mining_rounds.parquet")
+        chunks = pd.read_parquet(data_dir / "assets" / "chunks.parquet")
+        return labels[labels["used"]], chunks
+
+    before, chunks_before = training_rows()
+    edited = sorted(folder.iterdir())[3]
+    edited.write_text(edited.read_text() + "\n\nAfter firmware 7.2 the alert also appears when fan 4 slows down.\n")
+    after, chunks_after = training_rows()
+
+    documents = pd.read_parquet(data_dir / "assets" / "documents.parquet")
+    edited_doc = documents.loc[documents["path"].str.endswith(edited.name), "doc_id"].item()
+    edited_chunks = set(chunks_before.loc[chunks_before.doc_id == edited_doc, "chunk_id"]) | set(
+        chunks_after.loc[chunks_after.doc_id == edited_doc, "chunk_id"]
+    )
+    doc_of_query = dict(zip(before["query_id"], before["doc_id"], strict=False))  # a positive's document
+
+    def others(rows: pd.DataFrame) -> set[tuple]:
+        rows = rows[~rows["chunk_id"].isin(edited_chunks) & (rows["source"] != "margin")]
+        rows = rows[rows["query_id"].map(lambda q: doc_of_query.get(q) != edited_doc)]
+        return set(rows[["query_id", "chunk_id", "role", "source"]].itertuples(index=False, name=None))
+
+    assert len(others(before)) > 20 and (before["source"] == "teacher").any()
+    assert others(after) == others(before)
