@@ -74,6 +74,7 @@ def test_full_run_then_rerun_pays_nothing(pipeline, data_dir):
         "splits_do_not_leak",
         "positives_never_negatives",
         "model_not_worse_than_base",
+        "no_owed_teacher_items",  # one per teacher stage
     }
     assert all(checks.values()), checks
     labels = pd.read_parquet(data_dir / "assets" / "mining_rounds.parquet")
