@@ -27,7 +27,7 @@ SIGNIFICANCE = 0.05
 
 # What each variant changed, for results files written before run_benchmark.py recorded a description.
 EARLIER_DESCRIPTIONS = {
-    "default": "default setting (2 hours): LMAR on, one mining round, 5 epochs, 60,000 tokens",
+    "default": "2-hour setting before LMAR and mining: single-chunk questions, 4 epochs, 60,000 tokens",
     "nocluster": "quick setting, LMAR off, no mining",
     "lmar": "quick setting, LMAR on (triplets, clusters, cluster questions)",
     "mining1": "quick setting, one student–teacher round",

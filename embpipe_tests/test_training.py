@@ -93,7 +93,7 @@ def test_examples_carry_teacher_negatives_before_margin_negatives_up_to_the_limi
 
 def test_the_trainer_s_batches_never_repeat_a_query_or_positive():
     examples = [TrainingExample(f"q{i}", f"p{i % 3}", (f"n{i % 2}",)) for i in range(9)]
-    dataset = training_dataset(examples, seed=0)
+    dataset = training_dataset(examples)
     sampler = distinct_query_and_positive_batches(
         dataset, batch_size=4, drop_last=False, valid_label_columns=["label"], generator=None, seed=0
     )
@@ -120,7 +120,7 @@ def test_padded_negatives_leave_the_loss_as_if_each_example_had_only_its_own(bas
         ),
         TrainingExample("backup throttled", "Rebuilds are throttled to protect backups."),
     ]
-    dataset = training_dataset(examples, seed=0)
+    dataset = training_dataset(examples)
     columns = [c for c in dataset.column_names if c != "label"]
     features = [base_model.tokenize(dataset[c]) for c in columns]
     loss = WeightedMultipleNegativesRankingLoss(base_model, scale=20.0)
@@ -136,17 +136,18 @@ def test_padded_negatives_leave_the_loss_as_if_each_example_had_only_its_own(bas
     assert float(unmasked) != pytest.approx(float(exact), rel=1e-3)  # the repeats would have counted
 
 
-def test_negatives_are_padded_from_the_example_s_own_or_from_other_positives():
+def test_short_negative_lists_are_padded_to_fixed_columns_and_the_label_counts_the_real_ones():
     examples = [
         TrainingExample("q1", "p1", ("n1", "n2", "n3")),
         TrainingExample("q2", "p2", ("n4",)),
         TrainingExample("q3", "p3"),
     ]
-    padded = padded_negatives(examples, seed=0)
+    padded = padded_negatives(examples)
     assert padded[0] == ["n1", "n2", "n3"] and padded[1] == ["n4", "n4", "n4"]
-    assert len(padded[2]) == 3 and set(padded[2]) <= {"p1", "p2"}
-    dataset = training_dataset(examples, seed=0)
+    assert padded[2] == ["p3", "p3", "p3"]  # none of its own: its positive fills slots the loss leaves out
+    dataset = training_dataset(examples)
     assert dataset.column_names == ["anchor", "positive", "negative_1", "negative_2", "negative_3", "label"]
+    assert dataset["label"] == [[1.0, 3.0], [1.0, 1.0], [1.0, 0.0]]
 
 
 PAIRS = [

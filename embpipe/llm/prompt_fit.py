@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from embpipe.llm.budget import estimate_tokens
 
@@ -31,6 +32,7 @@ class FittedPrompt:
     cut_characters: int = 0
 
 
+@lru_cache(maxsize=32)  # asked before every call; litellm's lookup (or its miss) once per model
 def context_window(model: str, configured: int | None = None) -> int | None:
     """A teacher's context window in tokens: ``configured``, else the local model's, else litellm's figure for
     ``model``, else ``None`` (unknown)."""

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -91,31 +90,22 @@ WEIGHT_DECAY = 0.01  # torch's AdamW default, kept from the first training loop
 BASE_SCORE_FILE = "base_score.json"
 
 
-def padded_negatives(examples: Sequence[TrainingExample], seed: int) -> list[list[str]]:
+def padded_negatives(examples: Sequence[TrainingExample]) -> list[list[str]]:
     """Every example's negatives, padded to the most any example has (the trainer needs fixed columns).
 
-    A short list is padded by repeating its own negatives; an example with none gets other examples' positives
-    (a seeded draw, never its own positive). The loss leaves every padded slot out (see ``training_dataset``).
+    A short list repeats its own negatives (an example with none, its positive): the loss leaves every padded
+    slot out (see ``training_dataset``), so what fills it only has to be a text.
     """
     width = max((len(e.negatives) for e in examples), default=0)
-    positives = sorted({e.positive for e in examples})
-    rng = random.Random(seed)
-    padded = []
-    for example in examples:
-        own = list(example.negatives)
-        if not own and width:
-            others = [p for p in positives if p not in (example.positive, example.query)] or [example.query]
-            own = [rng.choice(others)]
-        padded.append([own[i % len(own)] for i in range(width)] if width else [])
-    return padded
+    return [[(list(e.negatives) or [e.positive])[i % max(len(e.negatives), 1)] for i in range(width)] for e in examples]
 
 
-def training_dataset(examples: Sequence[TrainingExample], seed: int):
+def training_dataset(examples: Sequence[TrainingExample]):
     """The trainer's rows: anchor, positive, negative_1…n (padded, see ``padded_negatives``), and as label the
     (weight, number of real negatives) pair the loss reads: padding never enters a softmax."""
     from datasets import Dataset
 
-    negatives = padded_negatives(examples, seed)
+    negatives = padded_negatives(examples)
     columns: dict[str, list] = {"anchor": [e.query for e in examples], "positive": [e.positive for e in examples]}
     for i in range(len(negatives[0]) if negatives else 0):
         columns[f"negative_{i + 1}"] = [row[i] for row in negatives]
@@ -257,7 +247,7 @@ def train_contrastive(
         trainer = SentenceTransformerTrainer(
             model=model,
             args=args,
-            train_dataset=training_dataset(examples, params.seed),
+            train_dataset=training_dataset(examples),
             loss=WeightedMultipleNegativesRankingLoss(model, scale=params.scale),
             evaluator=ValidationEvaluator(score),
             callbacks=[EarlyStoppingCallback(early_stopping_patience=params.patience), EpochLog(base_score, on_epoch)],
