@@ -210,3 +210,18 @@ def test_an_interrupted_training_resumes_and_ends_like_an_uninterrupted_one(base
     assert changed, "training changed no weight"
     for name, tensor in whole.state_dict().items():
         assert torch.allclose(tensor, resumed.state_dict()[name], atol=1e-5), name
+
+
+def test_an_epoch_that_ties_the_base_on_validation_is_kept_and_one_below_it_is_not(base_model):
+    examples = [TrainingExample(q, p) for q, p in PAIRS]
+    params = TrainingParams(epochs=2, batch_size=3, learning_rate=2e-4, scale=20.0, patience=2)
+    saturated = copy.deepcopy(base_model)
+    tied = train_contrastive(saturated, examples, lambda model: 1.0, params)
+    assert tied.best_epoch == 1 and tied.best_score == tied.base_score == 1.0
+    assert any(not torch.equal(t, saturated.state_dict()[n]) for n, t in base_model.state_dict().items())
+
+    scores = iter([1.0, 0.9, 0.8])  # the base, then two worse epochs
+    worse = copy.deepcopy(base_model)
+    kept = train_contrastive(worse, examples, lambda model: next(scores), params)
+    assert kept.best_epoch == 0 and kept.best_score == 1.0
+    assert all(torch.equal(t, worse.state_dict()[n]) for n, t in base_model.state_dict().items())

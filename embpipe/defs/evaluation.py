@@ -49,7 +49,7 @@ def log_comparisons(mlflow_api, comparisons: list[TargetComparison], markdown: s
     mlflow_api.log_text(markdown, "report/report.md")
 
 
-@asset(dagster_type=RetrievalReportFrame, code_version="2", group_name="evaluation")
+@asset(dagster_type=RetrievalReportFrame, code_version="3", group_name="evaluation")
 def retrieval_report(
     context: AssetExecutionContext,
     config: ReportConfig,
@@ -70,11 +70,12 @@ def retrieval_report(
         raise ValueError("the test split is empty: generate more questions (raise max_chunks) or adjust the split")
     aligned = stack_embeddings(chunk_embeddings.set_index("chunk_id").loc[list(test.corpus)].reset_index())
     batch, log = embedder.batch_size, context.log.info
-    comparisons = [compare_base_and_tuned(test, base, embedding_model, batch, config.top_k, log, aligned)]
-    if config.beir_folder:
+    comparisons = []
+    if config.beir_folder:  # real (or hand-written) queries first: the figures a user should read
         beir = load_beir(config.beir_folder, config.beir_split)
         context.log.info(f"scoring on BEIR {beir.name}: {len(beir.queries)} queries, {len(beir.corpus)} documents")
         comparisons.append(compare_base_and_tuned(beir, base, embedding_model, batch, config.top_k, log))
+    comparisons.append(compare_base_and_tuned(test, base, embedding_model, batch, config.top_k, log, aligned))
     report = pd.concat([c.table for c in comparisons], ignore_index=True)
     markdown = markdown_report(report)
     with mlflow.start_run("retrieval_report", tags={"dagster_run_id": context.run_id}) as run:

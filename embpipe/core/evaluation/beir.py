@@ -64,3 +64,14 @@ def load_beir(folder: str | Path, split: str = "test") -> BeirDataset:
     }
     queries = {str(r["_id"]): r["text"] for r in read_jsonl(root / "queries.jsonl") if str(r["_id"]) in qrels}
     return BeirDataset(root.name, corpus, queries, {q: d for q, d in qrels.items() if q in queries})
+
+
+def corpus_rows(documents) -> list[dict]:
+    """BEIR ``corpus.jsonl`` rows for ingested documents (anything with ``path``, ``title`` and ``text``), keyed by
+    the document's path in its folder, so hand-written qrels can name the files they judge."""
+    return [{"_id": d.path, "title": d.title, "text": d.text} for d in sorted(documents, key=lambda d: d.path)]
+
+
+def write_corpus(rows: list[dict], path: Path) -> None:
+    """Write corpus rows as JSON lines."""
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")

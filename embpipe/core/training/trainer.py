@@ -6,7 +6,10 @@ positive and negative of its batch at ``scale`` = 1 / temperature (50 ↔ 0.02).
 batch sampler keeps any text from appearing twice in a batch, so an in-batch negative is never a copy of the
 positive. After each epoch the trainer scores the model on validation (nDCG@10 through ``score``), keeps the
 best checkpoint and stops early after ``patience`` epochs without a gain over the best so far, the base model
-included: when no epoch beats the base model, the base weights are kept (``best_epoch`` 0).
+included: when every epoch scores below the base model, the base weights are kept (``best_epoch`` 0). An epoch
+that ties the base is kept: the teacher's validation questions often copy their passage's words, so both
+models score 1.0 on them, and a tie says nothing against the model that learned the domain (the blocking
+``model_not_worse_than_base`` check holds back a model that scores lower on a fresh validation sample).
 
 With a ``checkpoint`` folder, the trainer writes a checkpoint there after every epoch (weights, optimizer,
 scheduler, random states, log history); a later call with the same folder resumes after the last finished
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -148,8 +152,8 @@ class EpochLog(TrainerCallback):
         self.base_score, self.on_epoch, self.started = base_score, on_epoch, time.perf_counter()
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if state.best_metric is None:  # the base model is the score to beat (early stopping and best model)
-            state.best_metric = self.base_score
+        if state.best_metric is None:  # the base model's score, to be matched (early stopping and best model)
+            state.best_metric = math.nextafter(self.base_score, -math.inf)
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.started = time.perf_counter()
@@ -257,7 +261,7 @@ def train_contrastive(
         history = epoch_records(trainer.state.log_history)
     model.eval()
     best = max(history, key=lambda r: r.score, default=None)
-    if best is None or best.score <= base_score:
+    if best is None or best.score < base_score:
         model.load_state_dict(base_state)
         return TrainingOutcome(base_score, base_score, 0, history)
     best = next(r for r in history if r.score == best.score)  # the first epoch that reached it
