@@ -71,7 +71,7 @@ def checkpoint_path(config: TrainingConfig, base_model: str, labels: pd.DataFram
     return folder
 
 
-@asset(io_manager_key="model_io_manager", code_version="3", group_name="training")
+@asset(io_manager_key="model_io_manager", code_version="4", group_name="training")
 def embedding_model(
     context: AssetExecutionContext,
     config: TrainingConfig,
