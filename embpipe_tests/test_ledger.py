@@ -67,3 +67,24 @@ def test_the_readme_table_is_replaced_between_its_markers_only(ledger):
     )
     with pytest.raises(ValueError, match="ledger markers"):
         ledger.readme_with_table("no markers", "| new |\n")
+
+
+def test_a_lever_is_judged_against_the_variant_it_changes(ledger, tmp_path):
+    def metric(before, after, delta, low, high, p):
+        return {"before": before, "after": after, "delta": delta, "ci_low": low, "ci_high": high, "p_value": p}
+
+    compare = {
+        "dataset": "toy",
+        "before": "plain",
+        "after": "lever",
+        "queries": 100,
+        "metrics": {
+            "ndcg@10": metric(0.70, 0.74, 0.04, 0.02, 0.06, 0.001),
+            "recall@100": metric(0.90, 0.85, -0.05, -0.07, -0.03, 0.001),
+        },
+    }
+    (tmp_path / "compare-toy-plain-vs-lever.json").write_text(json.dumps(compare))
+    section = ledger.lever_section(tmp_path)
+    assert "| `plain` → `lever` | 100 | 0.7000 → 0.7400 | +0.0400 (+0.0200, +0.0600), p 0.001 |" in section
+    assert section.rstrip().endswith("gain, but Recall@100 fell |")
+    assert ledger.lever_section(tmp_path / "empty") == ""

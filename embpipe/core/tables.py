@@ -28,6 +28,8 @@ class Strategy(StrEnum):
     PROXIMITY = "proximity"
     INTRA_CLUSTER = "intra_cluster"
     INTER_CLUSTER = "inter_cluster"
+    TITLE = "title"  # teacher-free: a document's title → its first chunk
+    INVERSE_CLOZE = "inverse_cloze"  # teacher-free: one sentence → the rest of its chunk
 
 
 EMBGEN_STRATEGIES = (Strategy.PROXIMITY, Strategy.INTRA_CLUSTER, Strategy.INTER_CLUSTER)
@@ -196,6 +198,20 @@ HARD_NEGATIVES = Table(
         Column("negative_scores", "object"),
         Column("weakest_positive_score", "float", missing_ok=True),
         Column("threshold", "float", missing_ok=True),
+    ),
+)
+PASSAGE_PAIRS = Table(
+    "PassagePairsFrame",
+    "Teacher-free pairs: a title or one sentence → its chunk with that text cut out, base-model negatives.",
+    (
+        _id("pair_id", unique=True),
+        _category("strategy", (Strategy.TITLE, Strategy.INVERSE_CLOZE)),
+        _id("query"),
+        _id("positive"),
+        _id("chunk_id"),
+        _id("doc_id"),
+        Column("negative_chunk_ids", "object"),
+        Column("weight", "float", min_value=0.0, max_value=1.0),
     ),
 )
 TRAINING_LABELS = Table(

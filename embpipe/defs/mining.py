@@ -7,7 +7,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, asset
 from pydantic import Field
 
-from embpipe.core.embedding import encode, stack_embeddings
+from embpipe.core.embedding import encode
 from embpipe.core.evaluation.retrieval import SearchBackend, faiss_available
 from embpipe.core.synthesis.questions import flatten_ids
 from embpipe.core.tables import Split
@@ -29,7 +29,7 @@ from embpipe.core.training.mining_steps import (
     student_trainer,
     teacher_judge,
 )
-from embpipe.core.training.negatives import NegativeParams, mine_hard_negatives, negatives_table
+from embpipe.core.training.negatives import NegativeParams, mine_for_chunks, negatives_table
 from embpipe.core.training.trainer import TrainingParams
 from embpipe.core.training.validation import validation_scorer, validation_target
 from embpipe.defs.metadata import budget_stop, progress_logger, table_output
@@ -78,16 +78,13 @@ def hard_negatives(
 ):
     """Per training query: base-model hard negatives below the margin, positives and their copies excluded."""
     train = queries_in_split(synthetic_queries, query_splits, Split.TRAIN)
-    aligned = chunk_embeddings.set_index("chunk_id").loc[chunks["chunk_id"].astype(str)].reset_index()
-    mined = mine_hard_negatives(
+    mined = mine_for_chunks(
         encode(embedder.load(), train["text"].tolist(), embedder.batch_size),
-        stack_embeddings(aligned),
-        chunks["chunk_id"].astype(str).tolist(),
-        chunks["text"].tolist(),
+        chunks,
+        chunk_embeddings,
         [flatten_ids(p) for p in train["positive_chunk_ids"]],
         config.params(),
         config.search_backend(),
-        chunks["doc_id"].astype(str).tolist(),
     )
     frame = negatives_table(train["query_id"], mined)
     counts = frame["negative_chunk_ids"].map(len)

@@ -5,6 +5,7 @@ from dagster import AssetExecutionContext, Config, MetadataValue, asset
 from pydantic import Field
 
 from embpipe.core.embedding import encode, encode_with_progress
+from embpipe.core.synthesis.passage_pairs import PairParams, held_out_documents, teacher_free_pairs
 from embpipe.core.synthesis.questions import (
     combined_questions,
     generate_single_chunk_questions,
@@ -15,8 +16,9 @@ from embpipe.core.synthesis.questions import (
 from embpipe.core.synthesis.splits import assign_splits
 from embpipe.core.tables import QUERY_SPLITS, SPLITS
 from embpipe.core.training.examples import chunk_passages
+from embpipe.core.training.negatives import NegativeParams, mine_for_chunks
 from embpipe.defs.metadata import budget_stop, progress_logger, table_output
-from embpipe.defs.types import ChunkEmbeddingsFrame, QuerySplitsFrame, SyntheticQueriesFrame
+from embpipe.defs.types import ChunkEmbeddingsFrame, PassagePairsFrame, QuerySplitsFrame, SyntheticQueriesFrame
 from embpipe.resources.embedder import EmbedderResource
 from embpipe.resources.methods import MethodsResource
 from embpipe.resources.teacher import TeacherResource
@@ -113,3 +115,40 @@ def query_splits(config: SplitConfig, synthetic_queries: pd.DataFrame):
             **{split.value: int(counts.get(split, 0)) for split in SPLITS},
         },
     )
+
+
+class PassagePairConfig(Config):
+    """Teacher-free supervision: title → first chunk and inverse-cloze pairs, weighted below teacher pairs."""
+
+    max_pairs: int = Field(default=PairParams.max_pairs, description="Most pairs (titles at most half); 0 = none.")
+    titles: bool = Field(default=PairParams.titles, description="Title → the document's first chunk.")
+    cloze: bool = Field(default=PairParams.cloze, description="One sentence → the rest of its chunk.")
+    weight: float = Field(default=PairParams.weight, description="Loss weight (a teacher question's is its score).")
+    min_sentence_words: int = Field(default=PairParams.min_sentence_words, description="Shortest cloze sentence.")
+    seed: int = Field(default=PairParams.seed, description="Seed of the chunk and sentence choice.")
+
+    def params(self) -> PairParams:
+        return PairParams(self.max_pairs, self.titles, self.cloze, self.weight, self.min_sentence_words, seed=self.seed)
+
+
+@asset(dagster_type=PassagePairsFrame, code_version="1", group_name="synthesis")
+def passage_pairs(
+    context: AssetExecutionContext,
+    config: PassagePairConfig,
+    embedder: EmbedderResource,
+    chunks: pd.DataFrame,
+    chunk_embeddings: pd.DataFrame,
+    synthetic_queries: pd.DataFrame,
+    query_splits: pd.DataFrame,
+):
+    """Teacher-free training pairs from the documents no held-out question cites, with base-model negatives."""
+    held_out = held_out_documents(synthetic_queries, query_splits)
+    frame = teacher_free_pairs(chunks, held_out, config.params())
+    if len(frame):
+        vectors = encode(embedder.load(), frame["query"].tolist(), embedder.batch_size)
+        mined = mine_for_chunks(vectors, chunks, chunk_embeddings, [[c] for c in frame["chunk_id"]], NegativeParams())
+        frame["negative_chunk_ids"] = [m.chunk_ids for m in mined]
+    counts = frame["strategy"].value_counts()
+    context.log.info(f"{len(frame)} teacher-free pairs from documents outside {len(held_out)} held-out ones")
+    metadata = {"pairs": len(frame), **{str(k): int(v) for k, v in counts.items()}, "held_out_documents": len(held_out)}
+    return table_output(frame, config, metadata, ["strategy", "query", "chunk_id"])

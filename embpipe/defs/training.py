@@ -13,7 +13,7 @@ from pydantic import Field
 
 from embpipe.core.embedding import model_version
 from embpipe.core.tables import Split
-from embpipe.core.training.examples import labelled_examples, queries_in_split
+from embpipe.core.training.examples import labelled_examples, pair_examples, queries_in_split
 from embpipe.core.training.trainer import NEGATIVES_PER_EXAMPLE, EpochRecord, TrainingParams, train_contrastive
 from embpipe.core.training.validation import (
     VALIDATION_CORPUS_SIZE,
@@ -61,10 +61,10 @@ class TrainingConfig(Config):
         )
 
 
-def checkpoint_path(config: TrainingConfig, base_model: str, labels: pd.DataFrame, queries: pd.DataFrame) -> Path:
-    """The folder where this exact training (settings, base model, data) keeps its epoch checkpoints; emptied
-    first when ``config.resume`` is off."""
-    key = json.dumps([config.model_dump(mode="json"), base_model, frame_version(labels), frame_version(queries)])
+def checkpoint_path(config: TrainingConfig, base_model: str, *data: pd.DataFrame) -> Path:
+    """The folder where this exact training (settings, base model, data tables) keeps its epoch checkpoints;
+    emptied first when ``config.resume`` is off."""
+    key = json.dumps([config.model_dump(mode="json"), base_model, *(frame_version(frame) for frame in data)])
     folder = data_dir() / "checkpoints" / "embedding_model" / hashlib.sha256(key.encode()).hexdigest()[:16]
     if not config.resume:
         shutil.rmtree(folder, ignore_errors=True)
@@ -81,16 +81,19 @@ def embedding_model(
     synthetic_queries: pd.DataFrame,
     query_splits: pd.DataFrame,
     mining_rounds: pd.DataFrame,
+    passage_pairs: pd.DataFrame,
 ):
-    """The domain-adapted embedding model: best validation checkpoint of contrastive fine-tuning."""
+    """The domain-adapted embedding model: best validation checkpoint of contrastive fine-tuning on the teacher's
+    labels and the teacher-free pairs."""
     import mlflow as mlflow_api
 
     train = queries_in_split(synthetic_queries, query_splits, Split.TRAIN)
     labels = mining_rounds[mining_rounds["used"]]
     examples = labelled_examples(labels, train, chunks, config.negatives_per_example)
+    examples += pair_examples(passage_pairs, chunks, config.negatives_per_example)
     validation = validation_target(synthetic_queries, query_splits, chunks, config.validation_corpus_size, config.seed)
     model = embedder.load(config.max_seq_length or None)
-    checkpoint = checkpoint_path(config, embedder.model_id(), labels, train)
+    checkpoint = checkpoint_path(config, embedder.model_id(), labels, train, passage_pairs)
     with mlflow.start_run("embedding_model", tags={"dagster_run_id": context.run_id}) as run:
         mlflow_api.log_params(
             {**config.model_dump(), **training_parameters(embedder.model_id(), examples, validation, model)}
@@ -108,6 +111,7 @@ def embedding_model(
     metadata = {
         **summary,
         "history": MetadataValue.md(summary["history"]),
+        "teacher_free_examples": len(passage_pairs),
         "mlflow_run_id": run.info.run_id,
         CONFIG_FINGERPRINT: config_fingerprint(config),
     }

@@ -66,6 +66,23 @@ def labelled_examples(
     return examples
 
 
+def pair_examples(pairs: pd.DataFrame, chunks: pd.DataFrame, negatives_per_example: int) -> list[TrainingExample]:
+    """Teacher-free pairs (``passage_pairs``) as examples: the positive as cut, up to ``negatives_per_example``
+    of their base-model negatives, and their loss weight."""
+    corpus = chunk_corpus(chunks)
+    return [
+        TrainingExample(
+            query,
+            positive,
+            tuple(corpus[c] for c in flatten_ids(negatives) if c in corpus)[:negatives_per_example],
+            weight=float(weight),
+        )  # fmt: skip
+        for query, positive, negatives, weight in zip(
+            pairs["query"], pairs["positive"], pairs["negative_chunk_ids"], pairs["weight"], strict=True
+        )
+    ]
+
+
 def retrieval_target(queries: pd.DataFrame, chunks: pd.DataFrame, name: str = "synthetic") -> BeirDataset:
     """The chunk corpus with ``queries`` and their positive chunks as binary qrels."""
     qrels = {

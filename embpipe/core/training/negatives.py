@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from embpipe.core.embedding import stack_embeddings
 from embpipe.core.evaluation.retrieval import SearchBackend, top_k
 
 
@@ -124,6 +125,23 @@ def mine_hard_negatives(
             )
         )
     return mined
+
+
+def mine_for_chunks(
+    query_vectors: np.ndarray,
+    chunks: pd.DataFrame,
+    chunk_embeddings: pd.DataFrame,
+    positives: Sequence[Sequence[str]],
+    params: NegativeParams,
+    backend: SearchBackend = SearchBackend.AUTO,
+) -> list[QueryNegatives]:
+    """``mine_hard_negatives`` over the pipeline's chunk table and its stored base-model embeddings."""
+    ids = chunks["chunk_id"].astype(str)
+    aligned = chunk_embeddings.set_index("chunk_id").loc[ids].reset_index()
+    return mine_hard_negatives(
+        query_vectors, stack_embeddings(aligned), ids.tolist(), chunks["text"].tolist(), positives, params, backend,
+        chunks["doc_id"].astype(str).tolist(),
+    )  # fmt: skip
 
 
 def negatives_table(query_ids: pd.Series, mined: list) -> pd.DataFrame:
