@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -114,6 +115,18 @@ def command_fetch_models(args: argparse.Namespace) -> int:
     return main(args.names)
 
 
+def stage_setting(text: str) -> tuple[str, str, object]:
+    """An argparse type: ``stage.setting=value`` (the value read as JSON when it is JSON, else as text)."""
+    target, _, raw = text.partition("=")
+    stage, _, setting = target.partition(".")
+    if not stage or not setting or not raw:
+        raise argparse.ArgumentTypeError(f"expected stage.setting=value, got {text!r}")
+    try:
+        return stage, setting, json.loads(raw)
+    except json.JSONDecodeError:
+        return stage, setting, raw
+
+
 def add_run_command(commands: argparse._SubParsersAction) -> None:
     """``embpipe run``: every stale asset, in process."""
     run = commands.add_parser("run", parents=[COMMON], help="materialize every stale asset in process (headless)")
@@ -132,6 +145,15 @@ def add_run_command(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--beir", help="also score on this BEIR folder (never trained on)")
     run.add_argument("--force", action="store_true", help="rebuild every asset (LLM replies still come from cache)")
     run.add_argument("--select", nargs="+", metavar="ASSET", help="only these assets (and what they need)")
+    run.add_argument(
+        "--set",
+        dest="settings",
+        type=stage_setting,
+        action="append",
+        default=[],
+        metavar="STAGE.SETTING=VALUE",
+        help="any stage setting of the configuration table, e.g. --set passage_pairs.max_pairs=200 (repeatable)",
+    )
     run.add_argument("--log-level", default="INFO", help="Dagster console log level")
     run.set_defaults(func=command_run)
 

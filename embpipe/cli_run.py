@@ -21,7 +21,24 @@ def run_config_from(args: argparse.Namespace) -> dict:
         ops["embedding_model"] = {"config": {"epochs": args.epochs}}
     if args.beir:
         ops["retrieval_report"] = {"config": {"beir_folder": args.beir}}
+    for stage, setting, value in getattr(args, "settings", []):
+        require_stage_setting(stage, setting)
+        ops.setdefault(stage, {"config": {}})["config"][setting] = value
     return {"ops": ops, "loggers": {"console": {"config": {"log_level": args.log_level}}}}
+
+
+def require_stage_setting(stage: str, setting: str) -> None:
+    """A clear error for a ``--set`` that names no stage or no setting of it."""
+    from embpipe.definitions import all_assets
+    from embpipe.orchestration.runner import config_class
+
+    settings = {asset.op.name: config_class(asset) for asset in all_assets}
+    if stage not in settings or settings[stage] is None:
+        configurable = sorted(name for name, cls in settings.items() if cls is not None)
+        raise ValueError(f"--set: no stage {stage!r} with settings; stages: {', '.join(configurable)}")
+    fields = settings[stage].model_fields
+    if setting not in fields:
+        raise ValueError(f"--set: {stage} has no setting {setting!r}; its settings: {', '.join(fields)}")
 
 
 def resources_from(args: argparse.Namespace) -> dict:
@@ -106,13 +123,13 @@ def command_run(args: argparse.Namespace) -> int:
     from embpipe.orchestration.runner import run_stale
 
     started = time.perf_counter()
+    resources, run_config = resources_from(args), run_config_from(args)  # setting mistakes stop here
     instance = dagster_instance()
 
     def on_pass(number: int, names: list[str]) -> None:
         print(f"[embpipe] pass {number}: materializing {', '.join(names)}", flush=True)
 
     targets = {AssetKey(name) for name in args.select} if args.select else None
-    resources, run_config = resources_from(args), run_config_from(args)
     outcome = run_stale(
         all_assets, all_checks, resources, run_config, instance, force=args.force, on_pass=on_pass,
         targets=targets, raise_on_error=False,

@@ -47,6 +47,7 @@ def test_benchmark_queries_reach_only_the_scoring(data_dir, tmp_path):
             "read_documents": {"config": {"folder": str(beir)}},
             "chunks": {"config": {"min_tokens": 5}},
             "synthetic_queries": {"config": {"max_chunks": 16, "min_chunk_tokens": 5}},
+            "passage_pairs": {"config": {"max_pairs": 8}},
             "embedding_model": {"config": {"epochs": 1}},
             "retrieval_report": {"config": {"beir_folder": str(beir)}},
         }

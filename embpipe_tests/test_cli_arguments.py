@@ -15,6 +15,7 @@ from embpipe.cli import main, parser
         (["run", "--token-budget", "0"], "--token-budget: must be at least 1, got 0"),
         (["run", "--teacher-timeout", "0"], "--teacher-timeout: must be above 0, got 0"),
         (["run", "--epochs", "two"], "--epochs: expected a whole number, got 'two'"),
+        (["run", "--set", "passage_pairs=3"], "--set: expected stage.setting=value, got 'passage_pairs=3'"),
     ],
 )
 def test_out_of_range_run_options_are_refused(capsys, argv, message):
@@ -30,6 +31,19 @@ def test_valid_run_options_reach_the_stage_config():
     ops = run_config_from(args)["ops"]
     assert ops["embedding_model"]["config"]["epochs"] == 2 and ops["synthetic_queries"]["config"]["max_chunks"] == 8
     assert args.teacher_timeout == 30.0
+
+
+def test_set_reaches_any_stage_setting_and_a_wrong_name_lists_the_right_ones(capsys):
+    from embpipe.cli_run import run_config_from
+
+    args = parser().parse_args(["run", "--set", "passage_pairs.max_pairs=8", "--set", "chunks.strategy=sentences"])
+    ops = run_config_from(args)["ops"]
+    assert ops["passage_pairs"]["config"] == {"max_pairs": 8} and ops["chunks"]["config"] == {"strategy": "sentences"}
+
+    assert main(["run", "--set", "passage_pairs.max_pair=8"]) == 2
+    assert "passage_pairs has no setting 'max_pair'; its settings: max_pairs" in capsys.readouterr().err
+    assert main(["run", "--set", "pairs.max_pairs=8"]) == 2
+    assert "no stage 'pairs' with settings; stages: " in capsys.readouterr().err
 
 
 def test_serving_a_missing_model_folder_names_it(capsys, tmp_path):

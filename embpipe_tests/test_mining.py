@@ -231,6 +231,7 @@ def test_editing_one_document_changes_no_other_document_s_training_rows(tmp_path
         "ops": {
             "read_documents": {"config": {"folder": str(folder)}},
             "synthetic_queries": {"config": {"max_chunks": 24}},
+            "passage_pairs": {"config": {"max_pairs": 8}},
             "mining_rounds": {"config": {"rounds": 1, "student_epochs": 1, "top_k": 3}},
         }
     }

@@ -20,6 +20,7 @@ RUN_CONFIG = {
     "ops": {
         "read_documents": {"config": {"folder": str(SAMPLE_DIR)}},
         "synthetic_queries": {"config": {"max_chunks": 16}},
+        "passage_pairs": {"config": {"max_pairs": 8}},
         "mining_rounds": {"config": {"rounds": 1, "student_epochs": 1, "top_k": 3}},
         "embedding_model": {"config": {"epochs": 1}},
     }

@@ -106,6 +106,7 @@ def test_api_key_never_reaches_disk_or_logs(tmp_path):
     secret = f"sk-embpipe-test-{uuid.uuid4().hex}"
     data_dir = tmp_path / "data"
     whole_pipeline = ["run", "--documents", str(SAMPLE_DIR), "--max-chunks", "16", "--epochs", "1", "--no-lmar"]
+    whole_pipeline += ["--set", "passage_pairs.max_pairs=8", "--set", "mining_rounds.rounds=1"]
     process = embpipe(
         data_dir,
         *whole_pipeline,

@@ -201,6 +201,7 @@ def test_ui_serves_the_graph_and_materializes_all(ui_server, data_dir):
         "ops": {
             "read_documents": {"config": {"folder": str(SAMPLE_DIR)}},
             "synthetic_queries": {"config": {"max_chunks": 12}},
+            "passage_pairs": {"config": {"max_pairs": 8}},
             "mining_rounds": {"config": {"rounds": 1, "student_epochs": 1}},
             "embedding_model": {"config": {"epochs": 1}},
         },
