@@ -60,3 +60,19 @@ def test_pair_examples_carry_their_negatives_and_weight(sample_chunks):
     examples = pair_examples(pairs, sample_chunks, negatives_per_example=4)
     assert [len(e.negatives) for e in examples] == [4, 0]
     assert examples[0].query == pairs["query"].iloc[0] and examples[0].weight == 0.5
+
+
+def test_every_pair_traces_to_its_document_in_the_lineage(sample_chunks):
+    from embpipe.core.evaluation.lineage import lineage_rows, rows_for_document
+    from embpipe.core.tables import LINEAGE, QUERY_SPLITS, SYNTHETIC_QUERIES, TRAINING_LABELS
+
+    documents = pd.DataFrame([vars(d) for d in read_folder(SAMPLE_DIR).documents])
+    pairs = teacher_free_pairs(sample_chunks, set(), PairParams(max_pairs=6))
+    pairs["negative_chunk_ids"] = [sample_chunks["chunk_id"].tolist()[:1]] * len(pairs)
+    empty = (SYNTHETIC_QUERIES.empty(), QUERY_SPLITS.empty(), TRAINING_LABELS.empty())
+    lineage = lineage_rows(*empty, sample_chunks, documents, pairs)
+    assert list(lineage.columns) == LINEAGE.names and len(lineage) == 12
+    title = pairs[pairs["strategy"] == "title"].iloc[0]
+    path = documents.set_index("doc_id").at[title["doc_id"], "path"]
+    traced = rows_for_document(lineage, path)
+    assert title["pair_id"] in set(traced["query_id"]) and set(lineage["split"]) == {"train"}

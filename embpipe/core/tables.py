@@ -21,7 +21,7 @@ import pandas as pd
 
 
 class Strategy(StrEnum):
-    """How a question was written: from one chunk, from an LMAR cluster, or by one of EmbGen's samplers."""
+    """How a question was written: from one chunk, an LMAR cluster, one of EmbGen's samplers, or without the teacher."""
 
     SINGLE_CHUNK = "single_chunk"
     CLUSTER = "cluster"
@@ -203,17 +203,10 @@ HARD_NEGATIVES = Table(
 PASSAGE_PAIRS = Table(
     "PassagePairsFrame",
     "Teacher-free pairs: a title or one sentence → its chunk with that text cut out, base-model negatives.",
-    (
-        _id("pair_id", unique=True),
-        _category("strategy", (Strategy.TITLE, Strategy.INVERSE_CLOZE)),
-        _id("query"),
-        _id("positive"),
-        _id("chunk_id"),
-        _id("doc_id"),
-        Column("negative_chunk_ids", "object"),
-        Column("weight", "float", min_value=0.0, max_value=1.0),
-    ),
-)
+    (_id("pair_id", unique=True), _category("strategy", (Strategy.TITLE, Strategy.INVERSE_CLOZE)), _id("query"),
+     _id("positive"), _id("chunk_id"), _id("doc_id"), Column("negative_chunk_ids", "object"),
+     Column("weight", "float", min_value=0.0, max_value=1.0)),
+)  # fmt: skip
 TRAINING_LABELS = Table(
     "TrainingLabelsFrame",
     "(query, chunk) training labels with their source (synthetic, margin, teacher) and round.",

@@ -11,7 +11,7 @@ from embpipe.defs.types import LineageFrame
 SHOWN_DOCUMENTS = 50
 
 
-@asset(dagster_type=LineageFrame, code_version="1", group_name="lineage")
+@asset(dagster_type=LineageFrame, code_version="2", group_name="lineage")
 def training_lineage(
     context: AssetExecutionContext,
     documents: pd.DataFrame,
@@ -19,9 +19,10 @@ def training_lineage(
     synthetic_queries: pd.DataFrame,
     query_splits: pd.DataFrame,
     mining_rounds: pd.DataFrame,
+    passage_pairs: pd.DataFrame,
 ):
-    """query → chunk → document for every question and training label (``embpipe lineage`` reads it)."""
-    frame = lineage_rows(synthetic_queries, query_splits, mining_rounds, chunks, documents)
+    """query → chunk → document for every question, training label and teacher-free pair (``embpipe lineage``)."""
+    frame = lineage_rows(synthetic_queries, query_splits, mining_rounds, chunks, documents, passage_pairs)
     counts = per_document_counts(frame)
     context.log.info(f"lineage: {len(frame)} rows over {frame['doc_path'].nunique()} documents")
     return table_output(

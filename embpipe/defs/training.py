@@ -83,14 +83,14 @@ def embedding_model(
     mining_rounds: pd.DataFrame,
     passage_pairs: pd.DataFrame,
 ):
-    """The domain-adapted embedding model: best validation checkpoint of contrastive fine-tuning on the teacher's
-    labels and the teacher-free pairs."""
+    """The domain-adapted embedding model: best validation checkpoint of contrastive fine-tuning (teacher labels
+    and teacher-free pairs)."""
     import mlflow as mlflow_api
 
-    train = queries_in_split(synthetic_queries, query_splits, Split.TRAIN)
-    labels = mining_rounds[mining_rounds["used"]]
-    examples = labelled_examples(labels, train, chunks, config.negatives_per_example)
-    examples += pair_examples(passage_pairs, chunks, config.negatives_per_example)
+    train, labels = queries_in_split(synthetic_queries, query_splits, Split.TRAIN), mining_rounds[mining_rounds["used"]]
+    examples = labelled_examples(labels, train, chunks, config.negatives_per_example) + pair_examples(
+        passage_pairs, chunks, config.negatives_per_example
+    )
     validation = validation_target(synthetic_queries, query_splits, chunks, config.validation_corpus_size, config.seed)
     model = embedder.load(config.max_seq_length or None)
     checkpoint = checkpoint_path(config, embedder.model_id(), labels, train, passage_pairs)
@@ -107,12 +107,17 @@ def embedding_model(
             model, model_card(config.model_dump(mode="json"), embedder.model_id(), len(examples), outcome), outcome
         )
     shutil.rmtree(checkpoint, ignore_errors=True)
-    summary = training_summary(outcome, len(examples), str(model.device))
+    return model_output(model, outcome, config, len(examples), len(passage_pairs), run.info.run_id)
+
+
+def model_output(model, outcome, config: TrainingConfig, examples: int, pairs: int, mlflow_run_id: str) -> Output:
+    """The trained model with its weights' hash as data version and the training summary as metadata."""
+    summary = training_summary(outcome, examples, str(model.device))
     metadata = {
         **summary,
         "history": MetadataValue.md(summary["history"]),
-        "teacher_free_examples": len(passage_pairs),
-        "mlflow_run_id": run.info.run_id,
+        "teacher_free_examples": pairs,
+        "mlflow_run_id": mlflow_run_id,
         CONFIG_FINGERPRINT: config_fingerprint(config),
     }
     return Output(model, data_version=DataVersion(model_version(model)), metadata=metadata)

@@ -1,7 +1,8 @@
 """Lineage: which questions and training pairs came from a document, and what lies behind a query.
 
 One row per (query, chunk) relation: the query's positives (synthetic, or confirmed by the teacher) and its
-hard negatives (margin-mined or teacher-judged), with the query's split and the chunk's document. Training
+hard negatives (margin-mined or teacher-judged), with the query's split and the chunk's document; teacher-free
+pairs appear under their ``pair_id`` with strategy ``title`` or ``inverse_cloze``. Training
 pairs are the rows of ``train`` queries; validation and test queries appear with their positives only.
 
 Example:
@@ -23,8 +24,10 @@ def lineage_rows(
     labels: pd.DataFrame,
     chunks: pd.DataFrame,
     documents: pd.DataFrame,
+    pairs: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """The lineage table (see the module docstring); ``labels`` are the training labels (``used`` rows)."""
+    """The lineage table (see the module docstring); ``labels`` are the training labels (``used`` rows),
+    ``pairs`` the teacher-free pairs (their chunk a positive, their negatives margin-mined, all training)."""
     split_of = dict(zip(splits["query_id"].astype(str), splits["split"], strict=True))
     used = labels[labels["used"]] if "used" in labels else labels
     labelled = set(used["query_id"].astype(str))
@@ -42,9 +45,31 @@ def lineage_rows(
     frame["query_text"] = frame["query_id"].map(query_info["text"])
     frame["strategy"] = frame["query_id"].map(query_info["strategy"])
     frame["split"] = frame["query_id"].map(split_of).fillna(Split.UNASSIGNED)
+    if pairs is not None and len(pairs):
+        frame = pd.concat([frame, pair_rows(pairs)], ignore_index=True)
     frame["doc_id"] = frame["chunk_id"].astype(str).map(chunk_doc).fillna("")
     frame["doc_path"] = frame["doc_id"].map(doc_path).fillna("")
     return LINEAGE.frame(frame).sort_values(["query_id", "role", "chunk_id"], kind="stable").reset_index(drop=True)
+
+
+def pair_rows(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Lineage rows of teacher-free pairs: the pair's chunk as positive, its negatives, all in training."""
+    rows = [
+        {
+            "query_id": p.pair_id,
+            "query_text": p.query,
+            "strategy": p.strategy,
+            "chunk_id": chunk,
+            "role": role,
+            "source": source,
+            "round": 0,
+            "split": Split.TRAIN,
+        }  # fmt: skip
+        for p in pairs.itertuples(index=False)
+        for chunk, role, source in [(p.chunk_id, Role.POSITIVE, LabelSource.SYNTHETIC)]
+        + [(c, Role.NEGATIVE, LabelSource.MARGIN) for c in flatten_ids(p.negative_chunk_ids)]
+    ]
+    return pd.DataFrame(rows)
 
 
 def per_document_counts(lineage: pd.DataFrame) -> pd.DataFrame:
