@@ -139,9 +139,21 @@ def results_table(rows: list[Row]) -> str:
     return header + "\n".join(lines) + "\n"
 
 
-def wall_table(rows: list[Row]) -> str:
-    header = "| results file | wall seconds in all (slowest stages) |\n|---|---|\n"
-    return header + "\n".join(f"| `{r.file}` | {r.wall} |" for r in rows) + "\n"
+def question_speed(result: dict) -> str:
+    """Single-chunk teacher questions per hour of the ``synthetic_queries`` stage, when it asked the teacher
+    (a stage served from the reply cache or reused from another variant measures nothing)."""
+    seconds = result["wall_s"].get("by_stage", {}).get("synthetic_queries")
+    stage = result.get("stage_metadata", {}).get("synthetic_queries", {})
+    if not seconds or stage.get("cached_calls", 0) or stage.get("paid_tokens") == 0:
+        return "–"
+    questions = stage.get("queries_by_strategy", {}).get("single_chunk", result["counts"].get("synthetic_queries", 0))
+    return f"{questions / seconds * 3600:,.0f} ({questions} in {seconds:,.0f} s)"
+
+
+def wall_table(rows: list[Row], results: Path = RESULTS) -> str:
+    header = "| results file | wall seconds in all (slowest stages) | teacher questions per hour |\n|---|---|---|\n"
+    speeds = {r.file: question_speed(json.loads((results / r.file).read_text())) for r in rows}
+    return header + "\n".join(f"| `{r.file}` | {r.wall} | {speeds[r.file]} |" for r in rows) + "\n"
 
 
 def parity_section(results: Path = RESULTS, metrics: tuple[str, ...] = ("ndcg@10", "recall@100", "mrr@5")) -> str:
@@ -207,7 +219,7 @@ def summary_markdown(rows: list[Row], results: Path = RESULTS) -> str:
         f"{SIGNIFICANCE} and Recall@100 did not fall.\n\n## Tuned vs base on real benchmark queries\n\n"
         + results_table(rows)
         + "\n## Wall time\n\n"
-        + wall_table(rows)
+        + wall_table(rows, results)
         + lever_section(results)
         + parity_section(results)
     )
