@@ -147,7 +147,10 @@ def question_speed(result: dict) -> str:
     if not seconds or stage.get("cached_calls", 0) or stage.get("paid_tokens") == 0:
         return "–"
     questions = stage.get("queries_by_strategy", {}).get("single_chunk", result["counts"].get("synthetic_queries", 0))
-    return f"{questions / seconds * 3600:,.0f} ({questions} in {seconds:,.0f} s)"
+    speed = f"{questions / seconds * 3600:,.0f} ({questions} in {seconds:,.0f} s)"
+    if "round_trip_pass_rate" in stage:
+        speed += f"; round trip {stage['round_trip_pass_rate']:.0%} in the base top {stage['round_trip_k']}"
+    return speed
 
 
 def wall_table(rows: list[Row], results: Path = RESULTS) -> str:

@@ -7,10 +7,12 @@ from pydantic import Field
 from embpipe.core.embedding import encode, encode_with_progress
 from embpipe.core.synthesis.passage_pairs import PairParams, held_out_documents, teacher_free_pairs
 from embpipe.core.synthesis.questions import (
+    ROUND_TRIP_K,
+    Screening,
     combined_questions,
     generate_single_chunk_questions,
-    near_duplicate_mask,
     question_summary,
+    screen_questions,
     select_chunks,
 )
 from embpipe.core.synthesis.splits import assign_splits
@@ -53,9 +55,16 @@ class QuestionConfig(Config):
         default=0.3, description="The quality check fails above this share of failed chunks."
     )
     seed: int = Field(default=42, description="Seed of the chunk sample.")
+    round_trip_k: int = Field(
+        default=ROUND_TRIP_K, description="Round trip: does a question's positive rank in the base top k (recorded)."
+    )
+    round_trip_filter: bool = Field(default=False, description="Drop the questions that fail the round trip.")
+
+    def screening(self) -> Screening:
+        return Screening(self.dedup_threshold, self.round_trip_k, self.round_trip_filter)
 
 
-@asset(dagster_type=SyntheticQueriesFrame, code_version="3", group_name="synthesis")
+@asset(dagster_type=SyntheticQueriesFrame, code_version="4", group_name="synthesis")
 def synthetic_queries(
     context: AssetExecutionContext,
     config: QuestionConfig,
@@ -63,6 +72,7 @@ def synthetic_queries(
     teacher: TeacherResource,
     embedder: EmbedderResource,
     chunks: pd.DataFrame,
+    chunk_embeddings: pd.DataFrame,
     cluster_queries: pd.DataFrame,
     embgen_queries: pd.DataFrame,
 ):
@@ -75,14 +85,14 @@ def synthetic_queries(
     client = teacher.client(idle_stages=methods.idle_teacher_stages())  # their budget shares come here
     own, stats = generate_single_chunk_questions(client, sample, config.questions_per_chunk, progress)
     frame = combined_questions(own, cluster_queries, embgen_queries)
-    if len(frame):
-        keep = near_duplicate_mask(encode(embedder.load(), frame["text"].tolist()), config.dedup_threshold)
-        frame = frame[keep].reset_index(drop=True)
+    vectors = encode(embedder.load(), frame["text"].tolist())
+    frame, round_trip = screen_questions(frame, vectors, chunk_embeddings, config.screening())
     failures = client.store.failures(client.run_id, "synthetic_queries")
     usage = [u for u in client.store.usage(client.run_id) if u.stage == "synthetic_queries"]
     summary = question_summary(frame, stats, usage, failures, client.store.cuts(client.run_id, "synthetic_queries"))
     metadata = {
         **summary,
+        **round_trip,
         "queries_by_strategy": MetadataValue.json(summary["queries_by_strategy"]),
         "failures": MetadataValue.md(summary["failures"]),
         "max_failure_rate": config.max_failure_rate,

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from embpipe.core.embedding import stack_embeddings
+from embpipe.core.evaluation.retrieval import top_k
 from embpipe.core.synthesis.splits import stable_unit
 from embpipe.core.tables import SYNTHETIC_QUERIES, Strategy
 from embpipe.llm.budget import BudgetStop, within_budget
@@ -197,6 +199,46 @@ def combined_questions(own: pd.DataFrame, *others: pd.DataFrame) -> pd.DataFrame
     extra = [q[SYNTHETIC_QUERIES.names] for q in others if len(q)]
     frame = pd.concat([own, *extra], ignore_index=True) if extra else own
     return frame.drop_duplicates("query_id").reset_index(drop=True)
+
+
+ROUND_TRIP_K = 10
+
+
+def round_trip_hits(
+    question_vectors: np.ndarray, chunk_vectors: np.ndarray, chunk_ids: Sequence[str], positives: Sequence, k: int
+) -> np.ndarray:
+    """Round trip: whether one of each question's positive chunks is in the base retriever's top ``k`` over all
+    chunks (vectors L2-normalised). A question that fails it is vague, off its passage, or hard for the base."""
+    if len(question_vectors) == 0:
+        return np.zeros(0, dtype=bool)
+    found = top_k(question_vectors, chunk_vectors, min(k, len(chunk_ids))).indices
+    ids = np.asarray([str(c) for c in chunk_ids])
+    return np.array([bool(set(ids[row]) & set(flatten_ids(p))) for row, p in zip(found, positives, strict=True)])
+
+
+@dataclass(frozen=True)
+class Screening:
+    """What the question stage drops: near-duplicates, and (when ``round_trip_filter``) round-trip failures."""
+
+    dedup_threshold: float = 0.9
+    round_trip_k: int = ROUND_TRIP_K
+    round_trip_filter: bool = False
+
+
+def screen_questions(
+    frame: pd.DataFrame, vectors: np.ndarray, chunk_embeddings: pd.DataFrame, screening: Screening
+) -> tuple[pd.DataFrame, dict]:
+    """Near-duplicates dropped, the round trip measured (and applied when asked); its pass rate as metadata."""
+    keep = near_duplicate_mask(vectors, screening.dedup_threshold) if len(frame) else np.zeros(0, dtype=bool)
+    frame, vectors = frame[keep].reset_index(drop=True), vectors[keep]
+    passed = round_trip_hits(
+        vectors, stack_embeddings(chunk_embeddings), chunk_embeddings["chunk_id"].tolist(),
+        frame["positive_chunk_ids"].tolist(), screening.round_trip_k,
+    )  # fmt: skip
+    rate = float(passed.mean()) if len(passed) else 0.0
+    if screening.round_trip_filter:
+        frame = frame[passed].reset_index(drop=True)
+    return frame, {"round_trip_pass_rate": rate, "round_trip_k": screening.round_trip_k}
 
 
 def question_summary(
