@@ -46,8 +46,8 @@ def test_held_out_documents_give_no_pair_and_the_cap_leaves_titles_at_most_half(
 
 def test_adding_a_document_changes_the_pairs_only_by_its_own(sample_chunks):
     first_doc = sample_chunks["doc_id"].iloc[0]
-    without = teacher_free_pairs(sample_chunks[sample_chunks["doc_id"] != first_doc], set(), PairParams())
-    with_it = teacher_free_pairs(sample_chunks, set(), PairParams())
+    without = teacher_free_pairs(sample_chunks[sample_chunks["doc_id"] != first_doc], set(), PairParams(max_pairs=1000))
+    with_it = teacher_free_pairs(sample_chunks, set(), PairParams(max_pairs=1000))
     added = with_it[~with_it["pair_id"].isin(without["pair_id"])]
     assert set(added["doc_id"]) == {first_doc}
     assert set(without["pair_id"]) <= set(with_it["pair_id"])
