@@ -99,6 +99,8 @@ def test_lineage_answers_which_pairs_came_from_a_document_and_what_is_behind_a_q
 LIGHT = {
     "synthetic_queries": {"config": {"max_chunks": 8}},
     "passage_pairs": {"config": {"max_pairs": 8}},
+    "labeled_triplets": {"config": {"anchors": 16}},
+    "cluster_profiles": {"config": {"max_clusters": 4}},
     "mining_rounds": {"config": {"rounds": 1, "student_epochs": 1, "top_k": 2}},
     "embedding_model": {"config": {"epochs": 1}},
 }

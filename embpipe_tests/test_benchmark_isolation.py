@@ -48,6 +48,8 @@ def test_benchmark_queries_reach_only_the_scoring(data_dir, tmp_path):
             "chunks": {"config": {"min_tokens": 5}},
             "synthetic_queries": {"config": {"max_chunks": 16, "min_chunk_tokens": 5}},
             "passage_pairs": {"config": {"max_pairs": 8}},
+            "labeled_triplets": {"config": {"anchors": 16}},
+            "cluster_profiles": {"config": {"max_clusters": 4}},
             "embedding_model": {"config": {"epochs": 1}},
             "retrieval_report": {"config": {"beir_folder": str(beir)}},
         }

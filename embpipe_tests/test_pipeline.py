@@ -21,6 +21,8 @@ RUN_CONFIG = {
         "read_documents": {"config": {"folder": str(SAMPLE_DIR)}},
         "synthetic_queries": {"config": {"max_chunks": 16}},
         "passage_pairs": {"config": {"max_pairs": 8}},
+        "labeled_triplets": {"config": {"anchors": 16}},
+        "cluster_profiles": {"config": {"max_clusters": 4}},
         "mining_rounds": {"config": {"rounds": 1, "student_epochs": 1, "top_k": 3}},
         "embedding_model": {"config": {"epochs": 1}},
     }

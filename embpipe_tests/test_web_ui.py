@@ -202,6 +202,8 @@ def test_ui_serves_the_graph_and_materializes_all(ui_server, data_dir):
             "read_documents": {"config": {"folder": str(SAMPLE_DIR)}},
             "synthetic_queries": {"config": {"max_chunks": 12}},
             "passage_pairs": {"config": {"max_pairs": 8}},
+            "labeled_triplets": {"config": {"anchors": 16}},
+            "cluster_profiles": {"config": {"max_clusters": 4}},
             "mining_rounds": {"config": {"rounds": 1, "student_epochs": 1}},
             "embedding_model": {"config": {"epochs": 1}},
         },
