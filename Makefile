@@ -10,8 +10,8 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 install:
 	bash scripts/install.sh
 
-# The default recipe on data/sample, scored first on the hand-written questions of data/sample-eval; the token
-# budget keeps the demo to about a quarter of an hour on two cores.
+# The default recipe on data/sample, scored first on the hand-written questions of data/sample-eval, under a
+# 20,000-token teacher budget.
 demo: install
 	embpipe run --beir data/sample-eval --token-budget 20000
 
