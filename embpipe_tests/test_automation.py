@@ -12,7 +12,7 @@ from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_contex
 from embpipe.core.evaluation.lineage import lineage_rows, per_document_counts, rows_for_document, rows_for_query
 from embpipe.core.synthesis.questions import select_chunks
 from embpipe.defs.automation import documents_folder_sensor, nightly_refresh, refresh_passes, refresh_stale
-from embpipe_tests.conftest import SAMPLE_DIR
+from embpipe_tests.conftest import GRAPH_SAMPLE_DIR
 
 
 def test_sensor_requests_a_refresh_when_files_are_added_changed_or_removed(tmp_path, monkeypatch):
@@ -121,7 +121,7 @@ def test_refresh_job_builds_everything_then_pays_only_for_a_new_document(data_di
     from embpipe.resources.teacher import TeacherResource
 
     folder = tmp_path / "docs"
-    shutil.copytree(SAMPLE_DIR, folder)
+    shutil.copytree(GRAPH_SAMPLE_DIR, folder)
     sample = sorted(folder.iterdir())
     extra = sample[-1]
     held_back = extra.read_text()

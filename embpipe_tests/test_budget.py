@@ -81,14 +81,14 @@ def test_a_run_whose_teacher_stages_sit_in_different_passes_never_pays_past_the_
     from embpipe.orchestration.runner import run_stale
     from embpipe.resources.methods import MethodsResource
     from embpipe.resources.teacher import TeacherResource
-    from embpipe_tests.conftest import SAMPLE_DIR
+    from embpipe_tests.conftest import GRAPH_SAMPLE_DIR
 
     cap = 12_000
     teacher = TeacherResource(model="fake/teacher", token_budget=cap)
     resources = {**default_resources(), "teacher": teacher, "methods": MethodsResource(lmar=True, embgen=True)}
     run_config = {
         "ops": {
-            "read_documents": {"config": {"folder": str(SAMPLE_DIR)}},
+            "read_documents": {"config": {"folder": str(GRAPH_SAMPLE_DIR)}},
             "labeled_triplets": {"config": {"anchors": 200}},  # asks for far more than its share
             "entity_descriptions": {"config": {"max_chunks": 200}},
         }

@@ -196,7 +196,7 @@ def test_the_embgen_stages_materialize_every_strategy_with_answers_and_feed_synt
     from embpipe.definitions import all_assets, default_resources
     from embpipe.resources.methods import MethodsResource
     from embpipe.resources.teacher import TeacherResource
-    from embpipe_tests.conftest import SAMPLE_DIR
+    from embpipe_tests.conftest import GRAPH_SAMPLE_DIR
 
     resources = {
         **default_resources(),
@@ -210,7 +210,7 @@ def test_the_embgen_stages_materialize_every_strategy_with_answers_and_feed_synt
     ]  # fmt: skip
     run_config = {
         "ops": {
-            "read_documents": {"config": {"folder": str(SAMPLE_DIR)}},
+            "read_documents": {"config": {"folder": str(GRAPH_SAMPLE_DIR)}},
             "synthetic_queries": {"config": {"max_chunks": 0}},
             "entity_descriptions": {"config": {"max_chunks": 30}},
             "entity_clusters": {"config": {"min_similarity": 0.5}},

@@ -186,7 +186,7 @@ def test_with_lmar_off_the_stages_store_empty_tables_and_call_no_teacher(data_di
     from embpipe.definitions import all_assets, default_resources
     from embpipe.resources.methods import MethodsResource
     from embpipe.resources.teacher import TeacherResource
-    from embpipe_tests.conftest import SAMPLE_DIR
+    from embpipe_tests.conftest import GRAPH_SAMPLE_DIR
 
     resources = {
         **default_resources(),
@@ -200,7 +200,7 @@ def test_with_lmar_off_the_stages_store_empty_tables_and_call_no_teacher(data_di
     ]  # fmt: skip
     run_config = {
         "ops": {
-            "read_documents": {"config": {"folder": str(SAMPLE_DIR)}},
+            "read_documents": {"config": {"folder": str(GRAPH_SAMPLE_DIR)}},
             "synthetic_queries": {"config": {"max_chunks": 4}},
         }
     }

@@ -218,10 +218,10 @@ def test_editing_one_document_changes_no_other_document_s_training_rows(tmp_path
     from embpipe.orchestration.runner import run_stale
     from embpipe.resources.methods import MethodsResource
     from embpipe.resources.teacher import TeacherResource
-    from embpipe_tests.conftest import SAMPLE_DIR
+    from embpipe_tests.conftest import GRAPH_SAMPLE_DIR
 
     folder = tmp_path / "docs"
-    shutil.copytree(SAMPLE_DIR, folder)
+    shutil.copytree(GRAPH_SAMPLE_DIR, folder)
     resources = {
         **default_resources(),
         "teacher": TeacherResource(model="fake/teacher"),

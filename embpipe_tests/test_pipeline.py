@@ -14,11 +14,11 @@ from embpipe.definitions import all_assets, all_checks, default_resources
 from embpipe.orchestration.instance import dagster_instance
 from embpipe.orchestration.runner import run_stale
 from embpipe.resources.teacher import TeacherResource
-from embpipe_tests.conftest import SAMPLE_DIR
+from embpipe_tests.conftest import GRAPH_SAMPLE_DIR
 
 RUN_CONFIG = {
     "ops": {
-        "read_documents": {"config": {"folder": str(SAMPLE_DIR)}},
+        "read_documents": {"config": {"folder": str(GRAPH_SAMPLE_DIR)}},
         "synthetic_queries": {"config": {"max_chunks": 16}},
         "passage_pairs": {"config": {"max_pairs": 8}},
         "labeled_triplets": {"config": {"anchors": 16}},

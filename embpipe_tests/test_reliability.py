@@ -16,12 +16,13 @@ import pandas as pd
 import pytest
 
 from embpipe.core.ingest.documents import read_folder
-from embpipe_tests.conftest import REPO, SAMPLE_DIR
+from embpipe_tests.conftest import GRAPH_SAMPLE_DIR, REPO
 
 pytestmark = pytest.mark.slow
 
 # the question stage and what it needs, LMAR off: a teacher stage to interrupt, without training on the way
-QUESTIONS = ["run", "--select", "synthetic_queries", "--no-lmar", "--documents", str(SAMPLE_DIR), "--max-chunks", "24"]
+QUESTIONS = ["run", "--select", "synthetic_queries", "--no-lmar", "--documents", str(GRAPH_SAMPLE_DIR)]
+QUESTIONS += ["--max-chunks", "24"]
 
 
 def embpipe(data_dir: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
@@ -105,7 +106,7 @@ def test_two_runs_at_once_leave_consistent_outputs(tmp_path):
 def test_api_key_never_reaches_disk_or_logs(tmp_path):
     secret = f"sk-embpipe-test-{uuid.uuid4().hex}"
     data_dir = tmp_path / "data"
-    whole_pipeline = ["run", "--documents", str(SAMPLE_DIR), "--max-chunks", "16", "--epochs", "1", "--no-lmar"]
+    whole_pipeline = ["run", "--documents", str(GRAPH_SAMPLE_DIR), "--max-chunks", "16", "--epochs", "1", "--no-lmar"]
     whole_pipeline += ["--set", "passage_pairs.max_pairs=8", "--set", "mining_rounds.rounds=1"]
     process = embpipe(
         data_dir,

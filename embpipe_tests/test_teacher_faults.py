@@ -114,7 +114,7 @@ def materialize_questions(teacher_resource, max_chunks: int):
 
     from embpipe.definitions import all_assets, all_checks, default_resources
     from embpipe.resources.methods import MethodsResource
-    from embpipe_tests.conftest import SAMPLE_DIR
+    from embpipe_tests.conftest import GRAPH_SAMPLE_DIR
 
     lmar = ("labeled_triplets", "triplet_tuned_model", "chunk_clusters", "cluster_profiles", "cluster_queries")
     embgen = ("entity_descriptions", "entity_clusters", "embgen_queries")
@@ -122,7 +122,7 @@ def materialize_questions(teacher_resource, max_chunks: int):
     keys = [AssetKey(k) for k in names]
     run_config = {
         "ops": {
-            "read_documents": {"config": {"folder": str(SAMPLE_DIR)}},
+            "read_documents": {"config": {"folder": str(GRAPH_SAMPLE_DIR)}},
             "synthetic_queries": {"config": {"max_chunks": max_chunks}},
         }
     }

@@ -106,7 +106,7 @@ def test_a_fixed_outage_is_retried_by_the_next_run_paying_only_for_the_failed_ch
     from embpipe.orchestration.runner import run_stale
     from embpipe.resources.methods import MethodsResource
     from embpipe.resources.teacher import TeacherResource
-    from embpipe_tests.conftest import SAMPLE_DIR
+    from embpipe_tests.conftest import GRAPH_SAMPLE_DIR
 
     server.ok_content = json.dumps(QUESTIONS)
     server.outage_after = 2  # two chunks get their questions, then the endpoint answers 503
@@ -115,7 +115,7 @@ def test_a_fixed_outage_is_retried_by_the_next_run_paying_only_for_the_failed_ch
     resources = {**default_resources(), "teacher": teacher, "methods": MethodsResource(lmar=False)}
     run_config = {
         "ops": {
-            "read_documents": {"config": {"folder": str(SAMPLE_DIR)}},
+            "read_documents": {"config": {"folder": str(GRAPH_SAMPLE_DIR)}},
             "synthetic_queries": {"config": {"max_chunks": 4}},
         }
     }
@@ -150,14 +150,14 @@ def test_items_a_teacher_stage_could_not_ask_are_owed_to_the_next_run(tmp_path, 
     from embpipe.definitions import all_assets, all_checks, default_resources
     from embpipe.orchestration.runner import run_stale
     from embpipe.resources.teacher import TeacherResource
-    from embpipe_tests.conftest import SAMPLE_DIR
+    from embpipe_tests.conftest import GRAPH_SAMPLE_DIR
 
     store = tmp_path / "t.sqlite"
     teacher = TeacherResource(model="fake/connection-error-once", max_retries=0, store_path=str(store))
     resources = {**default_resources(), "teacher": teacher}
     run_config = {
         "ops": {
-            "read_documents": {"config": {"folder": str(SAMPLE_DIR)}},
+            "read_documents": {"config": {"folder": str(GRAPH_SAMPLE_DIR)}},
             "labeled_triplets": {"config": {"anchors": 6}},
         }
     }

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from embpipe_tests.conftest import REPO, SAMPLE_DIR
+from embpipe_tests.conftest import GRAPH_SAMPLE_DIR, REPO
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +64,7 @@ def ui_server(data_dir):
     env = {
         **os.environ,
         "EMBPIPE_DATA_DIR": str(data_dir),
-        "EMBPIPE_DOCUMENTS": str(SAMPLE_DIR),
+        "EMBPIPE_DOCUMENTS": str(GRAPH_SAMPLE_DIR),
         "EMBPIPE_AUTOMATION": "stopped",  # no sensor-launched runs beside the test's own
     }
     process = subprocess.Popen(
@@ -199,7 +199,7 @@ def test_ui_serves_the_graph_and_materializes_all(ui_server, data_dir):
         "execution": {"config": {"in_process": {}}},  # one process for the run, not one per step
         "resources": {"teacher": {"config": {"model": "fake/teacher"}}, "methods": {"config": {"lmar": False}}},
         "ops": {
-            "read_documents": {"config": {"folder": str(SAMPLE_DIR)}},
+            "read_documents": {"config": {"folder": str(GRAPH_SAMPLE_DIR)}},
             "synthetic_queries": {"config": {"max_chunks": 12}},
             "passage_pairs": {"config": {"max_pairs": 8}},
             "labeled_triplets": {"config": {"anchors": 16}},
