@@ -7,8 +7,8 @@ splits stay unseen. Chunks are spread over documents by the same seeded hash as 
 (``select_chunks``): adding a document changes the pairs only by that document's own.
 
 Example:
-    >>> cloze_pair("Fan 3 failed. The alert is H-052. Replace the fan while running.", "c1", seed=1)
-    ('The alert is H-052.', 'Fan 3 failed. Replace the fan while running.')
+    >>> cloze_pair("Fan 3 failed. The alert is H-052. Replace the fan while running.", "c1", seed=1, min_words=3)
+    ('Fan 3 failed.', 'The alert is H-052. Replace the fan while running.')
 """
 
 from __future__ import annotations
