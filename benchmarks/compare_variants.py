@@ -38,9 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seq-length", type=int, default=256)
     args = parser.parse_args(argv)
 
-    from sentence_transformers import SentenceTransformer
-
-    from embpipe.core.embedding import encode
+    from embpipe.core.embedding import encode, load_model
     from embpipe.core.evaluation.beir import load_beir
     from embpipe.core.evaluation.report import compare_models
 
@@ -48,8 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     target = load_beir(Path(args.data_root) / args.dataset)
     encoders = {}
     for variant in (args.before, args.after):
-        model = SentenceTransformer(str(model_folder(args.dataset, variant)), device="cpu")
-        model.max_seq_length = args.max_seq_length
+        model = load_model(str(model_folder(args.dataset, variant)), args.max_seq_length, "auto")
         encoders[variant] = lambda texts, model=model: encode(model, texts, 32)
     table = compare_models(target, encoders, reference=args.before).table
     rows = table[table["metric"].isin(METRICS) & (table["model"] != "bm25")]

@@ -41,17 +41,14 @@ SETTINGS = {
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, dict]:
-    """``op.field=value`` pairs as run-config ops (values parsed as JSON when they parse)."""
+    """``op.field=value`` pairs as run-config ops, read and checked as ``embpipe run --set`` reads them."""
+    from embpipe.cli import stage_setting
+    from embpipe.cli_run import require_stage_setting
+
     ops: dict[str, dict] = {}
     for pair in pairs:
-        target, _, raw = pair.partition("=")
-        op, _, field = target.partition(".")
-        if not op or not field or not raw:
-            raise ValueError(f"--set expects op.field=value, got {pair!r}")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
+        op, field, value = stage_setting(pair)
+        require_stage_setting(op, field)
         ops.setdefault(op, {"config": {}})["config"][field] = value
     return ops
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,6 +18,7 @@ SAMPLE_DIR = REPO / "data" / "sample"
 GRAPH_SAMPLE_DIR = Path(tempfile.mkdtemp(prefix="embpipe-graph-sample-"))
 for _document in sorted(SAMPLE_DIR.iterdir())[:20]:
     shutil.copy(_document, GRAPH_SAMPLE_DIR)
+atexit.register(shutil.rmtree, GRAPH_SAMPLE_DIR, True)
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
