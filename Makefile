@@ -16,7 +16,7 @@ demo: install
 	embpipe run --beir data/sample-eval --token-budget 20000
 
 test: install
-	python -m pytest -q
+	python -m pytest -q --durations=30
 
 test-fast: install
 	python -m pytest -q -m "not slow"
