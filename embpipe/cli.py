@@ -145,6 +145,9 @@ def add_run_command(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--api-key-env", help="name of the environment variable that holds the teacher API key")
     run.add_argument("--token-budget", type=positive_int, help="most teacher tokens this run may pay for")
     run.add_argument("--teacher-timeout", type=positive_float, help="seconds one teacher request may take")
+    run.add_argument(
+        "--teacher-concurrency", type=positive_int, help="teacher calls in flight (default 1 local, 4 served)"
+    )
     run.add_argument("--max-chunks", type=positive_int, help="chunks to write questions for")
     run.add_argument("--base-model", help="model to adapt: a sentence-transformers folder or a fetched base model name")
     run.add_argument("--epochs", type=positive_int, help="most training epochs")

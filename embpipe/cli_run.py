@@ -62,6 +62,8 @@ def resources_from(args: argparse.Namespace) -> dict:
         teacher["token_budget"] = args.token_budget
     if args.teacher_timeout:
         teacher["timeout_s"] = args.teacher_timeout
+    if getattr(args, "teacher_concurrency", None):
+        teacher["max_concurrency"] = args.teacher_concurrency
     if teacher:
         resources["teacher"] = TeacherResource(**teacher)
     if getattr(args, "no_lmar", False) or getattr(args, "embgen", False):

@@ -11,6 +11,7 @@ from embpipe.core.synthesis.questions import (
     question_messages,
     question_schema,
 )
+from embpipe.llm.concurrency import Pacer
 from embpipe.llm.teacher import Teacher, TeacherSettings
 from embpipe.llm.teacher_store import TeacherStore
 from embpipe.llm.validation import bounded_number
@@ -79,12 +80,29 @@ def test_backoff_grows_between_transport_retries(tmp_path, monkeypatch):
     sleeps = []
     monkeypatch.setattr("embpipe.llm.teacher.time.sleep", sleeps.append)
     t = Teacher(
-        TeacherSettings(model="fake/rate-limit", max_retries=3, backoff_s=0.5),
+        TeacherSettings(model="fake/timeout", max_retries=3, backoff_s=0.5),
         TeacherStore(tmp_path / "t.sqlite"),
         "run",
     )
     assert ask_questions(t) is None
     assert sleeps == [0.5, 1.0, 2.0]
+
+
+def test_a_rate_limit_backs_off_through_the_pause_every_worker_shares(tmp_path):
+    now, sleeps = [0.0], []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    t = Teacher(
+        TeacherSettings(model="fake/rate-limit", max_retries=3, backoff_s=0.5),
+        TeacherStore(tmp_path / "t.sqlite"),
+        "run",
+    )
+    t.pacer = Pacer(clock=lambda: now[0], sleep=sleep)
+    assert ask_questions(t) is None
+    assert sleeps == [0.5, 1.0, 2.0] and t.pacer.pauses == 3
 
 
 def test_stage_finishes_when_every_item_fails(tmp_path):

@@ -188,6 +188,7 @@ def mining_rounds(
             round_logger(context),
             *reused,
             progress=progress_logger(context, "teacher judgements this round"),
+            workers=client.concurrency,
         )
     frame = labels_frame(outcome.labels, outcome.judgements, chunks)
     failures = len(client.store.failures(client.run_id, "mining_rounds"))

@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from embpipe.llm.concurrency import ordered_map
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -133,17 +135,14 @@ class BudgetStop:
         return self.message or "none"
 
 
-def within_budget(items: Iterable[T], step: Callable[[T], R], stop: BudgetStop) -> list[R]:
-    """``step`` of each item in order until the budget forbids a call: the results so far, the stop in ``stop``.
+def within_budget(items: Iterable[T], step: Callable[[T], R], stop: BudgetStop, workers: int = 1) -> list[R]:
+    """``step`` of each item (on up to ``workers`` threads, results in the items' order) until the budget forbids
+    a call: the results so far, the stop in ``stop``.
 
     Every teacher stage loops through this, so a budget stop ends a stage the same way everywhere: what was
     made is kept, and the reason is recorded.
     """
-    results: list[R] = []
-    for item in items:
-        try:
-            results.append(step(item))
-        except TokenBudgetExhausted as error:
-            stop.message = str(error)
-            break
+    results, stopped = ordered_map(items, step, workers, TokenBudgetExhausted)
+    if stopped is not None:
+        stop.message = str(stopped)
     return results

@@ -34,6 +34,13 @@ def transient_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+def rate_limit_error() -> type[BaseException]:
+    """A 429: retried after a pause that every worker of the teacher waits out."""
+    import litellm
+
+    return litellm.RateLimitError
+
+
 def refused_item_errors() -> tuple[type[BaseException], ...]:
     """Errors the teacher gives for one request that a retry would only repeat (a 400: the context length
     exceeded, a content filter, a malformed request): recorded for that item at once; the stage goes on."""

@@ -22,14 +22,24 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from embpipe.llm.budget import QUESTION_STAGE, RunBudget, TokenBudgetExhausted, budget_stage, estimate_tokens, overrun
-from embpipe.llm.failure_policy import MalformedReply, failure_reason, is_owed, item_errors, transient_errors
+from embpipe.llm.concurrency import Pacer, Reservations, retry_after
+from embpipe.llm.failure_policy import (
+    MalformedReply,
+    failure_reason,
+    is_owed,
+    item_errors,
+    rate_limit_error,
+    transient_errors,
+)
 from embpipe.llm.local_endpoint import LocalEndpoint, endpoint_for
 from embpipe.llm.prompt_fit import context_window, fit_to_context
 from embpipe.llm.providers import register_providers
-from embpipe.llm.teacher_store import CachedReply, TeacherStore
+from embpipe.llm.responses import cost_of, stored_reply
+from embpipe.llm.teacher_store import TeacherStore
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
+SERVED_CONCURRENCY = 4  # calls in flight by default to a served model (vLLM, Ollama, a hosted API)
 
 
 class TeacherOutputError(ValueError):
@@ -54,6 +64,7 @@ class TeacherSettings:
     local_reset_each_call: bool = False
     local_idle_timeout_s: float = 600.0
     context_tokens: int | None = None  # None: the local model's window, else litellm's figure for the model
+    max_concurrency: int | None = None  # None: 1 for a local/ or fake/ model, SERVED_CONCURRENCY otherwise
 
 
 @dataclass(frozen=True)
@@ -80,7 +91,17 @@ class Teacher:
         self.settings = settings
         self.store = store
         self.run_id = run_id
+        self.pacer = Pacer()
+        self._reservations = Reservations()
         register_providers()
+
+    @property
+    def concurrency(self) -> int:
+        """Calls this teacher's stages keep in flight: the setting, else 1 for the local model (one process on
+        the CPU) and the test provider, ``SERVED_CONCURRENCY`` for a served one."""
+        if self.settings.max_concurrency is not None:
+            return max(1, self.settings.max_concurrency)
+        return 1 if self.settings.model.startswith(("local/", "fake/")) else SERVED_CONCURRENCY
 
     @property
     def scope(self) -> str:
@@ -111,19 +132,28 @@ class Teacher:
         allowance = budget.allowance(budget_stage(stage))
         if budget.total is None or allowance is None:
             return None
-        spent_total = self.store.scope_tokens(budget.scope)
-        spent_stage = self.store.scope_tokens(budget.scope, budget_stage(stage))
+        spent_total, spent_stage = self._committed(budget.scope, stage)
         return max(0, min(budget.total - spent_total, allowance - spent_stage))
 
-    def _budget_check(self, stage: str, messages: list[dict], max_tokens: int) -> None:
-        budget = self.budget
+    def _committed(self, scope: str, stage: str) -> tuple[int, int]:
+        """Tokens of the run and of ``stage``'s share spent in the ledger or reserved by calls in flight."""
+        total, in_stage = self._reservations.held(budget_stage(stage))
+        spent_stage = self.store.scope_tokens(scope, budget_stage(stage))
+        return self.store.scope_tokens(scope) + total, spent_stage + in_stage
+
+    def _reserve(self, stage: str, messages: list[dict], max_tokens: int) -> int:
+        """Reserve the call's estimated tokens (prompt + ``max_tokens``) before it is sent, so calls in flight
+        together can never pass the budget. A call that does not fit waits while others are in flight (they settle
+        below their estimates); ``TokenBudgetExhausted`` once it does not fit with none in flight."""
+        budget, needed = self.budget, estimate_tokens(messages) + max_tokens
         if budget.total is None:
-            return
-        spent_total = self.store.scope_tokens(budget.scope)
-        spent_stage = self.store.scope_tokens(budget.scope, budget_stage(stage))
-        reason = overrun(budget, stage, estimate_tokens(messages) + max_tokens, spent_total, spent_stage)
-        if reason is not None:
-            raise TokenBudgetExhausted(reason)
+            return 0
+        with self._reservations.lock:
+            while (reason := overrun(budget, stage, needed, *self._committed(budget.scope, stage))) is not None:
+                if not self._reservations.wait():  # a call in flight may settle below its estimate: wait for it
+                    raise TokenBudgetExhausted(reason)
+            self._reservations.add(budget_stage(stage), needed)
+        return needed
 
     def context_tokens(self) -> int | None:
         """The teacher's context window (see ``prompt_fit.context_window``)."""
@@ -163,6 +193,7 @@ class Teacher:
         for attempt in range(self.settings.max_retries + 1):
             if local is not None:
                 kwargs["api_base"] = local.ensure()
+            self.pacer.wait()
             try:
                 response = litellm.completion(**kwargs)
                 if not getattr(response, "choices", None):
@@ -173,9 +204,12 @@ class Teacher:
                     raise local.crashed() from error
                 if not isinstance(error, transient_errors()) or attempt == self.settings.max_retries:
                     raise
-                delay = self.settings.backoff_s * 2**attempt
+                delay = retry_after(error) or self.settings.backoff_s * 2**attempt
                 logger.warning("teacher call failed (%s); retry %d in %.1fs", type(error).__name__, attempt + 1, delay)
-                time.sleep(delay)
+                if isinstance(error, rate_limit_error()):
+                    self.pacer.pause(delay)  # every worker waits, not only this one
+                else:
+                    time.sleep(delay)
         raise AssertionError("unreachable")
 
     def chat(
@@ -199,25 +233,22 @@ class Teacher:
             params.update(logprobs=True, top_logprobs=logprobs)
         messages = self.fitted(stage, messages, max_tokens)
         key = cache_key(self.settings.model, prompt_version, messages, params)
-        self._budget_check(stage, messages, max_tokens)
-        hit = self.store.get(key)
+        reserved = self._reserve(stage, messages, max_tokens)
+        try:
+            return self._answer(stage, key, messages, params)
+        finally:
+            self._reservations.add(budget_stage(stage), -reserved)  # the ledger row, if any, now counts it
+
+    def _answer(self, stage: str, key: str, messages: list[dict], params: dict[str, Any]) -> Reply:
+        """The cached reply for ``key``, else a new completion; either way one ledger row."""
+        model, hit = self.settings.model, self.store.get(key)
         if hit is not None:
-            self.store.record_call(
-                self.run_id, stage, self.settings.model, hit, cached=True, cost=0.0, scope=self.scope
-            )
+            self.store.record_call(self.run_id, stage, model, hit, cached=True, cost=0.0, scope=self.scope)
             return Reply(hit.text, hit.prompt_tokens, hit.completion_tokens, True, hit.logprobs)
         response = self._completion(messages, params)
         reply = stored_reply(response)
-        self.store.put(key, self.settings.model, stage, reply)
-        self.store.record_call(
-            self.run_id,
-            stage,
-            self.settings.model,
-            reply,
-            cached=False,
-            cost=cost_of(response),
-            scope=self.scope,
-        )
+        self.store.put(key, model, stage, reply)
+        self.store.record_call(self.run_id, stage, model, reply, cached=False, cost=cost_of(response), scope=self.scope)
         return Reply(reply.text, reply.prompt_tokens, reply.completion_tokens, False, reply.logprobs)
 
     def generate_json(
@@ -263,31 +294,3 @@ class Teacher:
         self.store.record_failure(self.run_id, stage, item_id, reason, owed)
         logger.warning("%s: item %s failed: %s", stage, item_id, reason[:200])
         return None
-
-
-def stored_reply(response) -> CachedReply:
-    """The cacheable part of a litellm response: text, top log-probabilities and usage."""
-    choice = response.choices[0]
-    text = choice.message.content or ""
-    usage = getattr(response, "usage", None)
-    logprobs = getattr(choice, "logprobs", None)
-    if logprobs is not None and not isinstance(logprobs, list):
-        content = logprobs.get("content") if isinstance(logprobs, dict) else getattr(logprobs, "content", None)
-        logprobs = [dict(token) if not isinstance(token, dict) else token for token in (content or [])]
-        logprobs = json.loads(json.dumps(logprobs, default=lambda o: getattr(o, "__dict__", str(o))))
-    return CachedReply(
-        text,
-        logprobs or None,
-        int(getattr(usage, "prompt_tokens", 0) or 0),
-        int(getattr(usage, "completion_tokens", 0) or 0),
-    )
-
-
-def cost_of(response) -> float:
-    """The call's cost in USD where litellm knows the model's price, else 0."""
-    import litellm
-
-    try:
-        return float(litellm.completion_cost(completion_response=response) or 0.0)
-    except Exception:  # litellm raises assorted errors for models without a price; cost is then unknown.
-        return 0.0

@@ -41,6 +41,11 @@ class TeacherResource(ConfigurableResource):
         description="The teacher's context window in tokens; prompts are cut to fit it. None: the local model's "
         "window, else litellm's figure for the model, else unknown (prompts sent as they are).",
     )
+    max_concurrency: int | None = Field(
+        default=None,
+        description="Teacher calls each stage keeps in flight (results do not depend on it). None: 1 for the local "
+        "model and the test provider, 4 for a served model (vLLM, Ollama, a hosted API).",
+    )
     store_path: str = Field(
         default="", description="SQLite file of the response cache, ledger and failures; empty = <data dir>/teacher."
     )
@@ -69,6 +74,7 @@ class TeacherResource(ConfigurableResource):
             local_reset_each_call=self.local_reset_each_call,
             local_idle_timeout_s=self.local_idle_timeout_s,
             context_tokens=self.context_tokens,
+            max_concurrency=self.max_concurrency,
         )
 
     def store(self) -> TeacherStore:

@@ -133,10 +133,8 @@ def extract_entities(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[pd.DataFrame, int]:
     """The teacher's (doc_id, chunk_id, entity, description) pairs for each chunk, and how many chunks failed."""
-    failed = 0
 
-    def extract(numbered: tuple[int, tuple]) -> list[tuple[str, str, str, str]]:
-        nonlocal failed
+    def extract(numbered: tuple[int, tuple]) -> list[tuple[str, str, str, str]] | None:
         number, row = numbered
         found = teacher.generate_json(
             "entity_descriptions",
@@ -147,12 +145,13 @@ def extract_entities(
             prompt_version=ENTITY_PROMPT_VERSION,
             max_tokens=48 * max_entities,
         )
-        failed += found is None
         if progress:
             progress(number, len(chunks))
-        return [(str(row.doc_id), str(row.chunk_id), e, d) for e, d in found or []]
+        return None if found is None else [(str(row.doc_id), str(row.chunk_id), e, d) for e, d in found]
 
     rows = enumerate(chunks.itertuples(index=False), start=1)
-    pairs = [pair for found in within_budget(rows, extract, stop) for pair in found]
+    extracted = within_budget(rows, extract, stop, teacher.concurrency)
+    pairs = [pair for found in extracted for pair in found or []]
     teacher.settle("entity_descriptions")
+    failed = sum(found is None for found in extracted)
     return pd.DataFrame(pairs, columns=["doc_id", "chunk_id", "entity", "description"]), failed

@@ -26,7 +26,7 @@ import pandas as pd
 from embpipe.core.embgen.sampling import ChunkSelection
 from embpipe.core.lmar.cluster_questions import MAX_HOPS, as_queries, numbered_passages
 from embpipe.core.synthesis.questions import CONTEXT_REFERENCES, query_id_for
-from embpipe.llm.budget import TokenBudgetExhausted, estimate_tokens
+from embpipe.llm.budget import BudgetStop, TokenBudgetExhausted, estimate_tokens, within_budget
 from embpipe.llm.teacher import Teacher, TeacherOutputError
 
 PROMPT_VERSION = "embgen-question-v1"
@@ -104,9 +104,8 @@ def ask_selection(
     messages: list[dict],
     judge: Callable[[str, str, str], float | None],
     min_quality: float,
-    stats: EmbGenStats,
-) -> tuple[dict, str] | None:
-    """One selection's query row and answer; ``None`` (counted in ``stats``) when failed or below quality."""
+) -> tuple[dict | None, str]:
+    """One selection's query row and answer, or ``None`` and why not ("failed" or "below_quality")."""
     stage = f"embgen_{selection.strategy}"
     parsed = teacher.generate_json(
         stage,
@@ -118,14 +117,12 @@ def ask_selection(
         max_tokens=QUESTION_MAX_TOKENS,
     )
     if parsed is None:
-        stats.failed += 1
-        return None
+        return None, "failed"
     question, answer, cited = parsed
     positives = [selection.chunk_ids[n - 1] for n in cited]
     score = judge(stage, question, "\n".join(passages[c][0] for c in positives))
     if score is None or score < min_quality:
-        stats.below_quality += 1
-        return None
+        return None, "below_quality"
     row = {
         "query_id": query_id_for(f"{selection.strategy}-{positives[0]}", question),
         "text": question,
@@ -155,25 +152,29 @@ def generate_selection_questions(
     score. A selection is not asked when its estimated question and quality calls would pass what the run's
     token budget leaves the stage; stops cleanly, keeping what it has, when that or the budget forbids a call.
     """
-    rows, answers = [], {}
-    for number, selection in enumerate(selections, start=1):
+
+    def ask(numbered: tuple[int, ChunkSelection]) -> tuple[str, dict | None, str]:
+        number, selection = numbered
         messages = selection_messages(entities_of(selection), [passages[c][0] for c in selection.chunk_ids])
         needed = 2 * estimate_tokens(messages) + QUESTION_MAX_TOKENS + 1  # question, then a judge of similar size
         remaining = teacher.remaining(f"embgen_{selection.strategy}")
         if remaining is not None and needed > remaining:
-            stats.budget_message = f"the EmbGen questions' token share is spent ({remaining} left, next {needed})"
-            break
-        stats.asked[selection.strategy] = stats.asked.get(selection.strategy, 0) + 1
-        try:
-            asked = ask_selection(teacher, selection, passages, messages, judge, min_quality, stats)
-        except TokenBudgetExhausted as error:
-            stats.budget_message = str(error)
-            break
-        if asked is not None:
-            rows.append(asked[0])
-            answers[asked[0]["query_id"]] = asked[1]
+            raise TokenBudgetExhausted(f"the EmbGen questions' token share is spent ({remaining} left, next {needed})")
+        row, outcome = ask_selection(teacher, selection, passages, messages, judge, min_quality)
         if progress:
             progress(number, len(selections))
+        return selection.strategy, row, outcome
+
+    rows, answers, stop = [], {}, BudgetStop()
+    for strategy, row, outcome in within_budget(enumerate(selections, start=1), ask, stop, teacher.concurrency):
+        stats.asked[strategy] = stats.asked.get(strategy, 0) + 1
+        if row is None:
+            stats.failed += outcome == "failed"
+            stats.below_quality += outcome == "below_quality"
+            continue
+        rows.append(row)
+        answers[row["query_id"]] = outcome
+    stats.budget_message = stop.message
     teacher.settle("embgen_queries")
     frame = as_queries(rows)
     return frame, [answers[q] for q in frame["query_id"]]

@@ -222,7 +222,8 @@ def profile_clusters(
             progress(number, len(chosen))
         return (int(cluster), int(sizes[cluster]), summary) if summary else None
 
-    rows = [row for row in within_budget(enumerate(chosen, start=1), profile, stop) if row is not None]
+    profiled = within_budget(enumerate(chosen, start=1), profile, stop, teacher.concurrency)
+    rows = [row for row in profiled if row is not None]
     teacher.settle("cluster_profiles")
     return CLUSTER_PROFILES.frame(rows)
 
@@ -241,7 +242,7 @@ def generate_cluster_questions(
     profiled = [c for c in members if c in summaries]
     stop = BudgetStop()
 
-    def ask(numbered: tuple[int, int]) -> list[dict]:
+    def ask(numbered: tuple[int, int]) -> tuple[int, list[str], list[float]] | None:
         number, cluster = numbered
         group = members[cluster]
         texts = group["text"].astype(str).tolist()
@@ -255,19 +256,21 @@ def generate_cluster_questions(
             prompt_version=QUESTION_PROMPT_VERSION,
             max_tokens=80 * count + 32,
         )
+        if progress:
+            progress(number, len(profiled))
+        return None if questions is None else (cluster, questions, validate_questions(judge, questions, texts))
+
+    rows = []
+    for asked in within_budget(enumerate(profiled, start=1), ask, stop, teacher.concurrency):
         stats.attempted += 1
-        if questions is None:
+        if asked is None:
             stats.failed += 1
-            return []
-        scores = validate_questions(judge, questions, texts)
+            continue
+        cluster, questions, scores = asked
         kept = [(q, s) for q, s in zip(questions, scores, strict=True) if s >= min_score]  # NaN: unvalidated
         stats.below_threshold += len(questions) - len(kept)
         stats.scores += [s for _, s in kept]
-        if progress:
-            progress(number, len(profiled))
-        return question_rows(cluster, group, [q for q, _ in kept], [s for _, s in kept])
-
-    rows = [row for found in within_budget(enumerate(profiled, start=1), ask, stop) for row in found]
+        rows += question_rows(cluster, members[cluster], [q for q, _ in kept], [s for _, s in kept])
     stats.budget_message = stop.message
     teacher.settle("cluster_queries")
     return as_queries(rows)

@@ -15,7 +15,7 @@ from embpipe.core.lmar.triplets import TextTriplet
 from embpipe.core.tables import LABELED_TRIPLETS
 from embpipe.core.training.examples import chunk_passages
 from embpipe.llm.budget import BudgetStop, within_budget
-from embpipe.llm.closer_passage import judge_closer
+from embpipe.llm.closer_passage import CloserVerdict, judge_closer
 from embpipe.llm.teacher import Teacher
 
 STAGE = "labeled_triplets"
@@ -37,23 +37,25 @@ def label_triplets(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """The labelled triplets of ``triples`` (positions into ``ids``/``texts``) and the count of each verdict."""
-    verdicts = {"first": 0, "second": 0, "ambiguous": 0, "failed": 0}
 
-    def label(numbered: tuple[int, tuple[int, int, int]]) -> tuple[str, str, str, float] | None:
+    def label(numbered: tuple[int, tuple[int, int, int]]) -> tuple[tuple[int, int, int], CloserVerdict | None]:
         number, (anchor, first, second) = numbered
         verdict = judge_closer(
             teacher, STAGE, ids[anchor], texts[anchor], texts[first], texts[second], margin, comparison
         )
-        verdicts[verdict.closer if verdict else "failed"] += 1
         if progress:
             progress(number, len(triples))
+        return (anchor, first, second), verdict
+
+    rows, verdicts = [], {"first": 0, "second": 0, "ambiguous": 0, "failed": 0}
+    judged = within_budget(enumerate(triples, start=1), label, stop, teacher.concurrency)
+    for (anchor, first, second), verdict in judged:
+        verdicts[verdict.closer if verdict else "failed"] += 1
         if verdict is None or verdict.closer == "ambiguous":
-            return None
+            continue
         positive, negative = (first, second) if verdict.closer == "first" else (second, first)
         confidence = verdict.confidence if verdict.closer == "first" else 1 - verdict.confidence
-        return ids[anchor], ids[positive], ids[negative], float(confidence)
-
-    rows = [row for row in within_budget(enumerate(triples, start=1), label, stop) if row is not None]
+        rows.append((ids[anchor], ids[positive], ids[negative], float(confidence)))
     teacher.settle(STAGE)
     return LABELED_TRIPLETS.frame(rows), verdicts
 

@@ -170,7 +170,7 @@ def generate_single_chunk_questions(
     """Ask the teacher for ``count`` questions per chunk; stops cleanly when the token budget is reached."""
     stats, stop = GenerationStats(), BudgetStop()
 
-    def ask(numbered: tuple[int, tuple]) -> list[dict]:
+    def ask(numbered: tuple[int, tuple]) -> list[dict] | None:
         number, chunk = numbered
         questions = teacher.generate_json(
             "synthetic_queries",
@@ -181,14 +181,14 @@ def generate_single_chunk_questions(
             prompt_version=PROMPT_VERSION,
             max_tokens=64 * count + 32,
         )
-        stats.attempted += 1
-        stats.failed += questions is None
         if progress:
             progress(number, len(chunks))
-        return [question_row(chunk.chunk_id, chunk.doc_id, text) for text in questions or []]
+        return None if questions is None else [question_row(chunk.chunk_id, chunk.doc_id, q) for q in questions]
 
     numbered = enumerate(chunks.itertuples(index=False), start=1)
-    rows = [row for found in within_budget(numbered, ask, stop) for row in found]
+    asked = within_budget(numbered, ask, stop, teacher.concurrency)
+    rows = [row for found in asked for row in found or []]
+    stats.attempted, stats.failed = len(asked), sum(found is None for found in asked)
     stats.budget_exhausted, stats.budget_message = bool(stop.message), stop.message
     frame = SYNTHETIC_QUERIES.frame(rows).drop_duplicates("query_id")
     return frame.reset_index(drop=True), stats

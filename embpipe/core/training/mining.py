@@ -26,6 +26,7 @@ import pandas as pd
 
 from embpipe.core.synthesis.questions import flatten_ids
 from embpipe.core.tables import TRAINING_LABELS, LabelSource, Role
+from embpipe.llm.concurrency import ordered_map
 
 
 class StopMining(RuntimeError):
@@ -114,19 +115,21 @@ def judge_candidates(
     round_number: int,
     params: MiningParams,
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
 ) -> tuple[list[Label], str]:
-    """One round's teacher labels for ``to_ask``, and why judging stopped early ("" when it did not)."""
-    labels = []
-    for asked, (query_id, chunk_id) in enumerate(to_ask, start=1):
-        try:
-            verdict = judge(query_id, chunk_id)
-        except StopMining as reason:
-            return labels, f"stopped: {reason}"
+    """One round's teacher labels for ``to_ask`` (judged by up to ``workers`` at once, kept in ``to_ask``'s
+    order), and why judging stopped early ("" when it did not)."""
+
+    def ask(numbered: tuple[int, tuple[str, str]]) -> tuple[str, str, float | None]:
+        asked, (query_id, chunk_id) = numbered
+        verdict = judge(query_id, chunk_id)
         if progress:
             progress(asked, len(to_ask))
-        if verdict is not None:
-            labels.append(label_from_judgement(query_id, chunk_id, verdict, round_number, params))
-    return labels, ""
+        return query_id, chunk_id, verdict
+
+    judged, stopped = ordered_map(enumerate(to_ask, start=1), ask, workers, StopMining)
+    labels = [label_from_judgement(q, c, v, round_number, params) for q, c, v in judged if v is not None]
+    return labels, f"stopped: {stopped}" if stopped is not None else ""
 
 
 def run_mining(
@@ -139,13 +142,15 @@ def run_mining(
     carried: Sequence[Label] = (),
     settled: frozenset[str] = frozenset(),
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
 ) -> MiningOutcome:
     """Run up to ``params.rounds`` rounds from ``labels`` (see the module docstring).
 
     ``judge`` returns P(relevant) or ``None`` (no verdict: skipped); it raises ``StopMining`` to end the loop
     (a spent token budget), in which case the judgements made so far are kept. ``carried`` are earlier
     teacher judgements (kept, their verdicts used from round 1); queries in ``settled`` are never judged.
-    ``progress`` gets ``(asked, to_ask)`` after each teacher judgement of a round.
+    ``progress`` gets ``(asked, to_ask)`` after each teacher judgement of a round; ``workers`` judgements run at
+    once.
     """
     carried = list(carried)
     outcome = MiningOutcome(
@@ -168,7 +173,7 @@ def run_mining(
         previous = score
         pending = candidates_to_judge(retrieve(student), outcome.labels, outcome.judgements, params.top_k, settled)
         new_labels, record.stopped = judge_candidates(
-            pending[: params.max_judgements_per_round], judge, number, params, progress
+            pending[: params.max_judgements_per_round], judge, number, params, progress, workers
         )
         outcome.judgements.extend(new_labels)
         record.judged = len(new_labels)
