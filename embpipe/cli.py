@@ -19,6 +19,7 @@ import os
 import sys
 
 from embpipe.cli_artifacts import command_export, command_lineage, command_serve, command_sft
+from embpipe.cli_plan import command_plan
 from embpipe.cli_run import command_run
 
 COMMON = argparse.ArgumentParser(add_help=False)
@@ -136,29 +137,24 @@ def stage_setting(text: str) -> tuple[str, str, object]:
         return stage, setting, raw
 
 
-def add_run_command(commands: argparse._SubParsersAction) -> None:
-    """``embpipe run``: every stale asset, in process."""
-    run = commands.add_parser("run", parents=[COMMON], help="materialize every stale asset in process (headless)")
-    run.add_argument("--documents", help="documents folder (default data/sample)")
-    run.add_argument("--teacher", help="litellm model string (default local/qwen2.5-coder-1.5b)")
-    run.add_argument("--api-base", help="endpoint for a served teacher (Ollama, vLLM)")
-    run.add_argument("--api-key-env", help="name of the environment variable that holds the teacher API key")
-    run.add_argument("--token-budget", type=positive_int, help="most teacher tokens this run may pay for")
-    run.add_argument("--teacher-timeout", type=positive_float, help="seconds one teacher request may take")
-    run.add_argument(
+def run_settings_parser() -> argparse.ArgumentParser:
+    """The options ``embpipe run`` and ``embpipe plan`` share: the corpus, the teacher, the stage settings."""
+    settings = argparse.ArgumentParser(add_help=False)
+    settings.add_argument("--documents", help="documents folder (default data/sample)")
+    settings.add_argument("--teacher", help="litellm model string (default local/qwen2.5-coder-1.5b)")
+    settings.add_argument("--api-base", help="endpoint for a served teacher (Ollama, vLLM)")
+    settings.add_argument("--api-key-env", help="name of the environment variable that holds the teacher API key")
+    settings.add_argument("--token-budget", type=positive_int, help="most teacher tokens this run may pay for")
+    settings.add_argument("--teacher-timeout", type=positive_float, help="seconds one teacher request may take")
+    settings.add_argument(
         "--teacher-concurrency", type=positive_int, help="teacher calls in flight (default 1 local, 4 served)"
     )
-    run.add_argument("--max-chunks", type=positive_int, help="chunks to write questions for")
-    run.add_argument("--base-model", help="model to adapt: a sentence-transformers folder or a fetched base model name")
-    run.add_argument("--epochs", type=positive_int, help="most training epochs")
-    run.add_argument(
-        "--no-lmar", action="store_true", help="skip LMAR's stages (triplets, clusters, cluster questions)"
-    )
-    run.add_argument("--embgen", action="store_true", help="run EmbGen's stages (entities, strategy questions)")
-    run.add_argument("--beir", help="also score on this BEIR folder (never trained on)")
-    run.add_argument("--force", action="store_true", help="rebuild every asset (LLM replies still come from cache)")
-    run.add_argument("--select", nargs="+", metavar="ASSET", help="only these assets (and what they need)")
-    run.add_argument(
+    settings.add_argument("--max-chunks", type=positive_int, help="chunks to write questions for")
+    settings.add_argument("--base-model", help="model to adapt: a sentence-transformers folder or fetched model name")
+    settings.add_argument("--epochs", type=positive_int, help="most training epochs")
+    settings.add_argument("--no-lmar", action="store_true", help="skip LMAR's stages (triplets, cluster questions)")
+    settings.add_argument("--embgen", action="store_true", help="run EmbGen's stages (entities, strategy questions)")
+    settings.add_argument(
         "--set",
         dest="settings",
         type=stage_setting,
@@ -167,8 +163,26 @@ def add_run_command(commands: argparse._SubParsersAction) -> None:
         metavar="STAGE.SETTING=VALUE",
         help="any stage setting of the configuration table, e.g. --set passage_pairs.max_pairs=200 (repeatable)",
     )
+    return settings
+
+
+def add_run_command(commands: argparse._SubParsersAction) -> None:
+    """``embpipe run``: every stale asset, in process; ``embpipe plan``: what it would ask the teacher."""
+    settings = run_settings_parser()
+    run = commands.add_parser(
+        "run", parents=[COMMON, settings], help="materialize every stale asset in process (headless)"
+    )
+    run.add_argument("--beir", help="also score on this BEIR folder (never trained on)")
+    run.add_argument("--force", action="store_true", help="rebuild every asset (LLM replies still come from cache)")
+    run.add_argument("--select", nargs="+", metavar="ASSET", help="only these assets (and what they need)")
     run.add_argument("--log-level", default="INFO", help="Dagster console log level")
     run.set_defaults(func=command_run)
+    plan = commands.add_parser(
+        "plan",
+        parents=[COMMON, settings],
+        help="the teacher calls, tokens, cost and hours a run with these settings would spend (calls nothing)",
+    )
+    plan.set_defaults(func=command_plan)
 
 
 def add_inspection_commands(commands: argparse._SubParsersAction) -> None:

@@ -9,6 +9,8 @@ import argparse
 import sys
 import time
 
+from embpipe.cli_plan import plan_tag, plan_versus_spent
+
 
 def run_config_from(args: argparse.Namespace) -> dict:
     """Stage config from command-line options (unset options keep the stage defaults)."""
@@ -19,12 +21,12 @@ def run_config_from(args: argparse.Namespace) -> dict:
         ops["synthetic_queries"] = {"config": {"max_chunks": args.max_chunks}}
     if args.epochs is not None:
         ops["embedding_model"] = {"config": {"epochs": args.epochs}}
-    if args.beir:
+    if getattr(args, "beir", None):
         ops["retrieval_report"] = {"config": {"beir_folder": args.beir}}
     for stage, setting, value in getattr(args, "settings", []):
         require_stage_setting(stage, setting)
         ops.setdefault(stage, {"config": {}})["config"][setting] = value
-    return {"ops": ops, "loggers": {"console": {"config": {"log_level": args.log_level}}}}
+    return {"ops": ops, "loggers": {"console": {"config": {"log_level": getattr(args, "log_level", "INFO")}}}}
 
 
 def require_stage_setting(stage: str, setting: str) -> None:
@@ -92,7 +94,7 @@ def latest_metadata(instance, asset: str, field: str) -> str:
     return str(metadata[field].value) if field in metadata else "?"
 
 
-def print_summary(outcome, instance, started: float) -> None:
+def print_summary(outcome, instance, started: float, tags: dict[str, str] | None = None) -> None:
     """The before/after table and where the model, report, MLflow runs and ledger are."""
 
     from embpipe.core.evaluation.report_render import markdown_report
@@ -118,6 +120,10 @@ def print_summary(outcome, instance, started: float) -> None:
         held = ", ".join(f"{asset} (by {check})" for asset, check in sorted(outcome.held_back.items()))
         print(f"Held back by a failed blocking check, until its asset is rebuilt and passes: {held}")
     print(f"Teacher tokens paid in this run: {paid} (calls served from cache: {sum(u.cached_calls for u in usage)})")
+    versus = plan_versus_spent(tags or {}, usage)
+    if versus:
+        print("Teacher calls and tokens, planned (embpipe plan) against made and counted (paid + cached):")
+        print("\n".join(versus))
     if stored_model_path("embedding_model").is_dir():
         print(f"Model:   {stored_model_path('embedding_model')}")
         print(
@@ -141,6 +147,7 @@ def command_run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     resources, run_config = resources_from(args), run_config_from(args)  # setting mistakes stop here
+    tags = plan_tag(args)
     instance = dagster_instance()
 
     def on_pass(number: int, names: list[str]) -> None:
@@ -149,9 +156,9 @@ def command_run(args: argparse.Namespace) -> int:
     targets = {AssetKey(name) for name in args.select} if args.select else None
     outcome = run_stale(
         all_assets, all_checks, resources, run_config, instance, force=args.force, on_pass=on_pass,
-        targets=targets, raise_on_error=False,
+        targets=targets, raise_on_error=False, tags=tags,
     )  # fmt: skip
-    print_summary(outcome, instance, started)
+    print_summary(outcome, instance, started, tags)
     for error in outcome.errors:
         print(f"[embpipe] stopped: {error}", file=sys.stderr)
     if outcome.failed and not args.debug:

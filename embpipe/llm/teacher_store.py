@@ -216,6 +216,18 @@ class TeacherStore:
             ).fetchone()
         return int(row[0])
 
+    def paid_call_gaps(self, model: str, stage: str | None = None) -> list[float]:
+        """Seconds between consecutive paid calls of ``model`` (in ``stage``) within each run: the pace it served."""
+        query = "SELECT run_id, created FROM calls WHERE model = ? AND cached = 0"
+        args: tuple = (model,)
+        if stage:
+            query, args = query + " AND stage = ?", (model, stage)
+        with self._connect() as db:
+            rows = db.execute(query + " ORDER BY run_id, created", args).fetchall()
+        return [
+            later[1] - earlier[1] for earlier, later in zip(rows[:-1], rows[1:], strict=True) if earlier[0] == later[0]
+        ]
+
     def usage(self, run_id: str | None = None) -> list[UsageRow]:
         """Token totals per stage and model, for one run or for all runs."""
         where, args = ("WHERE run_id = ?", (run_id,)) if run_id else ("", ())

@@ -1,0 +1,175 @@
+"""What a run will ask the teacher, before it asks: calls and tokens per teacher stage, their cost and hours.
+
+Each call is estimated exactly as the budget check before it is sent estimates it (``budget.estimate_tokens``
+of the real prompt builder's messages, plus the call's ``max_tokens``), and a stage's calls are counted in order
+until its share of the run's budget would be passed, as the check stops them. The figures are upper bounds:
+completions are counted at ``max_tokens``, and a stage the budget stops early gets more calls in a real run
+(calls cost less than their estimates). Stages whose items come from the corpus alone (questions, entities) are
+planned call by call over the chunks they will read; stages whose items come from earlier teacher output (LMAR's
+triplets and clusters, EmbGen's questions, mining's judgements) from their settings and the corpus's median
+chunk, at their most (every question kept, every round run).
+
+Example:
+    >>> plan = plan_calls("demo", [([{"role": "user", "content": "x" * 300}], 10)] * 5, allowance=300)
+    >>> plan.calls, plan.prompt_tokens, plan.completion_tokens, plan.capped
+    (2, 216, 20, True)
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from embpipe.core.embgen.entities import entity_messages
+from embpipe.core.embgen.questions import QUESTION_MAX_TOKENS, quality_messages, selection_messages
+from embpipe.core.lmar.cluster_questions import MAX_PASSAGES, cluster_question_messages, profile_messages
+from embpipe.core.synthesis.questions import question_messages, select_chunks
+from embpipe.llm.budget import RunBudget, estimate_tokens
+from embpipe.llm.closer_passage import closer_messages, same_topic_messages
+from embpipe.llm.judge import relevance_messages
+
+Call = tuple[list[dict], int]  # (messages, max_tokens)
+TYPICAL_QUESTION = "How do I fix error E217 when replication stalls after the nightly backup window?"
+TYPICAL_SUMMARY = "Backup replication alerts, their causes and the steps that clear them on the appliance."
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """One teacher stage's planned calls and tokens; ``capped``: its budget share stops it before its last call."""
+
+    stage: str
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    capped: bool = False
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """The stage settings a plan reads (each stage's own config supplies them)."""
+
+    max_chunks: int = 48
+    questions_per_chunk: int = 3
+    min_chunk_tokens: int = 20
+    seed: int = 42
+    triplet_anchors: int = 48
+    triplet_comparison: str = "pointwise"
+    max_clusters: int = 24
+    cluster_neighbours: int = 10
+    questions_per_cluster: int = 2
+    entity_chunks: int = 48
+    max_entities: int = 6
+    train_share: float = 0.6
+    mining_rounds: int = 2
+    mining_top_k: int = 5
+    max_judgements_per_round: int = 200
+    idle_stages: frozenset[str] = field(default_factory=frozenset)
+
+
+def plan_calls(stage: str, calls: Iterable[Call], allowance: int | None) -> StagePlan:
+    """Sum ``calls`` in order until one would pass ``allowance`` (``None``: no cap)."""
+    count = prompt = completion = 0
+    for messages, max_tokens in calls:
+        needed = estimate_tokens(messages)
+        if allowance is not None and prompt + completion + needed + max_tokens > allowance:
+            return StagePlan(stage, count, prompt, completion, capped=True)
+        count, prompt, completion = count + 1, prompt + needed, completion + max_tokens
+    return StagePlan(stage, count, prompt, completion)
+
+
+def median_text(chunks: pd.DataFrame) -> str:
+    """The chunk of median length: the representative passage of the stages planned from settings."""
+    if chunks.empty:
+        return ""
+    texts = sorted(chunks["text"].astype(str), key=len)
+    return texts[len(texts) // 2]
+
+
+def question_calls(chunks: pd.DataFrame, s: StageSettings) -> list[Call]:
+    """The question stage's calls: one per chunk it will read."""
+    sample = select_chunks(chunks, s.max_chunks, s.min_chunk_tokens, s.seed)
+    count = s.questions_per_chunk
+    return [(question_messages(str(c.title), str(c.text), count), 64 * count + 32) for c in sample.itertuples()]
+
+
+def entity_calls(chunks: pd.DataFrame, s: StageSettings) -> list[Call]:
+    sample = select_chunks(chunks, s.entity_chunks, s.min_chunk_tokens, s.seed)
+    return [(entity_messages(str(text)), 48 * s.max_entities) for text in sample["text"]]
+
+
+def triplet_calls(passage: str, s: StageSettings) -> list[Call]:
+    if s.triplet_comparison == "pairwise":
+        one = closer_messages(passage, passage, passage)
+    else:
+        one = same_topic_messages(passage, passage)
+    return [(one, 1)] * (2 * s.triplet_anchors)  # two calls a triplet either way
+
+
+def cluster_calls(passage: str, chunk_count: int, s: StageSettings) -> dict[str, list[Call]]:
+    """Profiles and cluster questions (each question then validated by one judge call)."""
+    clusters = min(s.max_clusters, chunk_count // 2)
+    shown = [passage] * min(s.cluster_neighbours + 1, MAX_PASSAGES)
+    count = s.questions_per_cluster
+    per_cluster = [(cluster_question_messages(TYPICAL_SUMMARY, shown, count), 80 * count + 32)]
+    per_cluster += [(relevance_messages(TYPICAL_QUESTION, passage), 1)] * count
+    return {
+        "cluster_profiles": [(profile_messages(shown), 96)] * clusters,
+        "cluster_queries": per_cluster * clusters,
+    }
+
+
+def embgen_calls(passage: str, allowance: int) -> list[Call]:
+    """EmbGen's questions: its stage plans its selections from its token share, each a question and a judge."""
+    question = (selection_messages([], [passage, passage]), QUESTION_MAX_TOKENS)
+    judge = (quality_messages(TYPICAL_QUESTION, passage), 1)
+    per_pair = estimate_tokens(question[0]) + QUESTION_MAX_TOKENS + estimate_tokens(judge[0]) + 1
+    return [question, judge] * max(allowance // max(per_pair, 1), 0)
+
+
+def mining_calls(passage: str, questions: int, s: StageSettings) -> list[Call]:
+    per_round = min(s.max_judgements_per_round, int(questions * s.train_share) * s.mining_top_k)
+    return [(relevance_messages(TYPICAL_QUESTION, passage), 1)] * (per_round * s.mining_rounds)
+
+
+def plan_run(chunks: pd.DataFrame, s: StageSettings, budget: RunBudget) -> list[StagePlan]:
+    """Every teacher stage's plan, in the order the stages run; switched-off stages are left out."""
+    passage = median_text(chunks)
+    allowance = budget.allowance
+    calls: dict[str, list[Call]] = {
+        "labeled_triplets": triplet_calls(passage, s),
+        **cluster_calls(passage, len(chunks), s),
+        "entity_descriptions": entity_calls(chunks, s),
+        "embgen_queries": embgen_calls(passage, budget.planning_tokens("embgen_queries")),
+        "synthetic_queries": question_calls(chunks, s),
+    }
+    plans = [plan_calls(stage, stage_calls, allowance(stage)) for stage, stage_calls in calls.items()]
+    plans = [p for p in plans if p.stage not in s.idle_stages]
+    questions = sum(p.calls for p in plans if p.stage == "synthetic_queries") * s.questions_per_chunk
+    mining = mining_calls(passage, questions, s)
+    return [*plans, plan_calls("mining_rounds", mining, allowance("mining_rounds"))]
+
+
+def seconds_per_call(gaps: Sequence[float]) -> float | None:
+    """The teacher's measured pace: the median gap between consecutive paid calls of one run (at least 3)."""
+    usable = [g for g in gaps if 0 < g < 600]
+    return statistics.median(usable) if len(usable) >= 3 else None
+
+
+def stage_cost(model: str, plan: StagePlan) -> float | None:
+    """USD where litellm knows the model's price, else ``None``."""
+    import litellm
+
+    try:
+        prompt, completion = litellm.cost_per_token(
+            model=model, prompt_tokens=plan.prompt_tokens, completion_tokens=plan.completion_tokens
+        )
+    except Exception:  # litellm raises assorted errors for models without a price
+        return None
+    return float(prompt + completion)

@@ -1,0 +1,69 @@
+"""``embpipe plan``: per-stage calls and tokens from the budget's own estimate, before any teacher call."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from embpipe.cli import main
+from embpipe.cli_plan import PLAN_TAG, plan_versus_spent
+from embpipe.core.plan import StageSettings, plan_calls, plan_run, question_calls
+from embpipe.core.synthesis.questions import generate_single_chunk_questions, select_chunks
+from embpipe.llm.budget import RunBudget
+from embpipe.llm.teacher_store import UsageRow
+from embpipe_tests.conftest import make_teacher
+from embpipe_tests.test_teacher_concurrency import sample_chunks
+
+
+def chunk_table(count: int) -> pd.DataFrame:
+    chunks = sample_chunks(count)
+    return chunks.assign(n_tokens=chunks["text"].str.split().str.len(), position=0)
+
+
+def test_the_question_plan_makes_the_calls_a_run_makes_and_bounds_their_tokens(tmp_path):
+    chunks = chunk_table(20)
+    settings = StageSettings(max_chunks=12, questions_per_chunk=2)
+    plan = plan_calls("synthetic_queries", question_calls(chunks, settings), allowance=None)
+    teacher = make_teacher(tmp_path)
+    _, stats = generate_single_chunk_questions(teacher, select_chunks(chunks, 12, 20, 42), 2)
+    counted = sum(u.prompt_tokens + u.completion_tokens for u in teacher.store.usage("run-1"))
+    assert plan.calls == stats.attempted == 12 and not plan.capped
+    assert 0 < counted <= plan.tokens  # the estimate the budget checks is an upper bound of what is counted
+
+
+def test_a_stage_plan_stops_where_its_budget_share_would_be_passed():
+    chunks = chunk_table(40)
+    budget = RunBudget(total=20_000, scope="plan")
+    plans = {p.stage: p for p in plan_run(chunks, StageSettings(max_chunks=40), budget)}
+    assert set(plans) == {"labeled_triplets", "cluster_profiles", "cluster_queries", "entity_descriptions",
+                          "embgen_queries", "synthetic_queries", "mining_rounds"}  # fmt: skip
+    for stage, plan in plans.items():
+        assert plan.tokens <= budget.allowance(stage), stage
+    assert plans["synthetic_queries"].capped and 0 < plans["synthetic_queries"].calls < 40
+    idle = frozenset({"entity_descriptions", "embgen_queries"})
+    assert not {p.stage for p in plan_run(chunks, StageSettings(idle_stages=idle), budget)} & idle
+
+
+def test_embpipe_plan_prints_every_teacher_stage_and_calls_nothing(data_dir, capsys):
+    assert (
+        main(["plan", "--teacher", "fake/teacher", "--token-budget", "30000", "--set", "mining_rounds.rounds=1"]) == 0
+    )
+    out = capsys.readouterr().out
+    for stage in ("labeled_triplets", "cluster_profiles", "cluster_queries", "synthetic_queries", "mining_rounds"):
+        assert stage in out
+    assert "entity_descriptions" not in out  # EmbGen is off by default
+    assert "32 documents" in out and "total" in out
+    assert not (data_dir / "teacher").exists() or not make_teacher(data_dir / "teacher").store.usage()
+
+
+def test_a_run_prints_its_plan_beside_what_it_counted():
+    tags = {
+        PLAN_TAG: '{"synthetic_queries": {"calls": 4, "tokens": 900}, "mining_rounds": {"calls": 8, "tokens": 400}}'
+    }
+    usage = [
+        UsageRow("synthetic_queries", "m", 3, 1, 500, 100, 0.0, 150),
+        UsageRow("embgen_proximity", "m", 1, 0, 9, 1, 0.0),
+    ]
+    lines = plan_versus_spent(tags, usage)
+    assert lines[1].split() == ["synthetic_queries", "4", "3", "900", "750"]
+    assert lines[2].split() == ["mining_rounds", "8", "0", "400", "0"]
+    assert plan_versus_spent({}, usage) == []
