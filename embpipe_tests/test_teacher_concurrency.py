@@ -119,3 +119,12 @@ def test_a_pause_holds_every_waiter_until_it_ends():
     pacer.pause(2.0)
     pacer.pause(0.5)  # a shorter pause never cuts a longer one short
     assert pacer.wait() == pytest.approx(2.0) and pacer.wait() == 0.0
+
+
+def test_identical_requests_in_flight_together_are_sent_once(tmp_path):
+    messages = [{"role": "user", "content": "Write 2 questions. PASSAGE: Fan 3 failed on node 7."}]
+    with LatencyServer(latency_s=0.2) as server:
+        teacher = make_teacher(tmp_path, "openai/stand-in", api_base=server.url, api_key="unused", max_concurrency=8)
+        replies, _ = ordered_map(range(8), lambda _: teacher.chat("synthetic_queries", messages), 8, KeyError)
+    assert server.log.count(200) == 1 and len({r.text for r in replies}) == 1
+    assert sorted(r.cached for r in replies) == [False] + [True] * 7

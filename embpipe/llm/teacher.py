@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from embpipe.llm.budget import QUESTION_STAGE, RunBudget, TokenBudgetExhausted, budget_stage, estimate_tokens, overrun
-from embpipe.llm.concurrency import Pacer, Reservations, retry_after
+from embpipe.llm.concurrency import KeyedLocks, Pacer, Reservations, retry_after
 from embpipe.llm.failure_policy import (
     MalformedReply,
     failure_reason,
@@ -93,6 +93,7 @@ class Teacher:
         self.run_id = run_id
         self.pacer = Pacer()
         self._reservations = Reservations()
+        self._in_flight = KeyedLocks()
         register_providers()
 
     @property
@@ -235,7 +236,8 @@ class Teacher:
         key = cache_key(self.settings.model, prompt_version, messages, params)
         reserved = self._reserve(stage, messages, max_tokens)
         try:
-            return self._answer(stage, key, messages, params)
+            with self._in_flight.hold(key):  # an identical request in flight: wait for its cached reply
+                return self._answer(stage, key, messages, params)
         finally:
             self._reservations.add(budget_stage(stage), -reserved)  # the ledger row, if any, now counts it
 
