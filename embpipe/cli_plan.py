@@ -162,9 +162,9 @@ def plan_lines(corpus: dict, rows: list[dict]) -> list[str]:
     for r in rows:
         cost = "?" if r["cost_usd"] is None else f"{r['cost_usd']:.4f}"
         capped = "yes" if r["capped_by_budget"] else ""
+        calls = f"{r['calls']}+" if r["capped_by_budget"] else str(r["calls"])
         lines.append(
-            f"{r['stage']:<22}{r['calls']:>7}{r['tokens']:>10}  {capped:<7}{cost:>9}{60 * r['hours']:>9.1f}  "
-            + r["pace"]
+            f"{r['stage']:<22}{calls:>7}{r['tokens']:>10}  {capped:<7}{cost:>9}{60 * r['hours']:>9.1f}  " + r["pace"]
         )
     costs = [r["cost_usd"] for r in rows]
     total_cost = "?" if None in costs else f"{sum(costs):.4f}"
@@ -174,7 +174,7 @@ def plan_lines(corpus: dict, rows: list[dict]) -> list[str]:
     )
     lines.append(
         "Upper bounds: completions counted at their max_tokens, every question kept, every mining round run. "
-        "'capped': the stage's budget share stops it first."
+        "'capped': the stage's budget share stops it first; it spends up to that share in at least the calls shown."
     )
     return lines
 

@@ -37,7 +37,15 @@ def test_a_stage_plan_stops_where_its_budget_share_would_be_passed():
     assert set(plans) == {"labeled_triplets", "cluster_profiles", "cluster_queries", "entity_descriptions",
                           "embgen_queries", "synthetic_queries", "mining_rounds"}  # fmt: skip
     for stage, plan in plans.items():
-        assert plan.tokens <= budget.allowance(stage), stage
+        if stage != "synthetic_queries":
+            assert plan.tokens <= budget.allowance(stage) and plan.prompt_tokens + plan.completion_tokens <= plan.tokens
+    left = sum(
+        budget.allowance(p.stage) - p.tokens
+        for p in plans.values()
+        if p.stage not in {"synthetic_queries", "mining_rounds"}
+    )
+    assert plans["synthetic_queries"].tokens == budget.allowance("synthetic_queries") + left  # with what they left
+    assert sum(p.tokens for p in plans.values()) <= budget.total
     assert plans["synthetic_queries"].capped and 0 < plans["synthetic_queries"].calls < 40
     idle = frozenset({"entity_descriptions", "embgen_queries"})
     assert not {p.stage for p in plan_run(chunks, StageSettings(idle_stages=idle), budget)} & idle

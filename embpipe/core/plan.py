@@ -2,12 +2,13 @@
 
 Each call is estimated exactly as the budget check before it is sent estimates it (``budget.estimate_tokens``
 of the real prompt builder's messages, plus the call's ``max_tokens``), and a stage's calls are counted in order
-until its share of the run's budget would be passed, as the check stops them. The figures are upper bounds:
-completions are counted at ``max_tokens``, and a stage the budget stops early gets more calls in a real run
-(calls cost less than their estimates). Stages whose items come from the corpus alone (questions, entities) are
-planned call by call over the chunks they will read; stages whose items come from earlier teacher output (LMAR's
-triplets and clusters, EmbGen's questions, mining's judgements) from their settings and the corpus's median
-chunk, at their most (every question kept, every round run).
+until its share of the run's budget would be passed, as the check stops them. A stage the budget stops
+(*capped*) is planned at its share, in at least the calls counted (calls cost less than their estimates, so more
+of them fit); the question stage's share includes what the stages before it are planned to leave. The figures
+are upper bounds: completions at ``max_tokens``. Stages whose items come from the corpus alone (questions,
+entities) are planned call by call over the chunks they will read; stages whose items come from earlier teacher
+output (LMAR's triplets and clusters, EmbGen's questions, mining's judgements) from their settings and the
+corpus's median chunk, at their most (every question kept, every round run).
 
 Example:
     >>> plan = plan_calls("demo", [([{"role": "user", "content": "x" * 300}], 10)] * 5, allowance=300)
@@ -38,16 +39,22 @@ TYPICAL_SUMMARY = "Backup replication alerts, their causes and the steps that cl
 
 @dataclass(frozen=True)
 class StagePlan:
-    """One teacher stage's planned calls and tokens; ``capped``: its budget share stops it before its last call."""
+    """One teacher stage's planned calls and their estimated tokens. ``capped``: its budget share (``limit``)
+    stops it before its last call; it then spends up to that share, in at least ``calls`` calls (calls cost
+    less than their estimates, so more of them fit)."""
 
     stage: str
     calls: int
     prompt_tokens: int
     completion_tokens: int
     capped: bool = False
+    limit: int | None = None
 
     @property
     def tokens(self) -> int:
+        """The most tokens the stage will count: its share when capped, else its calls' estimates."""
+        if self.capped and self.limit is not None:
+            return self.limit
         return self.prompt_tokens + self.completion_tokens
 
 
@@ -76,10 +83,13 @@ class StageSettings:
 def plan_calls(stage: str, calls: Iterable[Call], allowance: int | None) -> StagePlan:
     """Sum ``calls`` in order until one would pass ``allowance`` (``None``: no cap)."""
     count = prompt = completion = 0
+    estimates: dict[int, int] = {}  # by identity: the stages planned from settings repeat one prompt
     for messages, max_tokens in calls:
-        needed = estimate_tokens(messages)
+        if id(messages) not in estimates:
+            estimates[id(messages)] = estimate_tokens(messages)
+        needed = estimates[id(messages)]
         if allowance is not None and prompt + completion + needed + max_tokens > allowance:
-            return StagePlan(stage, count, prompt, completion, capped=True)
+            return StagePlan(stage, count, prompt, completion, capped=True, limit=allowance)
         count, prompt, completion = count + 1, prompt + needed, completion + max_tokens
     return StagePlan(stage, count, prompt, completion)
 
@@ -147,13 +157,14 @@ def plan_run(chunks: pd.DataFrame, s: StageSettings, budget: RunBudget) -> list[
         **cluster_calls(passage, len(chunks), s),
         "entity_descriptions": entity_calls(chunks, s),
         "embgen_queries": embgen_calls(passage, budget.planning_tokens("embgen_queries")),
-        "synthetic_queries": question_calls(chunks, s),
     }
-    plans = [plan_calls(stage, stage_calls, allowance(stage)) for stage, stage_calls in calls.items()]
-    plans = [p for p in plans if p.stage not in s.idle_stages]
-    questions = sum(p.calls for p in plans if p.stage == "synthetic_queries") * s.questions_per_chunk
-    mining = mining_calls(passage, questions, s)
-    return [*plans, plan_calls("mining_rounds", mining, allowance("mining_rounds"))]
+    earlier = [plan_calls(stage, stage_calls, allowance(stage)) for stage, stage_calls in calls.items()]
+    earlier = [p for p in earlier if p.stage not in s.idle_stages]
+    left = sum((allowance(p.stage) or 0) - p.tokens for p in earlier)  # flows to the question stage
+    carried = RunBudget(budget.total, budget.scope, budget.idle_stages, left if budget.total is not None else 0)
+    question_plan = plan_calls("synthetic_queries", question_calls(chunks, s), carried.allowance("synthetic_queries"))
+    mining = mining_calls(passage, question_plan.calls * s.questions_per_chunk, s)
+    return [*earlier, question_plan, plan_calls("mining_rounds", mining, allowance("mining_rounds"))]
 
 
 def seconds_per_call(gaps: Sequence[float]) -> float | None:
@@ -166,9 +177,12 @@ def stage_cost(model: str, plan: StagePlan) -> float | None:
     """USD where litellm knows the model's price, else ``None``."""
     import litellm
 
+    scale = plan.tokens / max(plan.prompt_tokens + plan.completion_tokens, 1)  # a capped stage spends its share
     try:
         prompt, completion = litellm.cost_per_token(
-            model=model, prompt_tokens=plan.prompt_tokens, completion_tokens=plan.completion_tokens
+            model=model,
+            prompt_tokens=round(plan.prompt_tokens * scale),
+            completion_tokens=round(plan.completion_tokens * scale),
         )
     except Exception:  # litellm raises assorted errors for models without a price
         return None
