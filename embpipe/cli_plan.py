@@ -189,7 +189,7 @@ def plan_tag(args: argparse.Namespace) -> dict[str, str]:
     """The run tag holding the plan's tokens and calls per stage (empty when the corpus cannot be planned)."""
     try:
         _, rows = run_plan(args)
-    except ValueError:
+    except (ValueError, OSError):  # the run itself reports an unreadable corpus, at the stage that reads it
         return {}
     return {PLAN_TAG: json.dumps({r["stage"]: {"calls": r["calls"], "tokens": r["tokens"]} for r in rows})}
 
