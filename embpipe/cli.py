@@ -19,8 +19,7 @@ import os
 import sys
 
 from embpipe.cli_artifacts import command_export, command_lineage, command_serve, command_sft
-from embpipe.cli_plan import command_plan
-from embpipe.cli_run import command_run
+from embpipe.cli_run import command_plan, command_run
 
 COMMON = argparse.ArgumentParser(add_help=False)
 COMMON.add_argument("--debug", action="store_true", help="print full tracebacks (also: EMBPIPE_DEBUG=1)")

@@ -3,12 +3,12 @@
 It reads and chunks the corpus as the pipeline does, plans every teacher stage with ``embpipe.core.plan`` (the
 budget's own token estimate), and prints calls, tokens, cost (where litellm knows the model's price) and hours
 (from the teacher's pace in the ledger, else a stated default). ``embpipe run`` stores the same plan in its runs'
-tags and prints it beside what was spent. No teacher is called and no asset is written.
+tags and prints it beside what was spent. No teacher is called and no asset is written. The command itself
+(``command_plan``) is in ``embpipe.cli_run``, which builds the resources and run config both commands share.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass
 
@@ -111,14 +111,13 @@ def teacher_pace(store, model: str, stage: str, concurrency: int) -> Pace:
     return Pace(f"default (served, {concurrency} in flight)", seconds_per_call=SERVED_SECONDS_PER_CALL / concurrency)
 
 
-def run_plan(args: argparse.Namespace) -> tuple[dict, list[dict]]:
-    """The corpus summary and one row per teacher stage: calls, tokens, capped, cost, hours and the pace's source."""
-    from embpipe.cli_run import resources_from, run_config_from
+def run_plan(resources: dict, run_config: dict) -> tuple[dict, list[dict]]:
+    """The corpus summary and one row per teacher stage: calls, tokens, capped, cost, hours and the pace's source,
+    for a run with these resources and run config (as ``embpipe run`` builds them from its options)."""
     from embpipe.core.plan import plan_run, stage_cost
     from embpipe.llm.budget import RunBudget
     from embpipe.llm.teacher import Teacher
 
-    resources, run_config = resources_from(args), run_config_from(args)
     idle = resources["methods"].idle_teacher_stages()
     folder, documents, chunks = corpus_chunks(run_config)
     teacher_resource = resources["teacher"]
@@ -179,16 +178,10 @@ def plan_lines(corpus: dict, rows: list[dict]) -> list[str]:
     return lines
 
 
-def command_plan(args: argparse.Namespace) -> int:
-    corpus, rows = run_plan(args)
-    print("\n".join(plan_lines(corpus, rows)))
-    return 0
-
-
-def plan_tag(args: argparse.Namespace) -> dict[str, str]:
+def plan_tag(resources: dict, run_config: dict) -> dict[str, str]:
     """The run tag holding the plan's tokens and calls per stage (empty when the corpus cannot be planned)."""
     try:
-        _, rows = run_plan(args)
+        _, rows = run_plan(resources, run_config)
     except (ValueError, OSError):  # the run itself reports an unreadable corpus, at the stage that reads it
         return {}
     return {PLAN_TAG: json.dumps({r["stage"]: {"calls": r["calls"], "tokens": r["tokens"]} for r in rows})}

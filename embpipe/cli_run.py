@@ -9,7 +9,7 @@ import argparse
 import sys
 import time
 
-from embpipe.cli_plan import plan_tag, plan_versus_spent
+from embpipe.cli_plan import plan_lines, plan_tag, plan_versus_spent, run_plan
 
 
 def run_config_from(args: argparse.Namespace) -> dict:
@@ -147,7 +147,7 @@ def command_run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     resources, run_config = resources_from(args), run_config_from(args)  # setting mistakes stop here
-    tags = plan_tag(args)
+    tags = plan_tag(resources, run_config)
     instance = dagster_instance()
 
     def on_pass(number: int, names: list[str]) -> None:
@@ -166,3 +166,10 @@ def command_run(args: argparse.Namespace) -> int:
             "[embpipe] the traceback is in the run's event log (embpipe ui) and printed with --debug", file=sys.stderr
         )
     return 1 if outcome.failed else 0
+
+
+def command_plan(args: argparse.Namespace) -> int:
+    """``embpipe plan``: the teacher calls, tokens, cost and minutes of a run with these options."""
+    corpus, rows = run_plan(resources_from(args), run_config_from(args))
+    print("\n".join(plan_lines(corpus, rows)))
+    return 0

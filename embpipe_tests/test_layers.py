@@ -25,6 +25,7 @@ RANKS = [
     ("embpipe.defs", 4),
     ("embpipe.definitions", 5),
     ("embpipe.cli_artifacts", 6),
+    ("embpipe.cli_plan", 6),
     ("embpipe.cli_run", 6),
     ("embpipe.cli", 7),
 ]
