@@ -10,6 +10,7 @@ tags and prints it beside what was spent. No teacher is called and no asset is w
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass
 
 PLAN_TAG = "embpipe/plan"
@@ -182,7 +183,7 @@ def plan_tag(resources: dict, run_config: dict) -> dict[str, str]:
     """The run tag holding the plan's tokens and calls per stage (empty when the corpus cannot be planned)."""
     try:
         _, rows = run_plan(resources, run_config)
-    except (ValueError, OSError):  # the run itself reports an unreadable corpus, at the stage that reads it
+    except (ValueError, OSError, sqlite3.Error):  # the run reports these itself, at the stage that meets them
         return {}
     return {PLAN_TAG: json.dumps({r["stage"]: {"calls": r["calls"], "tokens": r["tokens"]} for r in rows})}
 

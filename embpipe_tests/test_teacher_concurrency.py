@@ -128,3 +128,11 @@ def test_identical_requests_in_flight_together_are_sent_once(tmp_path):
         replies, _ = ordered_map(range(8), lambda _: teacher.chat("synthetic_queries", messages), 8, KeyError)
     assert server.log.count(200) == 1 and len({r.text for r in replies}) == 1
     assert sorted(r.cached for r in replies) == [False] + [True] * 7
+
+
+def test_many_openers_of_a_new_ledger_file_all_succeed(tmp_path):
+    from embpipe.llm.teacher_store import TeacherStore
+
+    path = tmp_path / "teacher.sqlite"
+    stores, _ = ordered_map(range(12), lambda _: TeacherStore(path), 12, KeyError)
+    assert len(stores) == 12 and all(s.usage() == [] for s in stores)

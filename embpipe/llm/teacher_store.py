@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS prompt_cuts (
 CREATE TABLE IF NOT EXISTS settlements (
     scope TEXT, stage TEXT, allowance INTEGER, spent INTEGER, created REAL);
 """
+OPEN_ATTEMPTS = 50
 # Columns added since the first schema, created in older files on open.
 ADDED_COLUMNS = {"calls": {"scope": "TEXT", "budget_stage": "TEXT"}, "failures": {"owed": "INTEGER"}}
 
@@ -72,6 +73,17 @@ class TeacherStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(OPEN_ATTEMPTS):
+            try:
+                return self._create()
+            except sqlite3.OperationalError as error:  # two processes opening a new file at once: "locked"
+                if "locked" not in str(error) or attempt == OPEN_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
+
+    def _create(self) -> None:
+        """WAL mode, the tables and the columns added since the first schema (SQLite runs no busy handler for
+        the journal-mode switch, so a process that opens the file while another creates it may see "locked")."""
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
