@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from embpipe.core.embedding import encode
 from embpipe.core.training.examples import labelled_examples
-from embpipe.core.training.losses import weighted_info_nce
+from embpipe.core.training.losses import present_documents, weighted_info_nce
 from embpipe.core.training.trainer import (
     TrainingExample,
     TrainingParams,
@@ -34,6 +34,14 @@ def test_info_nce_matches_hand_computation():
     assert float(loss) == pytest.approx((q0 + q1) / 2, rel=1e-5)
     only_first = weighted_info_nce(queries, documents, torch.tensor([1.0, 0.0]), scale=1.0)
     assert float(only_first) == pytest.approx(q0, rel=1e-5)
+
+
+def test_the_padding_mask_is_built_on_the_device_of_the_batch():
+    """A GPU batch's mask must be on the GPU (torch.cat refuses mixed devices); the meta device stands in."""
+    counts = torch.tensor([2.0, 0.0], device="meta")
+    mask = present_documents(counts, 2)
+    assert mask.device.type == "meta"
+    assert present_documents(torch.tensor([2.0, 0.0]), 2).tolist() == [True, True, True, False, True, False]
 
 
 def test_validator_scores_reach_the_loss(base_model):

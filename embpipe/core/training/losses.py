@@ -67,7 +67,8 @@ def present_documents(negative_counts: torch.Tensor, columns: int) -> torch.Tens
     """
     rows = len(negative_counts)
     column = torch.arange(1, columns + 1, device=negative_counts.device).repeat_interleave(rows)
-    return torch.cat([torch.ones(rows, dtype=torch.bool), column <= negative_counts.repeat(columns)])
+    positives = torch.ones(rows, dtype=torch.bool, device=negative_counts.device)
+    return torch.cat([positives, column <= negative_counts.repeat(columns)])
 
 
 class WeightedMultipleNegativesRankingLoss(MultipleNegativesRankingLoss):
