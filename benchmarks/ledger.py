@@ -18,6 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from ledger_sweep import sweep_section  # noqa: E402
+
 RESULTS = REPO / "benchmarks" / "results"
 SUMMARY = RESULTS / "SUMMARY.md"
 README = REPO / "README.md"
@@ -226,6 +230,7 @@ def summary_markdown(rows: list[Row], results: Path = RESULTS) -> str:
         + wall_table(rows)
         + lever_section(results)
         + parity_section(results)
+        + sweep_section(results)
     )
 
 

@@ -1,0 +1,59 @@
+"""The ledger's section for ``recipe-sweep-*.json`` (``benchmarks/recipe_sweep.py``): training recipes side by side."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def cell(row: dict | None) -> str:
+    """``value`` and, against the base, ``Δ (95% CI), p``."""
+    if row is None:
+        return "–"
+    if row.get("delta") is None:
+        return f"{row['value']:.4f}"
+    return (
+        f"{row['value']:.4f}, {row['delta']:+.4f} ({row['ci_low']:+.4f}, {row['ci_high']:+.4f}), p {row['p_value']:.2g}"
+    )
+
+
+def by_model(rows: list[dict]) -> dict[str, dict[str, dict]]:
+    table: dict[str, dict[str, dict]] = {}
+    for row in rows:
+        table.setdefault(row["model"], {})[row["metric"]] = row
+    return table
+
+
+def sweep_table(path: Path) -> str:
+    sweep = json.loads(path.read_text())
+    main, *others = list(sweep["metrics"])
+    tables = {name: by_model(rows) for name, rows in sweep["metrics"].items()}
+    other = others[0] if others else None
+    header = (
+        f"| variant | what it trains on | examples | train s | {main} nDCG@10, Δ (95% CI), p | {main} Recall@100 "
+        f"| halfway back to base: nDCG@10 | {other or '–'} nDCG@10 |"
+    )
+    lines = [header, "|---|---|---|---|---|---|---|---|"]
+    lines.append(f"| base | – | – | – | {cell(tables[main]['base']['ndcg@10'])} | "
+                 f"{cell(tables[main]['base']['recall@100'])} | – | "
+                 f"{cell(tables[other]['base']['ndcg@10']) if other else '–'} |")  # fmt: skip
+    for name, variant in sweep["variants"].items():
+        soup = tables[main].get(f"{name}-soup", {}).get("ndcg@10")
+        lines.append(
+            f"| `{name}` | {variant['about']} | {variant['examples']} | {variant['train_seconds']} "
+            f"| {cell(tables[main][name]['ndcg@10'])} | {cell(tables[main][name]['recall@100'])} | {cell(soup)} "
+            f"| {cell(tables[other][name]['ndcg@10']) if other else '–'} |"
+        )
+    return (
+        f"\n## Training recipes side by side (`{path.name}`)\n\n`benchmarks/recipe_sweep.py`: every variant trained "
+        f"from the same base with the pipeline's trainer for fixed epochs (no early stopping) on `{sweep['device']}`, "
+        f"scored on {main}'s real test queries and on {other or 'no other dataset'} (forgetting). *Halfway back* is "
+        f"the tuned weights mixed {sweep['soup_alpha']:g} : {1 - sweep['soup_alpha']:g} with the base's.\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+
+
+def sweep_section(results: Path) -> str:
+    """One table per recipe sweep."""
+    return "".join(sweep_table(path) for path in sorted(results.glob("recipe-sweep-*.json")))

@@ -1,0 +1,316 @@
+"""Training recipes side by side on one benchmark: which way of spending training examples pays?
+
+The pipeline's supervision on a 2-core machine is a few hundred teacher questions at most, so the question is
+what else training can use: the teacher-free pairs (``passage_pairs``: a title → its document's first chunk, a
+sentence → the rest of its chunk) in volume, with or without hard negatives, larger batches (more in-batch
+negatives), and interpolating the tuned weights back towards the base (keep what the base knew). Every
+variant is trained from the same base with the pipeline's own trainer (``train_contrastive``, fixed epochs,
+no early stopping) and scored on the benchmark's real test queries and on a second dataset (forgetting).
+
+Three steps, so the training can run where a GPU is lent and the scoring where ranx is installed:
+
+    python benchmarks/recipe_sweep.py prepare --data data/benchmarks/techqa-quick-pairs --inputs .sweep
+    python benchmarks/recipe_sweep.py train --inputs .sweep --out /tmp/sweep-runs     # GPU or CPU
+    python benchmarks/recipe_sweep.py score --inputs .sweep --runs /tmp/sweep-runs
+
+``prepare`` builds the examples exactly as the pipeline would (``teacher_free_pairs`` on the data folder's
+chunks, negatives mined by ``mine_for_chunks`` with its stored base-model embeddings; the teacher's training
+labels as ``labelled_examples``), copies both BEIR datasets and stores the base model with half-precision
+weights (``--half``, so it travels to a lent machine; every variant, the base included, then starts from
+those weights upcast to float32). ``train`` writes each variant's top-100 rankings (document indices, best
+first) per dataset; ``score`` turns them into metrics against the base (paired randomisation test, bootstrap
+interval) and writes ``benchmarks/results/recipe-sweep-<dataset>.json``, which ``benchmarks/ledger.py`` lists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+RESULTS = REPO / "benchmarks" / "results"
+METRICS = ("ndcg@10", "recall@100", "mrr@5")
+TOP_K = 100
+SEQ_LENGTH = 256  # the benchmark's evaluation length
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One training recipe: which examples, how many negatives each keeps, batch size, epochs, length."""
+
+    name: str
+    about: str
+    teacher: bool = False
+    pairs: int = 0  # teacher-free pairs (0 = none, -1 = all)
+    strategies: tuple[str, ...] = ("title", "inverse_cloze")
+    negatives: int = 4
+    batch_size: int = 8
+    epochs: int = 1
+    seq_length: int = SEQ_LENGTH
+    pair_weight: float = 0.5
+    seed: int = 42
+
+
+VARIANTS = (
+    Variant("teacher", "the teacher's training labels alone (the current default recipe)", teacher=True, epochs=3),
+    Variant("teacher+pairs-default", "teacher labels + every pair at the default training settings (4 negatives, "
+            "batch 8, 3 epochs)", teacher=True, pairs=-1, epochs=3),
+    Variant("pairs-1k", "1,000 teacher-free pairs, 1 hard negative, batch 32", pairs=1000, negatives=1, batch_size=32),
+    Variant("pairs-inbatch", "every teacher-free pair, in-batch negatives only, batch 32", pairs=-1, negatives=0,
+            batch_size=32),
+    Variant("pairs", "every teacher-free pair, 1 hard negative, batch 32", pairs=-1, negatives=1, batch_size=32),
+    Variant("pairs-neg4-b8", "every teacher-free pair, 4 hard negatives, batch 8 (the default training settings)",
+            pairs=-1),
+    Variant("pairs-b64", "every teacher-free pair, 1 hard negative, batch 64", pairs=-1, negatives=1, batch_size=64),
+    Variant("pairs-len128", "every teacher-free pair, 1 hard negative, batch 32, 128 training tokens", pairs=-1,
+            negatives=1, batch_size=32, seq_length=128),
+    Variant("pairs-3ep", "every teacher-free pair, 1 hard negative, batch 32, 3 epochs", pairs=-1, negatives=1,
+            batch_size=32, epochs=3),
+    Variant("teacher+pairs", "teacher labels (weight 1) + every pair (weight 0.5), 1 hard negative, batch 32",
+            teacher=True, pairs=-1, negatives=1, batch_size=32),
+    Variant("pairs-seed43", "pairs with another seed (the noise of a seed alone)", pairs=-1, negatives=1,
+            batch_size=32, seed=43),
+    Variant("teacher-seed43", "teacher with another seed (the noise of a seed alone)", teacher=True, epochs=3,
+            seed=43),
+    Variant("teacher+pairs-3ep", "teacher labels + every pair, 1 hard negative, batch 32, 3 epochs", teacher=True,
+            pairs=-1, negatives=1, batch_size=32, epochs=3),
+    Variant("pairs-w1", "every pair at weight 1 (the same as `pairs`: weights are normalised per batch)", pairs=-1,
+            negatives=1, batch_size=32, pair_weight=1.0),
+)  # fmt: skip
+SOUP_ALPHA = 0.5  # every trained variant is also scored halfway back to the base weights
+
+
+def prepare(data: Path, inputs: Path, data_root: Path, datasets: list[str], half: bool) -> None:
+    """The examples tables, both datasets and the base model, in ``inputs``."""
+    from embpipe.core.embedding import encode, load_model, packaged_base_model
+    from embpipe.core.synthesis.passage_pairs import PairParams, held_out_documents, teacher_free_pairs
+    from embpipe.core.training.examples import labelled_examples, queries_in_split
+    from embpipe.core.training.negatives import NegativeParams, mine_for_chunks
+    from embpipe.core.training.trainer import NEGATIVES_PER_EXAMPLE
+
+    assets = data / "assets"
+    chunks = pd.read_parquet(assets / "chunks.parquet")
+    queries = pd.read_parquet(assets / "synthetic_queries.parquet")
+    splits = pd.read_parquet(assets / "query_splits.parquet")
+    labels = pd.read_parquet(assets / "mining_rounds.parquet")
+    inputs.mkdir(parents=True, exist_ok=True)
+    teacher = labelled_examples(labels[labels["used"]], queries_in_split(queries, splits, "train"), chunks,
+                                NEGATIVES_PER_EXAMPLE)  # fmt: skip
+    examples_frame(teacher, "teacher").to_parquet(inputs / "teacher.parquet")
+    pairs = teacher_free_pairs(chunks, held_out_documents(queries, splits), PairParams(max_pairs=len(chunks) * 2))
+    base = load_model(packaged_base_model(), SEQ_LENGTH, "cpu")
+    vectors = encode(base, pairs["query"].tolist(), 64)
+    embeddings = pd.read_parquet(assets / "chunk_embeddings.parquet")
+    mined = mine_for_chunks(vectors, chunks, embeddings, [[c] for c in pairs["chunk_id"]], NegativeParams())
+    corpus = dict(zip(chunks["chunk_id"].astype(str), chunks["text"], strict=True))
+    pairs["negatives"] = [[corpus[c] for c in m.chunk_ids] for m in mined]
+    kept = pairs[["strategy", "query", "positive", "negatives", "weight"]]
+    kept.assign(strategy=pairs["strategy"].astype(str)).to_parquet(inputs / "pairs.parquet")
+    for name in datasets:
+        shutil.copytree(data_root / name, inputs / "datasets" / name, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("answers.jsonl", "*.md"))  # fmt: skip
+    store_model(packaged_base_model(), inputs / "base-model", half)
+    print(f"{len(teacher)} teacher examples, {len(pairs)} pairs ({pairs['strategy'].value_counts().to_dict()})")
+
+
+def examples_frame(examples, source: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "strategy": source,
+            "query": [e.query for e in examples],
+            "positive": [e.positive for e in examples],
+            "negatives": [list(e.negatives) for e in examples],
+            "weight": [e.weight for e in examples],
+        }
+    )
+
+
+def store_model(source: str, target: Path, half: bool) -> None:
+    """A copy of the model folder, its weights in float16 when ``half`` (about half the bytes)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("README.md", "*.onnx"))
+    if half:
+        weights = load_file(str(Path(source) / "model.safetensors"))
+        save_file({k: v.to(torch.float16) for k, v in weights.items()}, str(target / "model.safetensors"))
+
+
+def variant_examples(variant: Variant, teacher: pd.DataFrame, pairs: pd.DataFrame):
+    """The ``TrainingExample`` list of one variant."""
+    from embpipe.core.training.trainer import TrainingExample
+
+    chosen = pairs[pairs["strategy"].isin(variant.strategies)]
+    chosen = chosen if variant.pairs < 0 else chosen.head(variant.pairs)
+    frames = [teacher] if variant.teacher else []
+    frames += [chosen.assign(weight=variant.pair_weight)] if variant.pairs else []
+    return [
+        TrainingExample(q, p, tuple(n)[: variant.negatives], float(w))
+        for frame in frames
+        for q, p, n, w in zip(frame["query"], frame["positive"], frame["negatives"], frame["weight"], strict=True)
+    ]
+
+
+def soup(base_state: dict, model, alpha: float):
+    """A copy of ``model`` with weights ``alpha`` × tuned + (1 − ``alpha``) × base."""
+    mixed = copy.deepcopy(model)
+    tuned = model.state_dict()
+    mixed.load_state_dict({k: alpha * tuned[k] + (1 - alpha) * v if v.is_floating_point() else v
+                           for k, v in base_state.items()})  # fmt: skip
+    return mixed
+
+
+def rising_score():
+    """A validation score that rises with every call, so the trainer keeps its last epoch (fixed epochs)."""
+    calls = [0]
+
+    def score(model) -> float:
+        calls[0] += 1
+        return float(calls[0])
+
+    return score
+
+
+def rankings(model, targets: dict) -> dict[str, np.ndarray]:
+    """Per dataset: the top-100 document indices of each test query, best first."""
+    from embpipe.core.embedding import encode
+    from embpipe.core.evaluation.retrieval import top_k
+
+    model.max_seq_length = SEQ_LENGTH
+    out = {}
+    for name, target in targets.items():
+        docs = encode(model, list(target.corpus.values()), 128)
+        queries = encode(model, list(target.queries.values()), 128)
+        out[name] = top_k(queries, docs, TOP_K).indices.astype(np.int32)
+    return out
+
+
+def shrunk(target, size: int):
+    """``target`` cut to ``size`` queries and their documents plus the first ``size`` others (a smoke test)."""
+    from embpipe.core.evaluation.beir import BeirDataset
+
+    queries = dict(list(target.queries.items())[:size])
+    keep = {d for q in queries for d in target.qrels.get(q, {})} | set(list(target.corpus)[:size])
+    corpus = {d: t for d, t in target.corpus.items() if d in keep}
+    return BeirDataset(target.name, corpus, queries, {q: target.qrels[q] for q in queries if q in target.qrels})
+
+
+def train(inputs: Path, out: Path, device: str, only: list[str], smoke: int = 0) -> None:
+    """Train every variant from the stored base model; save rankings and timings in ``out``.
+
+    ``smoke`` > 0 cuts every dataset, example list and epoch count down to check the script end to end."""
+    from embpipe.core.embedding import load_model
+    from embpipe.core.evaluation.beir import load_beir
+    from embpipe.core.training.trainer import TrainingParams, train_contrastive
+
+    out.mkdir(parents=True, exist_ok=True)
+    targets = {p.name: load_beir(p, "test") for p in sorted((inputs / "datasets").iterdir())}
+    teacher, pairs = pd.read_parquet(inputs / "teacher.parquet"), pd.read_parquet(inputs / "pairs.parquet")
+    if smoke:
+        targets = {name: shrunk(target, smoke) for name, target in targets.items()}
+        teacher, pairs = teacher.head(smoke), pairs.head(smoke)
+    base = load_model(str(inputs / "base-model"), SEQ_LENGTH, device).float()
+    base_state = {k: v.detach().clone() for k, v in base.state_dict().items()}
+    ranked = {f"base/{d}": r for d, r in rankings(base, targets).items()}
+    log = {"device": str(base.device), "variants": {}}
+    for variant in VARIANTS:
+        if only and variant.name not in only:
+            continue
+        examples = variant_examples(variant, teacher, pairs)
+        model = copy.deepcopy(base)
+        model.max_seq_length = variant.seq_length
+        started = time.perf_counter()
+        epochs = 1 if smoke else variant.epochs
+        outcome = train_contrastive(model, examples, rising_score(),
+                                    TrainingParams(epochs=epochs, batch_size=variant.batch_size, patience=epochs,
+                                                   seed=variant.seed))  # fmt: skip
+        seconds = time.perf_counter() - started
+        ranked |= {f"{variant.name}/{d}": r for d, r in rankings(model, targets).items()}
+        mixed = rankings(soup(base_state, model, SOUP_ALPHA), targets)
+        ranked |= {f"{variant.name}-soup/{d}": r for d, r in mixed.items()}
+        log["variants"][variant.name] = {
+            **asdict(variant),
+            "examples": len(examples),
+            "train_seconds": round(seconds, 1),
+            "epoch_losses": [round(r.loss, 4) for r in outcome.history],
+        }
+        print(f"{variant.name}: {len(examples)} examples, {seconds:.0f} s", flush=True)
+        np.savez_compressed(out / "rankings.npz", **ranked)
+        (out / "train-log.json").write_text(json.dumps(log, indent=2))
+
+
+def ranked_run(query_ids: list[str], doc_ids: list[str], rows: np.ndarray) -> dict[str, dict[str, float]]:
+    """A BEIR run from rankings (document indices, best first), scored by rank."""
+    return {
+        q: {doc_ids[j]: float(TOP_K - rank) for rank, j in enumerate(row)}
+        for q, row in zip(query_ids, rows, strict=True)
+    }
+
+
+def described(variants: dict[str, dict]) -> dict[str, dict]:
+    """The trained variants' records with their descriptions as this script words them now."""
+    about = {v.name: v.about for v in VARIANTS}
+    return {name: {**record, "about": about.get(name, record["about"])} for name, record in variants.items()}
+
+
+def score(inputs: Path, runs: Path, dataset: str, smoke: int = 0) -> dict:
+    """Metrics of every ranking against the base's, per dataset; the results file's content."""
+    from embpipe.core.evaluation.beir import load_beir
+    from embpipe.core.evaluation.report import compare_runs
+
+    ranked = np.load(runs / "rankings.npz")
+    log = json.loads((runs / "train-log.json").read_text())
+    tables = {}
+    for folder in sorted((inputs / "datasets").iterdir(), key=lambda f: (f.name != dataset, f.name)):
+        target = load_beir(folder, "test")
+        target = shrunk(target, smoke) if smoke else target
+        doc_ids, query_ids = list(target.corpus), list(target.queries)
+        named = {key.split("/")[0]: ranked[key] for key in ranked.files if key.endswith(f"/{folder.name}")}
+        as_runs = {name: ranked_run(query_ids, doc_ids, rows) for name, rows in named.items()}
+        table = compare_runs(target.qrels, as_runs, METRICS, reference="base")
+        tables[folder.name] = json.loads(table.to_json(orient="records"))
+    variants = described(log["variants"])
+    return {"dataset": dataset, "soup_alpha": SOUP_ALPHA, "device": log["device"], "variants": variants,
+            "metrics": tables}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("step", choices=("prepare", "train", "score"))
+    parser.add_argument("--data", default=str(REPO / "data" / "benchmarks" / "techqa-quick-pairs"))
+    parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--dataset", default="techqa", help="the benchmark (first); --also: the forgetting check")
+    parser.add_argument("--also", default="pubmedqa")
+    parser.add_argument("--inputs", default=str(REPO / ".sweep"))
+    parser.add_argument("--runs", default="/tmp/sweep-runs")
+    parser.add_argument("--out", default="/tmp/sweep-runs")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--half", action="store_true", help="store the base model's weights in float16")
+    parser.add_argument("--only", nargs="*", default=[], help="variant names (default: all)")
+    parser.add_argument("--smoke", type=int, default=0, help="cut to this many queries and examples (a check)")
+    args = parser.parse_args(argv)
+    inputs = Path(args.inputs)
+    if args.step == "prepare":
+        prepare(Path(args.data), inputs, Path(args.data_root), [args.dataset, args.also], args.half)
+    elif args.step == "train":
+        train(inputs, Path(args.out), args.device, args.only, args.smoke)
+    else:
+        result = score(inputs, Path(args.runs), args.dataset, args.smoke)
+        path = RESULTS / f"recipe-sweep-{args.dataset}.json" if not args.smoke else Path(args.runs) / "smoke.json"
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
