@@ -1,8 +1,8 @@
 """Run the whole pipeline on a BEIR corpus and score it on that benchmark's real queries.
 
-The pipeline sees only the benchmark's ``corpus.jsonl`` (its ``queries.jsonl`` and qrels are rejected at
-ingest); the real queries and judgments are used by ``retrieval_report`` alone, against the benchmark's
-own corpus entries.
+The pipeline sees only the benchmark's ``corpus.jsonl``, copied alone into the run's data folder (the
+benchmark folder's ``SOURCE.md`` or README is not a corpus document); the real queries and judgments are used
+by ``retrieval_report`` alone, against the benchmark's own corpus entries.
 
     python benchmarks/run_benchmark.py --dataset techqa                    # default: fits in 2 hours here
     python benchmarks/run_benchmark.py --dataset techqa --setting quick    # about 30 minutes
@@ -53,10 +53,23 @@ def parse_overrides(pairs: list[str]) -> dict[str, dict]:
     return ops
 
 
-def benchmark_run_config(dataset_dir: Path, setting: dict, seed: int, overrides: dict[str, dict]) -> dict:
-    """Run config: the corpus as the documents, the benchmark as an extra scoring target."""
+def corpus_only(dataset_dir: Path, data: Path) -> Path:
+    """A folder in ``data`` holding a copy of the benchmark's ``corpus.jsonl`` alone: the benchmark folder's notes
+    (``SOURCE.md``, a README) are not documents of the corpus and must not reach the pipeline."""
+    folder = data / "corpus"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "corpus.jsonl"
+    if not target.is_file() or target.read_bytes() != (dataset_dir / "corpus.jsonl").read_bytes():
+        shutil.copyfile(dataset_dir / "corpus.jsonl", target)
+    return folder
+
+
+def benchmark_run_config(
+    dataset_dir: Path, documents: Path, setting: dict, seed: int, overrides: dict[str, dict]
+) -> dict:
+    """Run config: ``documents`` (the corpus alone) as the documents, the benchmark as an extra scoring target."""
     ops = {
-        "read_documents": {"config": {"folder": str(dataset_dir)}},
+        "read_documents": {"config": {"folder": str(documents)}},
         "synthetic_queries": {"config": {"max_chunks": 100_000, "seed": seed}},
         "query_splits": {"config": {"seed": seed}},
         "embedding_model": {"config": {"epochs": setting["epochs"], "seed": seed}},
@@ -132,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
 
     setting = SETTINGS[args.setting]
     budget = args.token_budget or setting["token_budget"]
-    run_config = benchmark_run_config(dataset_dir, setting, args.seed, parse_overrides(args.set))
+    documents = corpus_only(dataset_dir, Path(os.environ["EMBPIPE_DATA_DIR"]))
+    run_config = benchmark_run_config(dataset_dir, documents, setting, args.seed, parse_overrides(args.set))
     teacher = TeacherResource(model=args.teacher, token_budget=budget)
     methods = MethodsResource(lmar=not args.no_lmar, embgen=args.embgen)
     resources = {**default_resources(), "teacher": teacher, "methods": methods}
