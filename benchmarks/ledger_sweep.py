@@ -1,4 +1,6 @@
-"""The ledger's section for ``recipe-sweep-*.json`` (``benchmarks/recipe_sweep.py``): training recipes side by side."""
+"""The ledger's sections for the side-by-side sweeps: training recipes (``recipe-sweep-*.json``,
+``benchmarks/recipe_sweep.py``) and questions asked per teacher call (``question-yield-*.json``,
+``benchmarks/question_yield.py``)."""
 
 from __future__ import annotations
 
@@ -57,3 +59,30 @@ def sweep_table(path: Path) -> str:
 def sweep_section(results: Path) -> str:
     """One table per recipe sweep."""
     return "".join(sweep_table(path) for path in sorted(results.glob("recipe-sweep-*.json")))
+
+
+def yield_table(path: Path) -> str:
+    result = json.loads(path.read_text())
+    lines = [
+        "| questions per call | calls | wall s | s per call | written | kept | questions per hour "
+        "| round trip (95% CI) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        low, high = row["round_trip_ci"]
+        lines.append(
+            f"| {row['questions_per_call']} | {row['calls']} | {row['wall_s']} | {row['seconds_per_call']} "
+            f"| {row['questions_written']} | {row['questions_kept']} | {row['questions_per_hour']:,} "
+            f"| {row['round_trip_pass_rate']:.0%} ({low:.0%}–{high:.0%}) |"
+        )
+    return (
+        f"\n## Questions per teacher call (`{path.name}`)\n\n`benchmarks/question_yield.py`: the question stage with "
+        f"`{result['teacher']}` on the same {result['chunks']} {result['dataset']} chunks, an empty cache each time; "
+        "*kept* is after the near-duplicate screen, the round trip is a kept question's chunk in the base model's "
+        "top 10 over every chunk.\n\n" + "\n".join(lines) + "\n"
+    )
+
+
+def yield_section(results: Path) -> str:
+    """One table per question-yield benchmark."""
+    return "".join(yield_table(path) for path in sorted(results.glob("question-yield-*.json")))

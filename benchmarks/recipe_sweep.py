@@ -59,6 +59,8 @@ class Variant:
     seq_length: int = SEQ_LENGTH
     pair_weight: float = 0.5
     seed: int = 42
+    learning_rate: float = 2e-5
+    scale: float = 50.0
 
 
 VARIANTS = (
@@ -87,6 +89,18 @@ VARIANTS = (
     Variant("pairs-w1", "every pair at weight 1 (the same as `pairs`: weights are normalised per batch)", pairs=-1,
             negatives=1, batch_size=32, pair_weight=1.0),
 )  # fmt: skip
+# The teacher's labels under other training settings, three seeds each (``--only`` picks these for a second run).
+TEACHER_SETTINGS = tuple(
+    Variant(f"{name}-seed{seed}", about, teacher=True, epochs=epochs, learning_rate=rate, scale=scale, seed=seed)
+    for name, about, epochs, rate, scale in (
+        ("teacher-default", "teacher labels, the default settings (3 epochs, 2e-5, scale 50)", 3, 2e-5, 50.0),
+        ("teacher-lr5e-5", "teacher labels, learning rate 5e-5", 3, 5e-5, 50.0),
+        ("teacher-lr1e-4", "teacher labels, learning rate 1e-4", 3, 1e-4, 50.0),
+        ("teacher-6ep", "teacher labels, 6 epochs", 6, 2e-5, 50.0),
+        ("teacher-scale20", "teacher labels, scale 20 (temperature 0.05)", 3, 2e-5, 20.0),
+    )
+    for seed in (42, 43, 44)
+)
 SOUP_ALPHA = 0.5  # every trained variant is also scored halfway back to the base weights
 
 
@@ -205,6 +219,13 @@ def shrunk(target, size: int):
     return BeirDataset(target.name, corpus, queries, {q: target.qrels[q] for q in queries if q in target.qrels})
 
 
+def chosen(variant: Variant, only: list[str]) -> bool:
+    """Whether ``--only`` picks ``variant``: by name, ``teacher-settings`` for that group, none for the first list."""
+    if not only:
+        return variant in VARIANTS
+    return variant.name in only or ("teacher-settings" in only and variant in TEACHER_SETTINGS)
+
+
 def train(inputs: Path, out: Path, device: str, only: list[str], smoke: int = 0) -> None:
     """Train every variant from the stored base model; save rankings and timings in ``out``.
 
@@ -223,8 +244,8 @@ def train(inputs: Path, out: Path, device: str, only: list[str], smoke: int = 0)
     base_state = {k: v.detach().clone() for k, v in base.state_dict().items()}
     ranked = {f"base/{d}": r for d, r in rankings(base, targets).items()}
     log = {"device": str(base.device), "variants": {}}
-    for variant in VARIANTS:
-        if only and variant.name not in only:
+    for variant in VARIANTS + TEACHER_SETTINGS:
+        if not chosen(variant, only):
             continue
         examples = variant_examples(variant, teacher, pairs)
         model = copy.deepcopy(base)
@@ -233,7 +254,8 @@ def train(inputs: Path, out: Path, device: str, only: list[str], smoke: int = 0)
         epochs = 1 if smoke else variant.epochs
         outcome = train_contrastive(model, examples, rising_score(),
                                     TrainingParams(epochs=epochs, batch_size=variant.batch_size, patience=epochs,
-                                                   seed=variant.seed))  # fmt: skip
+                                                   seed=variant.seed, learning_rate=variant.learning_rate,
+                                                   scale=variant.scale))  # fmt: skip
         seconds = time.perf_counter() - started
         ranked |= {f"{variant.name}/{d}": r for d, r in rankings(model, targets).items()}
         mixed = rankings(soup(base_state, model, SOUP_ALPHA), targets)
@@ -259,7 +281,7 @@ def ranked_run(query_ids: list[str], doc_ids: list[str], rows: np.ndarray) -> di
 
 def described(variants: dict[str, dict]) -> dict[str, dict]:
     """The trained variants' records with their descriptions as this script words them now."""
-    about = {v.name: v.about for v in VARIANTS}
+    about = {v.name: v.about for v in VARIANTS + TEACHER_SETTINGS}
     return {name: {**record, "about": about.get(name, record["about"])} for name, record in variants.items()}
 
 
@@ -296,7 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="/tmp/sweep-runs")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--half", action="store_true", help="store the base model's weights in float16")
-    parser.add_argument("--only", nargs="*", default=[], help="variant names (default: all)")
+    parser.add_argument(
+        "--only", nargs="*", default=[], help="variant names, or teacher-settings (default: the first list)"
+    )
+    parser.add_argument("--tag", default="", help="results file suffix (a second sweep of the same dataset)")
     parser.add_argument("--smoke", type=int, default=0, help="cut to this many queries and examples (a check)")
     args = parser.parse_args(argv)
     inputs = Path(args.inputs)
@@ -306,7 +331,11 @@ def main(argv: list[str] | None = None) -> int:
         train(inputs, Path(args.out), args.device, args.only, args.smoke)
     else:
         result = score(inputs, Path(args.runs), args.dataset, args.smoke)
-        path = RESULTS / f"recipe-sweep-{args.dataset}.json" if not args.smoke else Path(args.runs) / "smoke.json"
+        path = (
+            RESULTS / f"recipe-sweep-{args.dataset}{'-' + args.tag if args.tag else ''}.json"
+            if not args.smoke
+            else Path(args.runs) / "smoke.json"
+        )
         path.write_text(json.dumps(result, indent=2) + "\n")
         print(path)
     return 0
