@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 
 from embpipe.cli import main
-from embpipe.cli_plan import PLAN_TAG, plan_versus_spent
+from embpipe.cli_plan import PLAN_TAG, plan_settings, plan_versus_spent
 from embpipe.core.plan import StageSettings, plan_calls, plan_run, question_calls
 from embpipe.core.synthesis.questions import generate_single_chunk_questions, select_chunks
 from embpipe.llm.budget import RunBudget
 from embpipe.llm.teacher_store import UsageRow
 from embpipe_tests.conftest import make_teacher
 from embpipe_tests.test_teacher_concurrency import sample_chunks
+
+
+def settings(**changes) -> StageSettings:
+    """The default stage configs' settings, with ``changes``."""
+    return dataclasses.replace(plan_settings({"ops": {}}, frozenset()), **changes)
 
 
 def chunk_table(count: int) -> pd.DataFrame:
@@ -21,8 +28,7 @@ def chunk_table(count: int) -> pd.DataFrame:
 
 def test_the_question_plan_makes_the_calls_a_run_makes_and_bounds_their_tokens(tmp_path):
     chunks = chunk_table(20)
-    settings = StageSettings(max_chunks=12, questions_per_chunk=2)
-    plan = plan_calls("synthetic_queries", question_calls(chunks, settings), allowance=None)
+    plan = plan_calls("synthetic_queries", question_calls(chunks, settings(max_chunks=12, questions_per_chunk=2)), None)
     teacher = make_teacher(tmp_path)
     _, stats = generate_single_chunk_questions(teacher, select_chunks(chunks, 12, 20, 42), 2)
     counted = sum(u.prompt_tokens + u.completion_tokens for u in teacher.store.usage("run-1"))
@@ -33,7 +39,7 @@ def test_the_question_plan_makes_the_calls_a_run_makes_and_bounds_their_tokens(t
 def test_a_stage_plan_stops_where_its_budget_share_would_be_passed():
     chunks = chunk_table(40)
     budget = RunBudget(total=20_000, scope="plan")
-    plans = {p.stage: p for p in plan_run(chunks, StageSettings(max_chunks=40), budget)}
+    plans = {p.stage: p for p in plan_run(chunks, settings(max_chunks=40), budget)}
     assert set(plans) == {"labeled_triplets", "cluster_profiles", "cluster_queries", "entity_descriptions",
                           "embgen_queries", "synthetic_queries", "mining_rounds"}  # fmt: skip
     for stage, plan in plans.items():
@@ -48,7 +54,7 @@ def test_a_stage_plan_stops_where_its_budget_share_would_be_passed():
     assert sum(p.tokens for p in plans.values()) <= budget.total
     assert plans["synthetic_queries"].capped and 0 < plans["synthetic_queries"].calls < 40
     idle = frozenset({"entity_descriptions", "embgen_queries"})
-    assert not {p.stage for p in plan_run(chunks, StageSettings(idle_stages=idle), budget)} & idle
+    assert not {p.stage for p in plan_run(chunks, settings(idle_stages=idle), budget)} & idle
 
 
 def test_embpipe_plan_prints_every_teacher_stage_and_calls_nothing(data_dir, capsys):

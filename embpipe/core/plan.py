@@ -60,23 +60,24 @@ class StagePlan:
 
 @dataclass(frozen=True)
 class StageSettings:
-    """The stage settings a plan reads (each stage's own config supplies them)."""
+    """The stage settings a plan reads; no defaults here: each stage's own config supplies them
+    (``embpipe.cli_plan.plan_settings``), so a default changed there is the one planned."""
 
-    max_chunks: int = 48
-    questions_per_chunk: int = 3
-    min_chunk_tokens: int = 20
-    seed: int = 42
-    triplet_anchors: int = 48
-    triplet_comparison: str = "pointwise"
-    max_clusters: int = 24
-    cluster_neighbours: int = 10
-    questions_per_cluster: int = 2
-    entity_chunks: int = 48
-    max_entities: int = 6
-    train_share: float = 0.6
-    mining_rounds: int = 2
-    mining_top_k: int = 5
-    max_judgements_per_round: int = 200
+    max_chunks: int
+    questions_per_chunk: int
+    min_chunk_tokens: int
+    seed: int
+    triplet_anchors: int
+    triplet_comparison: str
+    max_clusters: int
+    cluster_neighbours: int
+    questions_per_cluster: int
+    entity_chunks: int
+    max_entities: int
+    train_share: float
+    mining_rounds: int
+    mining_top_k: int
+    max_judgements_per_round: int
     idle_stages: frozenset[str] = field(default_factory=frozenset)
 
 
