@@ -88,3 +88,30 @@ def test_a_lever_is_judged_against_the_variant_it_changes(ledger, tmp_path):
     assert "| `plain` → `lever` | 100 | 0.7000 → 0.7400 | +0.0400 (+0.0200, +0.0600), p 0.001 |" in section
     assert section.rstrip().endswith("gain, but Recall@100 fell |")
     assert ledger.lever_section(tmp_path / "empty") == ""
+
+
+def test_the_sweep_sections_show_each_variant_against_the_base_and_each_setting_s_yield(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from ledger_sweep import sweep_section, yield_section
+
+    def row(model: str, metric: str, value: float, delta: float | None = None) -> dict:
+        extra = (
+            {} if delta is None else {"delta": delta, "ci_low": delta - 0.01, "ci_high": delta + 0.01, "p_value": 0.02}
+        )
+        return {"model": model, "metric": metric, "value": value, **extra}
+
+    rows = [row(m, k, v, d) for m, d in (("base", None), ("pairs", -0.05), ("pairs-soup", -0.01))
+            for k, v in (("ndcg@10", 0.7 + (d or 0)), ("recall@100", 0.9))]  # fmt: skip
+    sweep = {"dataset": "toy", "soup_alpha": 0.5, "device": "cuda:0", "metrics": {"toy": rows, "other": rows},
+             "variants": {"pairs": {"about": "every pair", "examples": 10, "train_seconds": 1.5}}}  # fmt: skip
+    (tmp_path / "recipe-sweep-toy.json").write_text(json.dumps(sweep))
+    text = sweep_section(tmp_path)
+    assert "| `pairs` | every pair | 10 | 1.5 | 0.6500, -0.0500 (-0.0600, -0.0400), p 0.02 |" in text
+    assert "0.6900, -0.0100 (-0.0200, +0.0000), p 0.02" in text  # halfway back to the base
+    kept = {"questions_per_call": 3, "calls": 4, "wall_s": 40.0, "seconds_per_call": 10.0, "questions_written": 12,
+            "questions_kept": 10, "questions_per_hour": 900, "round_trip_pass_rate": 0.7,
+            "round_trip_ci": [0.4, 0.9]}  # fmt: skip
+    (tmp_path / "question-yield-toy.json").write_text(
+        json.dumps({"dataset": "toy", "teacher": "local/x", "chunks": 4, "rows": [kept]})
+    )
+    assert "| 3 | 4 | 40.0 | 10.0 | 12 | 10 | 900 | 70% (40%–90%) |" in yield_section(tmp_path)
