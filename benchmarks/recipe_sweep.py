@@ -184,17 +184,6 @@ def soup(base_state: dict, model, alpha: float):
     return mixed
 
 
-def rising_score():
-    """A validation score that rises with every call, so the trainer keeps its last epoch (fixed epochs)."""
-    calls = [0]
-
-    def score(model) -> float:
-        calls[0] += 1
-        return float(calls[0])
-
-    return score
-
-
 def rankings(model, targets: dict) -> dict[str, np.ndarray]:
     """Per dataset: the top-100 document indices of each test query, best first."""
     from embpipe.core.embedding import encode
@@ -230,6 +219,8 @@ def train(inputs: Path, out: Path, device: str, only: list[str], smoke: int = 0)
     """Train every variant from the stored base model; save rankings and timings in ``out``.
 
     ``smoke`` > 0 cuts every dataset, example list and epoch count down to check the script end to end."""
+    from trainer_parity import every_epoch_is_best  # this folder's script: fixed epochs, the last one kept
+
     from embpipe.core.embedding import load_model
     from embpipe.core.evaluation.beir import load_beir
     from embpipe.core.training.trainer import TrainingParams, train_contrastive
@@ -252,7 +243,7 @@ def train(inputs: Path, out: Path, device: str, only: list[str], smoke: int = 0)
         model.max_seq_length = variant.seq_length
         started = time.perf_counter()
         epochs = 1 if smoke else variant.epochs
-        outcome = train_contrastive(model, examples, rising_score(),
+        outcome = train_contrastive(model, examples, every_epoch_is_best(),
                                     TrainingParams(epochs=epochs, batch_size=variant.batch_size, patience=epochs,
                                                    seed=variant.seed, learning_rate=variant.learning_rate,
                                                    scale=variant.scale))  # fmt: skip
