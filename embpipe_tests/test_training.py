@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from embpipe.core.embedding import encode
 from embpipe.core.training.examples import labelled_examples
+from embpipe.core.training.interpolation import mix_with_base
 from embpipe.core.training.losses import present_documents, weighted_info_nce
 from embpipe.core.training.trainer import (
     TrainingExample,
@@ -233,3 +234,53 @@ def test_an_epoch_that_ties_the_base_on_validation_is_kept_and_one_below_it_is_n
     kept = train_contrastive(worse, examples, lambda model: next(scores), params)
     assert kept.best_epoch == 0 and kept.best_score == 1.0
     assert all(torch.equal(t, worse.state_dict()[n]) for n, t in base_model.state_dict().items())
+
+
+def test_the_mix_with_the_base_that_scores_best_on_validation_is_kept():
+    model = torch.nn.Linear(2, 1, bias=False)
+    base = {"weight": torch.tensor([[0.0, 0.0]])}
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[4.0, -2.0]]))
+    closest_to_one_one = lambda m: -float((m.weight.detach() - torch.tensor([[1.0, -0.5]])).abs().sum())  # noqa: E731
+    share, score = mix_with_base(model, base, closest_to_one_one, (0.25, 0.5, 1.0), closest_to_one_one(model))
+    assert share == 0.25 and score == pytest.approx(0.0)
+    assert torch.allclose(model.weight, torch.tensor([[1.0, -0.5]]))
+
+
+def test_a_tie_between_mixes_keeps_the_first_share_and_one_share_is_a_fixed_mix():
+    model = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[2.0, 2.0]]))
+    base = {"weight": torch.tensor([[0.0, 0.0]])}
+    share, _ = mix_with_base(model, base, lambda m: 1.0, (0.5, 1.0), 1.0)
+    assert share == 0.5 and torch.allclose(model.weight, torch.tensor([[1.0, 1.0]]))
+    with pytest.raises(ValueError, match="at least one share"):
+        mix_with_base(model, base, lambda m: 1.0, (), 1.0)
+
+
+def test_training_ends_on_the_chosen_mix_and_reports_its_share(base_model):
+    examples = [TrainingExample(q, p) for q, p in PAIRS]
+    params = TrainingParams(epochs=1, batch_size=3, learning_rate=2e-4, scale=20.0, tuned_shares=(0.5,))
+    halfway, trained = copy.deepcopy(base_model), copy.deepcopy(base_model)
+    outcome = train_contrastive(halfway, examples, lambda model: 1.0, params)
+    train_contrastive(trained, examples, lambda model: 1.0, TrainingParams(**{**vars(params), "tuned_shares": (1.0,)}))
+    assert outcome.tuned_share == 0.5 and outcome.best_epoch == 1
+    for name, base in base_model.state_dict().items():
+        if base.is_floating_point():
+            assert torch.allclose(halfway.state_dict()[name], (base + trained.state_dict()[name]) / 2, atol=1e-5)
+
+
+def test_a_mix_above_the_base_is_kept_even_when_every_epoch_alone_scored_below_it(base_model):
+    examples = [TrainingExample(q, p) for q, p in PAIRS]
+    params = TrainingParams(epochs=2, batch_size=3, learning_rate=2e-4, scale=20.0, patience=2, tuned_shares=(0.5,))
+    scores = iter([1.0, 0.9, 0.8, 1.1])  # the base, two worse epochs, then the last epoch mixed halfway back
+    mixed = copy.deepcopy(base_model)
+    outcome = train_contrastive(mixed, examples, lambda model: next(scores), params)
+    assert (outcome.best_epoch, outcome.tuned_share, outcome.best_score) == (2, 0.5, 1.1)
+    assert any(not torch.equal(t, mixed.state_dict()[n]) for n, t in base_model.state_dict().items())
+
+    scores = iter([1.0, 0.9, 0.8, 0.95])  # the mix is below the base too: the base weights are kept
+    kept = copy.deepcopy(base_model)
+    outcome = train_contrastive(kept, examples, lambda model: next(scores), params)
+    assert outcome.best_epoch == 0 and outcome.best_score == 1.0
+    assert all(torch.equal(t, kept.state_dict()[n]) for n, t in base_model.state_dict().items())

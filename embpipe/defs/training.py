@@ -45,6 +45,11 @@ class TrainingConfig(Config):
         default=TrainingParams.patience, description="Epochs without validation gain before stopping."
     )
     seed: int = Field(default=TrainingParams.seed, description="Seed of batching and initialisation.")
+    tuned_shares: list[float] = Field(
+        default=list(TrainingParams.tuned_shares),
+        description="The kept model is w × tuned + (1 − w) × base, w the one of these that scores best on "
+        "validation (the first on a tie); [1.0] keeps the best epoch as trained.",
+    )
     negatives_per_example: int = Field(
         default=NEGATIVES_PER_EXAMPLE, description="Hard negatives per (query, positive): 1 positive + N negatives."
     )
@@ -56,9 +61,9 @@ class TrainingConfig(Config):
     resume: bool = Field(default=True, description="Resume an interrupted training from its last epoch checkpoint.")
 
     def params(self) -> TrainingParams:
-        return TrainingParams(
-            **self.model_dump(exclude={"negatives_per_example", "max_seq_length", "validation_corpus_size", "resume"})
-        )
+        pipeline_only = {"negatives_per_example", "max_seq_length", "validation_corpus_size", "resume"}
+        settings = self.model_dump(exclude=pipeline_only)
+        return TrainingParams(**{**settings, "tuned_shares": tuple(self.tuned_shares)})
 
 
 def checkpoint_path(config: TrainingConfig, base_model: str, *data: pd.DataFrame) -> Path:

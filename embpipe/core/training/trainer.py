@@ -6,7 +6,9 @@ positive and negative of its batch at ``scale`` = 1 / temperature (50 ↔ 0.02).
 batch sampler keeps any text from appearing twice in a batch, so an in-batch negative is never a copy of the
 positive. After each epoch the trainer scores the model on validation (nDCG@10 through ``score``), keeps the
 best checkpoint and stops early after ``patience`` epochs without a gain over the best so far, the base model
-included: when every epoch scores below the base model, the base weights are kept (``best_epoch`` 0). An epoch
+included. The best epoch's weights are then mixed back towards the base's, ``w`` × tuned + (1 − ``w``) × base,
+with ``w`` the one of ``tuned_shares`` that scores best on validation (one share: a fixed mix; 1.0: the epoch as
+trained); when that mix scores below the base model, the base weights are kept (``best_epoch`` 0). An epoch
 that ties the base is kept: the teacher's validation questions often copy their passage's words, so both
 models score 1.0 on them, and a tie says nothing against the model that learned the domain (the blocking
 ``model_not_worse_than_base`` check holds back a model that scores lower on a fresh validation sample).
@@ -38,6 +40,7 @@ import torch
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 from transformers import PrinterCallback, TrainerCallback
 
+from embpipe.core.training.interpolation import mix_with_base
 from embpipe.core.training.losses import WeightedMultipleNegativesRankingLoss, embed_texts, weighted_info_nce
 
 logger = logging.getLogger(__name__)
@@ -64,6 +67,7 @@ class TrainingParams:
     scale: float = 50.0
     patience: int = 2
     seed: int = 42
+    tuned_shares: tuple[float, ...] = (1.0,)  # w in w × tuned + (1 − w) × base, chosen on validation
 
 
 @dataclass
@@ -84,6 +88,7 @@ class TrainingOutcome:
     best_score: float
     best_epoch: int
     history: list[EpochRecord] = field(default_factory=list)
+    tuned_share: float = 1.0  # the kept weights: tuned_share × best epoch + (1 − tuned_share) × base
 
 
 NEGATIVES_PER_EXAMPLE = 4
@@ -259,13 +264,26 @@ def train_contrastive(
         trainer.remove_callback(PrinterCallback)  # epochs are reported through EpochLog, not printed
         trainer.train(resume_from_checkpoint=resume_from)
         history = epoch_records(trainer.state.log_history)
+        reached_base = trainer.state.best_model_checkpoint is not None  # else no best checkpoint was loaded
     model.eval()
-    best = max(history, key=lambda r: r.score, default=None)
-    if best is None or best.score < base_score:
-        model.load_state_dict(base_state)
-        return TrainingOutcome(base_score, base_score, 0, history)
-    best = next(r for r in history if r.score == best.score)  # the first epoch that reached it
-    return TrainingOutcome(base_score, best.score, best.epoch, history)
+    held = held_epoch(history, reached_base)
+    if held is not None:
+        share, mixed_score = mix_with_base(model, base_state, score, params.tuned_shares, held.score)
+        if mixed_score >= base_score:
+            return TrainingOutcome(base_score, mixed_score, held.epoch, history, share)
+    model.load_state_dict(base_state)
+    return TrainingOutcome(base_score, base_score, 0, history)
+
+
+def held_epoch(history: list[EpochRecord], reached_base: bool) -> EpochRecord | None:
+    """The epoch whose weights the trained model holds: the first best one when an epoch matched the base (the
+    trainer loads it at the end), else the last one."""
+    if not history:
+        return None
+    if not reached_base:
+        return history[-1]
+    top = max(r.score for r in history)
+    return next(r for r in history if r.score == top)
 
 
 def saved_base_score(folder: Path) -> float | None:

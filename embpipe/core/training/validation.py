@@ -58,7 +58,8 @@ def model_card(settings: dict, base_model: str, examples: int, outcome) -> str:
         f"{examples} teacher-synthesised (query, positive, hard negatives) examples; no human labels.\n\n"
         f"Settings: `{json.dumps(settings)}`\n\n"
         f"Validation {VALIDATION_METRIC}: base {outcome.base_score:.4f}, best {outcome.best_score:.4f} "
-        f"(epoch {outcome.best_epoch}; epoch 0 means the base weights were kept).\n\n{history}\n"
+        f"(epoch {outcome.best_epoch}; epoch 0 means the base weights were kept), mixed back towards the base "
+        f"with a tuned share of {outcome.tuned_share:.2f}.\n\n{history}\n"
     )
 
 
@@ -81,6 +82,7 @@ def outcome_metrics(outcome: TrainingOutcome) -> dict[str, float]:
         f"base_val_{MLFLOW_METRIC}": outcome.base_score,
         f"best_val_{MLFLOW_METRIC}": outcome.best_score,
         "best_epoch": outcome.best_epoch,
+        "tuned_share": outcome.tuned_share,
     }
 
 
@@ -96,6 +98,7 @@ def training_summary(outcome: TrainingOutcome, examples: int, device: str) -> di
     return {
         "train_examples": examples,
         "best_epoch": outcome.best_epoch,
+        "tuned_share": outcome.tuned_share,
         f"base_val_{VALIDATION_METRIC}": outcome.base_score,
         f"best_val_{VALIDATION_METRIC}": outcome.best_score,
         "epochs_run": len(outcome.history),
