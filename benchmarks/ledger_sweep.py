@@ -53,7 +53,22 @@ def sweep_table(path: Path) -> str:
         f"the tuned weights mixed {sweep['soup_alpha']:g} : {1 - sweep['soup_alpha']:g} with the base's.\n\n"
         + "\n".join(lines)
         + "\n"
+        + head_to_head_table(sweep.get("head_to_head", {}))
     )
+
+
+def head_to_head_table(pairs: dict[str, dict[str, list[dict]]]) -> str:
+    """Two recipes against each other (paired on the same queries), per dataset: nDCG@10 and Recall@100."""
+    if not pairs:
+        return ""
+    names = list(next(iter(pairs.values())))
+    lines = ["| candidate vs reference | " + " | ".join(f"{n} nDCG@10 Δ | {n} Recall@100 Δ" for n in names) + " |"]
+    lines.append("|---|" + "---|---|" * len(names))
+    for pair, datasets in pairs.items():
+        cells = [cell(by_model(datasets[n]).get(pair.split(" vs ")[0], {}).get(m)) for n in names
+                 for m in ("ndcg@10", "recall@100")]  # fmt: skip
+        lines.append(f"| `{pair}` | " + " | ".join(cells) + " |")
+    return "\nHead to head (paired on the same queries; value is the candidate's):\n\n" + "\n".join(lines) + "\n"
 
 
 def sweep_section(results: Path) -> str:
@@ -64,20 +79,22 @@ def sweep_section(results: Path) -> str:
 def yield_table(path: Path) -> str:
     result = json.loads(path.read_text())
     lines = [
-        "| questions per call | calls | wall s | s per call | written | kept | questions per hour "
+        "| questions per call | decoded together | calls | wall s | s per call | written | kept | questions per hour "
         "| round trip (95% CI) |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
         low, high = row["round_trip_ci"]
         lines.append(
-            f"| {row['questions_per_call']} | {row['calls']} | {row['wall_s']} | {row['seconds_per_call']} "
+            f"| {row['questions_per_call']} | {row.get('parallel_sequences', 1)} | {row['calls']} | {row['wall_s']} "
+            f"| {row['seconds_per_call']} "
             f"| {row['questions_written']} | {row['questions_kept']} | {row['questions_per_hour']:,} "
             f"| {row['round_trip_pass_rate']:.0%} ({low:.0%}–{high:.0%}) |"
         )
     return (
         f"\n## Questions per teacher call (`{path.name}`)\n\n`benchmarks/question_yield.py`: the question stage with "
         f"`{result['teacher']}` on the same {result['chunks']} {result['dataset']} chunks, an empty cache each time; "
+        "*decoded together* is the teacher's `local_parallel` (calls in flight, decoded as parallel sequences); "
         "*kept* is after the near-duplicate screen, the round trip is a kept question's chunk in the base model's "
         "top 10 over every chunk.\n\n" + "\n".join(lines) + "\n"
     )

@@ -177,10 +177,10 @@ def variant_examples(variant: Variant, teacher: pd.DataFrame, pairs: pd.DataFram
 
 def soup(base_state: dict, model, alpha: float):
     """A copy of ``model`` with weights ``alpha`` × tuned + (1 − ``alpha``) × base."""
+    from embpipe.core.training.interpolation import mixed_weights
+
     mixed = copy.deepcopy(model)
-    tuned = model.state_dict()
-    mixed.load_state_dict({k: alpha * tuned[k] + (1 - alpha) * v if v.is_floating_point() else v
-                           for k, v in base_state.items()})  # fmt: skip
+    mixed.load_state_dict(mixed_weights(base_state, model.state_dict(), alpha))
     return mixed
 
 
@@ -233,8 +233,9 @@ def train(inputs: Path, out: Path, device: str, only: list[str], smoke: int = 0)
         teacher, pairs = teacher.head(smoke), pairs.head(smoke)
     base = load_model(str(inputs / "base-model"), SEQ_LENGTH, device).float()
     base_state = {k: v.detach().clone() for k, v in base.state_dict().items()}
-    ranked = {f"base/{d}": r for d, r in rankings(base, targets).items()}
-    log = {"device": str(base.device), "variants": {}}
+    ranked, log = earlier_runs(out)  # a later call adds its variants to the same folder
+    ranked |= {f"base/{d}": r for d, r in rankings(base, targets).items()}
+    log["device"] = str(base.device)
     for variant in VARIANTS + TEACHER_SETTINGS:
         if not chosen(variant, only):
             continue
@@ -262,6 +263,14 @@ def train(inputs: Path, out: Path, device: str, only: list[str], smoke: int = 0)
         (out / "train-log.json").write_text(json.dumps(log, indent=2))
 
 
+def earlier_runs(out: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """The rankings and training log already in ``out`` (empty when it is new)."""
+    if not (out / "rankings.npz").is_file():
+        return {}, {"variants": {}}
+    stored = np.load(out / "rankings.npz")
+    return {key: stored[key] for key in stored.files}, json.loads((out / "train-log.json").read_text())
+
+
 def ranked_run(query_ids: list[str], doc_ids: list[str], rows: np.ndarray) -> dict[str, dict[str, float]]:
     """A BEIR run from rankings (document indices, best first), scored by rank."""
     return {
@@ -276,14 +285,33 @@ def described(variants: dict[str, dict]) -> dict[str, dict]:
     return {name: {**record, "about": about.get(name, record["about"])} for name, record in variants.items()}
 
 
-def score(inputs: Path, runs: Path, dataset: str, smoke: int = 0) -> dict:
-    """Metrics of every ranking against the base's, per dataset; the results file's content."""
+def paired_rows(qrels, runs: dict, candidates: list[str], references: list[str]) -> list[dict]:
+    """Per metric: the candidates' per-query mean (over their runs, e.g. seeds) against the references', with
+    the bootstrap interval of the difference and a paired sign-flip test."""
+    from embpipe.core.evaluation.report import per_query_values
+    from embpipe.core.evaluation.significance import bootstrap_interval, sign_flip_p_value
+
+    rows = []
+    for metric in METRICS:
+        table = per_query_values(qrels, {n: runs[n] for n in candidates + references}, metric)
+        after, before = table[candidates].mean(axis=1).to_numpy(), table[references].mean(axis=1).to_numpy()
+        interval = bootstrap_interval(before, after)
+        rows.append({"model": ",".join(candidates), "metric": metric, "value": float(after.mean()),
+                     "delta": interval.mean, "ci_low": interval.low, "ci_high": interval.high,
+                     "p_value": sign_flip_p_value(before, after)})  # fmt: skip
+    return rows
+
+
+def score(inputs: Path, runs: Path, dataset: str, smoke: int = 0, versus: tuple[str, ...] = ()) -> dict:
+    """Metrics of every ranking against the base's, per dataset, and of each ``versus`` pair
+    (``candidate:reference``, each one ranking name or several, comma-separated, averaged per query) against each
+    other; the results file's content."""
     from embpipe.core.evaluation.beir import load_beir
     from embpipe.core.evaluation.report import compare_runs
 
     ranked = np.load(runs / "rankings.npz")
     log = json.loads((runs / "train-log.json").read_text())
-    tables = {}
+    tables, head_to_head = {}, {}
     for folder in sorted((inputs / "datasets").iterdir(), key=lambda f: (f.name != dataset, f.name)):
         target = load_beir(folder, "test")
         target = shrunk(target, smoke) if smoke else target
@@ -292,9 +320,12 @@ def score(inputs: Path, runs: Path, dataset: str, smoke: int = 0) -> dict:
         as_runs = {name: ranked_run(query_ids, doc_ids, rows) for name, rows in named.items()}
         table = compare_runs(target.qrels, as_runs, METRICS, reference="base")
         tables[folder.name] = json.loads(table.to_json(orient="records"))
+        for candidate, reference in (pair.split(":") for pair in versus):
+            rows = paired_rows(target.qrels, as_runs, candidate.split(","), reference.split(","))
+            head_to_head.setdefault(f"{candidate} vs {reference}", {})[folder.name] = rows
     variants = described(log["variants"])
     return {"dataset": dataset, "soup_alpha": SOUP_ALPHA, "device": log["device"], "variants": variants,
-            "metrics": tables}  # fmt: skip
+            "metrics": tables, **({"head_to_head": head_to_head} if head_to_head else {})}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -313,6 +344,12 @@ def main(argv: list[str] | None = None) -> int:
         "--only", nargs="*", default=[], help="variant names, or teacher-settings (default: the first list)"
     )
     parser.add_argument("--tag", default="", help="results file suffix (a second sweep of the same dataset)")
+    parser.add_argument(
+        "--versus",
+        nargs="*",
+        default=[],
+        help="candidate:reference ranking names, paired; a,b,c:d,e,f compares per-query means",
+    )
     parser.add_argument("--smoke", type=int, default=0, help="cut to this many queries and examples (a check)")
     args = parser.parse_args(argv)
     inputs = Path(args.inputs)
@@ -321,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.step == "train":
         train(inputs, Path(args.out), args.device, args.only, args.smoke)
     else:
-        result = score(inputs, Path(args.runs), args.dataset, args.smoke)
+        result = score(inputs, Path(args.runs), args.dataset, args.smoke, tuple(args.versus))
         path = (
             RESULTS / f"recipe-sweep-{args.dataset}{'-' + args.tag if args.tag else ''}.json"
             if not args.smoke

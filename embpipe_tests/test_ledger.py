@@ -108,10 +108,15 @@ def test_the_sweep_sections_show_each_variant_against_the_base_and_each_setting_
     text = sweep_section(tmp_path)
     assert "| `pairs` | every pair | 10 | 1.5 | 0.6500, -0.0500 (-0.0600, -0.0400), p 0.02 |" in text
     assert "0.6900, -0.0100 (-0.0200, +0.0000), p 0.02" in text  # halfway back to the base
+    sweep["head_to_head"] = {"pairs-soup vs pairs": {"toy": [row("pairs-soup", "ndcg@10", 0.69, 0.04)]}}
+    (tmp_path / "recipe-sweep-toy.json").write_text(json.dumps(sweep))
+    assert "| `pairs-soup vs pairs` | 0.6900, +0.0400 (+0.0300, +0.0500), p 0.02 | – |" in sweep_section(tmp_path)
     kept = {"questions_per_call": 3, "calls": 4, "wall_s": 40.0, "seconds_per_call": 10.0, "questions_written": 12,
             "questions_kept": 10, "questions_per_hour": 900, "round_trip_pass_rate": 0.7,
             "round_trip_ci": [0.4, 0.9]}  # fmt: skip
+    together = {**kept, "parallel_sequences": 4, "wall_s": 20.0, "seconds_per_call": 5.0, "questions_per_hour": 1800}
     (tmp_path / "question-yield-toy.json").write_text(
-        json.dumps({"dataset": "toy", "teacher": "local/x", "chunks": 4, "rows": [kept]})
+        json.dumps({"dataset": "toy", "teacher": "local/x", "chunks": 4, "rows": [kept, together]})
     )
-    assert "| 3 | 4 | 40.0 | 10.0 | 12 | 10 | 900 | 70% (40%–90%) |" in yield_section(tmp_path)
+    assert "| 3 | 1 | 4 | 40.0 | 10.0 | 12 | 10 | 900 | 70% (40%–90%) |" in yield_section(tmp_path)
+    assert "| 3 | 4 | 4 | 20.0 | 5.0 | 12 | 10 | 1,800 | 70% (40%–90%) |" in yield_section(tmp_path)

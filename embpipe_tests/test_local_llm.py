@@ -89,7 +89,9 @@ def test_a_killed_local_teacher_fails_one_item_clearly_and_a_rerun_pays_only_for
         {"chunk_id": [f"c{i}" for i in range(4)], "doc_id": [f"d{i}" for i in range(4)],
          "title": ["Notes"] * 4, "text": passages}
     )  # fmt: skip
-    settings = TeacherSettings(model="local/smollm2-135m", max_retries=0, local_idle_timeout_s=120)
+    settings = TeacherSettings(  # one call at a time, so the kill falls between the second and third
+        model="local/smollm2-135m", max_retries=0, local_idle_timeout_s=120, local_parallel=1
+    )
     store = TeacherStore(tmp_path / "t.sqlite")
     first = Teacher(settings, store, "run-1")
     endpoint = first.local_endpoint()

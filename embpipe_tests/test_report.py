@@ -8,7 +8,7 @@ import pytest
 from embpipe.core.evaluation.beir import BeirDataset
 from embpipe.core.evaluation.report import compare_models
 from embpipe.core.evaluation.report_render import markdown_report, save_report
-from embpipe.core.evaluation.significance import bootstrap_interval, win_loss
+from embpipe.core.evaluation.significance import bootstrap_interval, sign_flip_p_value, win_loss
 from embpipe.core.training.examples import subsample_corpus
 
 
@@ -24,6 +24,14 @@ def test_bootstrap_interval_brackets_the_mean_and_is_reproducible():
 def test_constant_improvement_has_a_zero_width_interval():
     interval = bootstrap_interval(np.zeros(5), np.full(5, 0.25))
     assert (interval.low, interval.high) == pytest.approx((0.25, 0.25))
+
+
+def test_the_sign_flip_test_finds_a_consistent_gain_and_not_a_mixed_one():
+    # three queries each +1: of the 8 sign patterns only all-plus and all-minus are as extreme, p = 2/8
+    assert sign_flip_p_value(np.zeros(3), np.ones(3), samples=20000, seed=0) == pytest.approx(0.25, abs=0.02)
+    assert sign_flip_p_value(np.zeros(30), np.full(30, 0.1)) < 0.001
+    assert sign_flip_p_value(np.zeros(4), np.array([0.5, -0.5, 0.5, -0.5])) == 1.0
+    assert sign_flip_p_value(np.ones(4), np.ones(4)) == 1.0
 
 
 def test_wins_losses_ties():

@@ -1,6 +1,7 @@
 """Finding, starting and watching the local teacher server (``embpipe.llm.local_server``).
 
-A ``local/<name>`` teacher is served by one process per (model, threads, reset mode) on this machine,
+A ``local/<name>`` teacher is served by one process per (model, threads, reset mode, parallel sequences) on
+this machine,
 published in a state file under ``<model cache>/servers/``; every run process that needs it finds it there,
 or starts it under a file lock so that two runs never load the model twice. The server exits by itself
 after ``idle_timeout_s`` without a request.
@@ -51,6 +52,7 @@ class TeacherCrashed(ConnectionError):
     """The local teacher process died while a request was open; that item is recorded as failed."""
 
 
+LOCAL_PARALLEL = 8  # replies the local teacher decodes together by default (benchmarks/question_yield.py)
 _children: dict[int, subprocess.Popen] = {}  # servers this process started: their exit must be reaped
 
 
@@ -104,6 +106,7 @@ class LocalEndpoint:
     model: str
     threads: int = 2
     reset_each_call: bool = False
+    parallel: int = 1
     idle_timeout_s: float = 600.0
     startup_timeout_s: float = 180.0
     max_crashes: int = 3
@@ -113,9 +116,12 @@ class LocalEndpoint:
 
     @property
     def key(self) -> str:
-        """One server per model, thread count, reset mode and Python environment (its code and llama build)."""
+        """One server per model, thread count, reset mode, parallel sequences and Python environment (its code
+        and llama build)."""
         environment = hashlib.sha256(sys.prefix.encode()).hexdigest()[:8]
-        return f"{self.model}-t{self.threads}" + ("-reset" if self.reset_each_call else "") + f"-{environment}"
+        reset = "-reset" if self.reset_each_call else ""
+        parallel = f"-p{self.parallel}" if self.parallel > 1 else ""
+        return f"{self.model}-t{self.threads}{reset}{parallel}-{environment}"
 
     @property
     def folder(self) -> Path:
@@ -177,6 +183,7 @@ class LocalEndpoint:
         command = [
             sys.executable, "-m", "embpipe.llm.local_server", "--model", self.model, "--state", str(self.state_path),
             "--threads", str(self.threads), "--idle-timeout-s", str(self.idle_timeout_s),
+            "--parallel", str(self.parallel),
         ] + (["--reset-each-call"] if self.reset_each_call else [])  # fmt: skip
         self.folder.mkdir(parents=True, exist_ok=True)
         logger.info("starting the local teacher %s (%d threads); log: %s", self.model, self.threads, self.log_path)
@@ -249,12 +256,16 @@ _endpoints: dict[tuple, LocalEndpoint] = {}
 _endpoints_lock = threading.Lock()
 
 
-def endpoint_for(model: str, threads: int = 2, reset_each_call: bool = False, idle_timeout_s: float = 600.0):
+def endpoint_for(
+    model: str, threads: int = 2, reset_each_call: bool = False, idle_timeout_s: float = 600.0, parallel: int = 1
+):
     """This process's ``LocalEndpoint`` for the settings (one per settings, so crash counts persist)."""
-    key = (model, threads, reset_each_call, str(model_cache_dir()))  # one per server, as its state file is
+    key = (model, threads, reset_each_call, parallel, str(model_cache_dir()))  # one per server, as its state file
     with _endpoints_lock:
         if key not in _endpoints:
-            _endpoints[key] = LocalEndpoint(model, threads, reset_each_call, idle_timeout_s)
+            _endpoints[key] = LocalEndpoint(
+                model, threads, reset_each_call, parallel=parallel, idle_timeout_s=idle_timeout_s
+            )
         return _endpoints[key]
 
 

@@ -2,7 +2,10 @@
 
 Only ``embpipe.llm.local_server`` (a process of its own, so that a native crash cannot take a run with it)
 loads models through this module. Model strings look like ``local/qwen2.5-coder-1.5b`` (see
-``model_weights.LOCAL_MODELS``). A llama context is not thread-safe, so calls are serialised. By default the
+``model_weights.LOCAL_MODELS``). A llama context is not thread-safe, so calls are serialised; with ``parallel``
+> 1, generation requests that arrive together are decoded together instead, as parallel sequences of a second
+context (``parallel_decoding``; several replies for little more than the time of one on a CPU; a reply then
+depends a little on which requests shared its batch, and the response cache keeps reruns exact). By default the
 context is kept between calls so that llama.cpp reuses the shared prompt prefix (the system prompt), which
 saves several seconds per call on a CPU; replies are reproducible through the response cache.
 ``reset_each_call`` recomputes every prompt from scratch instead, for bit-exact recomputation regardless of
@@ -21,7 +24,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from embpipe.llm.batch_queue import BatchQueue
 from embpipe.llm.model_weights import require_model, spec_for
+from embpipe.llm.parallel_decoding import Decoded, DecodeRequest, ParallelDecoder, decode_request
 
 PASSED_PARAMS = ("temperature", "max_tokens", "seed", "response_format", "logprobs", "top_logprobs", "stop")
 
@@ -32,8 +37,11 @@ class LocalRuntime:
 
     n_threads: int = 1
     reset_each_call: bool = False
+    parallel: int = 1  # replies decoded together (llama.cpp parallel sequences); 1 = one at a time
     models: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    queues: dict[str, BatchQueue] = field(default_factory=dict)
+    decoders: dict[str, ParallelDecoder] = field(default_factory=dict)
 
     def model(self, name: str):
         """The loaded ``llama_cpp.Llama`` for ``name`` (loaded once per process)."""
@@ -59,10 +67,14 @@ class LocalRuntime:
 
     def close(self) -> None:
         """Free every loaded model (called at interpreter exit, before llama.cpp's globals go away)."""
+        for batches in self.queues.values():
+            batches.close()
         with self.lock:
+            for decoder in self.decoders.values():
+                decoder.close()
             for llama in self.models.values():
                 llama.close()
-            self.models.clear()
+            self.queues.clear(), self.decoders.clear(), self.models.clear()
 
     def chat(self, name: str, messages: list[dict], params: dict[str, Any]) -> dict:
         """An OpenAI-style chat completion dict from the local model."""
@@ -72,7 +84,34 @@ class LocalRuntime:
                 llama.reset()
             if params.get("top_logprobs") and params.get("max_tokens") == 1:
                 return next_token_completion(llama, messages, int(params["top_logprobs"]))
-            return llama.create_chat_completion(messages=messages, **params)
+            if self.parallel > 1 and not params.get("logprobs") and not self.reset_each_call:
+                request = decode_request(chat_prompt_tokens(llama, messages), params, llama.n_ctx())
+            else:
+                return llama.create_chat_completion(messages=messages, **params)
+        if len(request.tokens) >= llama.n_ctx():
+            raise ValueError(f"Requested tokens ({len(request.tokens)}) exceed context window of {llama.n_ctx()}")
+        return decoded_completion(self.batches(name).submit(request))
+
+    def batches(self, name: str) -> BatchQueue:
+        """The queue whose worker decodes ``name``'s pending requests together (made on first use)."""
+        with self.lock:
+            if name not in self.queues:
+                llama = self.model(name)
+                self.decoders[name] = ParallelDecoder(llama, self.parallel, llama.n_ctx())
+                self.queues[name] = BatchQueue(lambda requests: self.decode(name, requests), self.parallel)
+            return self.queues[name]
+
+    def decode(self, name: str, requests: list[DecodeRequest]) -> list[Decoded]:
+        with self.lock:
+            return self.decoders[name].complete(requests)
+
+
+def decoded_completion(decoded: Decoded) -> dict:
+    """A parallel decoder's reply in the shape of llama-cpp-python's chat completion."""
+    return {
+        "choices": [{"message": {"content": decoded.text}, "finish_reason": decoded.finish_reason}],
+        "usage": {"prompt_tokens": decoded.prompt_tokens, "completion_tokens": decoded.completion_tokens},
+    }
 
 
 def chat_prompt_tokens(llama, messages: list[dict]) -> list[int]:

@@ -3,8 +3,9 @@
 The offline teacher runs here rather than inside the Dagster run, so a native crash of llama.cpp (a
 segfault, an illegal instruction) ends this process only: the run sees a refused connection and records a
 teacher failure. Every run process, the web UI's included, reaches one loaded model through litellm like
-any served model (``local_endpoint.LocalEndpoint`` starts and finds it). Requests are answered one at a
-time by ``LocalRuntime`` (grammar-constrained JSON, next-token log-probabilities for the judges).
+any served model (``local_endpoint.LocalEndpoint`` starts and finds it). Requests are answered by
+``LocalRuntime`` (grammar-constrained JSON, next-token log-probabilities for the judges): one at a time, or
+with ``--parallel N`` up to N generation requests that arrive together decoded side by side.
 
 Start by hand (normally ``local_endpoint`` does it)::
 
@@ -180,12 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", required=True, type=Path, help="JSON file to publish pid and port in")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reset-each-call", action="store_true")
+    parser.add_argument("--parallel", type=int, default=1, help="replies decoded together (parallel sequences)")
     parser.add_argument("--idle-timeout-s", type=float, default=600.0)
     args = parser.parse_args(argv)
     faulthandler.enable()  # a native crash leaves a Python traceback in the server log
     check_cpu()
     build = activate_best_build()
-    runtime = LocalRuntime(n_threads=args.threads, reset_each_call=args.reset_each_call)
+    runtime = LocalRuntime(n_threads=args.threads, reset_each_call=args.reset_each_call, parallel=args.parallel)
     runtime.model(args.model)  # load before publishing, so a published server is ready
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

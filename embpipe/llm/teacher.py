@@ -2,9 +2,9 @@
 
 ``Teacher.chat`` sends a chat request to any litellm model string (``local/…`` is a GGUF served by the local
 teacher server, a process of its own reached like any OpenAI-compatible endpoint; ``fake/…`` is the
-deterministic test provider, ``openai/…``, ``ollama/…``, ``hosted_vllm/…`` reach
-services). ``Teacher.generate_json`` adds validation: a reply that does not parse or validate is asked
-again (a new sampling seed per attempt, so the retry can differ), then recorded as a failure.
+deterministic test provider, ``openai/…``, ``ollama/…``, ``hosted_vllm/…`` reach services).
+``Teacher.generate_json`` adds validation: a reply that does not parse or validate is asked again (a new
+sampling seed per attempt, so the retry can differ), then recorded as a failure.
 
 Example:
     >>> teacher = Teacher(TeacherSettings(model="fake/echo"), TeacherStore("/tmp/t.sqlite"), run_id="r1")
@@ -31,7 +31,7 @@ from embpipe.llm.failure_policy import (
     rate_limit_error,
     transient_errors,
 )
-from embpipe.llm.local_endpoint import LocalEndpoint, endpoint_for
+from embpipe.llm.local_endpoint import LOCAL_PARALLEL, LocalEndpoint, endpoint_for
 from embpipe.llm.prompt_fit import context_window, fit_to_context
 from embpipe.llm.providers import register_providers
 from embpipe.llm.responses import cost_of, stored_reply
@@ -62,6 +62,7 @@ class TeacherSettings:
     idle_stages: frozenset[str] = frozenset()
     local_threads: int = 2
     local_reset_each_call: bool = False
+    local_parallel: int = LOCAL_PARALLEL
     local_idle_timeout_s: float = 600.0
     context_tokens: int | None = None  # None: the local model's window, else litellm's figure for the model
     max_concurrency: int | None = None  # None: 1 for a local/ or fake/ model, SERVED_CONCURRENCY otherwise
@@ -98,11 +99,12 @@ class Teacher:
 
     @property
     def concurrency(self) -> int:
-        """Calls this teacher's stages keep in flight: the setting, else 1 for the local model (one process on
-        the CPU) and the test provider, ``SERVED_CONCURRENCY`` for a served one."""
-        if self.settings.max_concurrency is not None:
-            return max(1, self.settings.max_concurrency)
-        return 1 if self.settings.model.startswith(("local/", "fake/")) else SERVED_CONCURRENCY
+        """Calls this teacher's stages keep in flight: the setting, else the local model's parallel sequences
+        (replies it decodes together), 1 for the test provider, ``SERVED_CONCURRENCY`` for a served one."""
+        s = self.settings
+        if s.max_concurrency is not None or s.model.startswith("local/"):
+            return max(1, s.max_concurrency if s.max_concurrency is not None else s.local_parallel)
+        return 1 if s.model.startswith("fake/") else SERVED_CONCURRENCY
 
     @property
     def scope(self) -> str:
@@ -174,8 +176,8 @@ class Teacher:
         """The local teacher server behind a ``local/…`` model, else ``None``."""
         if not self.settings.model.startswith("local/"):
             return None
-        s = self.settings
-        return endpoint_for(s.model.split("/", 1)[1], s.local_threads, s.local_reset_each_call, s.local_idle_timeout_s)
+        s, name = self.settings, self.settings.model.split("/", 1)[1]
+        return endpoint_for(name, s.local_threads, s.local_reset_each_call, s.local_idle_timeout_s, s.local_parallel)
 
     def _completion(self, messages: list[dict], params: dict[str, Any]):
         import litellm

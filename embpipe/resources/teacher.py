@@ -10,6 +10,7 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
 from embpipe.llm.budget import BUDGET_SCOPE_TAG, DEFAULT_RUN_TOKEN_BUDGET
+from embpipe.llm.local_endpoint import LOCAL_PARALLEL
 from embpipe.llm.teacher import Teacher, TeacherSettings
 from embpipe.llm.teacher_store import TeacherStore
 from embpipe.paths import data_dir
@@ -33,6 +34,10 @@ class TeacherResource(ConfigurableResource):
     local_reset_each_call: bool = Field(
         default=False, description="Recompute every local prompt from scratch (slower; no prompt-prefix reuse)."
     )
+    local_parallel: int = Field(
+        default=LOCAL_PARALLEL,
+        description="Replies the local teacher decodes together (llama.cpp parallel sequences; 1: one at a time).",
+    )
     local_idle_timeout_s: float = Field(
         default=600.0, description="The local teacher server exits after this long without a request."
     )
@@ -43,8 +48,8 @@ class TeacherResource(ConfigurableResource):
     )
     max_concurrency: int | None = Field(
         default=None,
-        description="Teacher calls each stage keeps in flight (results do not depend on it). None: 1 for the local "
-        "model and the test provider, 4 for a served model (vLLM, Ollama, a hosted API).",
+        description="Teacher calls each stage keeps in flight (the tables' order does not depend on it). None: "
+        "local_parallel for the local model, 1 for the test provider, 4 for a served model (vLLM, Ollama, an API).",
     )
     store_path: str = Field(
         default="", description="SQLite file of the response cache, ledger and failures; empty = <data dir>/teacher."
@@ -72,6 +77,7 @@ class TeacherResource(ConfigurableResource):
             idle_stages=idle_stages,
             local_threads=self.local_threads,
             local_reset_each_call=self.local_reset_each_call,
+            local_parallel=self.local_parallel,
             local_idle_timeout_s=self.local_idle_timeout_s,
             context_tokens=self.context_tokens,
             max_concurrency=self.max_concurrency,

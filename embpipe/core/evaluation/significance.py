@@ -46,6 +46,16 @@ def bootstrap_interval(
     )
 
 
+def sign_flip_p_value(before: np.ndarray, after: np.ndarray, samples: int = 10000, seed: int = 42) -> float:
+    """Two-sided paired randomisation test of the mean difference: each query's difference flips sign at random."""
+    deltas = np.asarray(after, dtype=np.float64) - np.asarray(before, dtype=np.float64)
+    if len(deltas) == 0 or not deltas.any():
+        return 1.0
+    flips = np.random.default_rng(seed).choice([-1.0, 1.0], size=(samples, len(deltas)))
+    extreme = np.abs((flips * deltas).mean(axis=1)) >= abs(deltas.mean()) - 1e-12
+    return float((extreme.sum() + 1) / (samples + 1))
+
+
 def win_loss(before: np.ndarray, after: np.ndarray, tolerance: float = 1e-9) -> WinLoss:
     """Count queries improved, worsened and unchanged."""
     deltas = np.asarray(after, dtype=np.float64) - np.asarray(before, dtype=np.float64)
