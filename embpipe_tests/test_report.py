@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from embpipe.core.evaluation.beir import BeirDataset
-from embpipe.core.evaluation.report import compare_models
+from embpipe.core.evaluation.metrics import paired_test
+from embpipe.core.evaluation.report import compare_models, per_query_values
 from embpipe.core.evaluation.report_render import markdown_report, save_report
 from embpipe.core.evaluation.significance import bootstrap_interval, sign_flip_p_value, win_loss
 from embpipe.core.training.examples import subsample_corpus
@@ -32,6 +36,17 @@ def test_the_sign_flip_test_finds_a_consistent_gain_and_not_a_mixed_one():
     assert sign_flip_p_value(np.zeros(30), np.full(30, 0.1)) < 0.001
     assert sign_flip_p_value(np.zeros(4), np.array([0.5, -0.5, 0.5, -0.5])) == 1.0
     assert sign_flip_p_value(np.ones(4), np.ones(4)) == 1.0
+
+
+def test_a_gain_on_two_of_sixty_queries_is_not_called_significant():
+    """The demo's hand-written questions as one run ranked them (top 5, ranks as scores): the tuned model did
+    better on 2 of 60 queries at nDCG@5, whose exact sign-flip p is 0.5; ranx's Fisher test returned 0."""
+    case = json.loads((Path(__file__).parent / "data" / "p_value_case.json").read_text())
+    qrels = {q: v["relevant"] for q, v in case.items()}
+    runs = {m: {q: {d: float(5 - i) for i, d in enumerate(v[m])} for q, v in case.items()} for m in ("base", "tuned")}
+    values = per_query_values(qrels, runs, "ndcg@5")
+    assert int(((values["tuned"] - values["base"]).abs() > 1e-9).sum()) == 2
+    assert 0.4 < paired_test(qrels, runs, "ndcg@5")["tuned"] < 0.6
 
 
 def test_wins_losses_ties():
