@@ -73,19 +73,24 @@ TOPICS = ("slow restore from tape", "licence key expired after an upgrade", "fan
 
 @pytest.mark.local_llm
 @local_model
-def test_a_reply_decoded_alone_is_the_one_llama_cpp_python_writes(smollm):
+def test_a_reply_decoded_alone_is_the_one_llama_cpp_python_writes_with_or_without_a_grammar(smollm):
+    from embpipe.core.synthesis.questions import question_schema
     from embpipe.llm.local_runtime import chat_prompt_tokens
     from embpipe.llm.parallel_decoding import ParallelDecoder, decode_request
 
-    params = {"temperature": 0.0, "max_tokens": 48}
-    smollm.reset()
-    expected = smollm.create_chat_completion(messages=messages(TOPICS[0]), **params)["choices"][0]["message"]
-    decoder = ParallelDecoder(smollm, sequences=2, context_per_sequence=1024)
-    try:
-        [reply] = decoder.complete([decode_request(chat_prompt_tokens(smollm, messages(TOPICS[0])), params, 512)])
-    finally:
-        decoder.close()
-    assert reply.text == expected["content"] and reply.completion_tokens > 0
+    schema = {"type": "json_object", "schema": question_schema(2)}
+    for params in (
+        {"temperature": 0.0, "max_tokens": 48},
+        {"temperature": 0.0, "max_tokens": 64, "response_format": schema},
+    ):
+        smollm.reset()
+        expected = smollm.create_chat_completion(messages=messages(TOPICS[0]), **params)["choices"][0]["message"]
+        decoder = ParallelDecoder(smollm, sequences=2, context_per_sequence=1024)
+        try:
+            [reply] = decoder.complete([decode_request(chat_prompt_tokens(smollm, messages(TOPICS[0])), params, 512)])
+        finally:
+            decoder.close()
+        assert reply.text == expected["content"] and reply.completion_tokens > 0
 
 
 @pytest.mark.local_llm

@@ -6,9 +6,10 @@ one (measured with the bundled 1.5B teacher on 2 cores: 4 tokens in one step tak
 take 2.7×). ``ParallelDecoder`` owns a llama context with ``sequences`` + 1 sequences in one unified KV
 cache: the last one keeps the prompt prefix the requests share (the system prompt and the stage's
 instructions), which every other sequence borrows without a copy (``llama_memory_seq_cp``), and which stays
-cached for the next batch. Each request has its own sampler chain (the same as llama-cpp-python's chat
-completion: repeat penalty 1.1 over the last 64 tokens, the JSON grammar of its ``response_format``,
-greedy at temperature 0, else top-k 40 / top-p 0.95 / min-p 0.05 and the request's seed).
+cached for the next batch. Each request has its own sampler, choosing what llama-cpp-python's chat completion
+would: at temperature 0 the most likely token its ``response_format``'s JSON grammar allows
+(``grammar_sampling``, which checks that token first and masks the vocabulary only when it fails), else the
+chain of grammar, top-k 40 / top-p 0.95 / min-p 0.05, temperature and the request's seed.
 
 Example:
     >>> decoder = ParallelDecoder(llama, sequences=4)  # doctest: +SKIP
@@ -20,6 +21,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from embpipe.llm.grammar_sampling import GreedyUnderGrammar
 
 REPEAT_PENALTY, REPEAT_LAST_N = 1.0, 64  # llama-cpp-python chat completions apply no repeat penalty
 TOP_K, TOP_P, MIN_P = 40, 0.95, 0.05
@@ -84,27 +87,42 @@ def grammar_for(response_format: dict | None):
     return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
 
 
-def sampler_for(llama, request: DecodeRequest):
-    """The sampler chain of one request, as llama-cpp-python's chat completion builds it."""
-    from llama_cpp._internals import LlamaSampler
+class SamplerChain:
+    """A request's llama.cpp sampler chain, as llama-cpp-python's chat completion builds it at a temperature
+    above 0 (repeat penalty, grammar, top-k / top-p / min-p, temperature, the request's seed)."""
 
-    sampler = LlamaSampler()
-    sampler.add_penalties(
-        n_vocab=llama.n_vocab(), penalty_last_n=REPEAT_LAST_N, penalty_repeat=REPEAT_PENALTY,
-        penalty_freq=0.0, penalty_present=0.0,
-    )  # fmt: skip
-    grammar = grammar_for(request.response_format)
-    if grammar is not None:
-        sampler.add_grammar(llama._model, grammar)
+    def __init__(self, llama, request: DecodeRequest):
+        from llama_cpp._internals import LlamaSampler
+
+        self.chain = LlamaSampler()
+        self.chain.add_penalties(
+            n_vocab=llama.n_vocab(), penalty_last_n=REPEAT_LAST_N, penalty_repeat=REPEAT_PENALTY,
+            penalty_freq=0.0, penalty_present=0.0,
+        )  # fmt: skip
+        grammar = grammar_for(request.response_format)
+        if grammar is not None:
+            self.chain.add_grammar(llama._model, grammar)
+        self.chain.add_top_k(TOP_K)
+        self.chain.add_top_p(TOP_P, 1)
+        self.chain.add_min_p(MIN_P, 1)
+        self.chain.add_temp(request.temperature)
+        self.chain.add_dist(request.seed)
+
+    def choose(self, context, index: int) -> int:
+        import llama_cpp
+
+        return llama_cpp.llama_sampler_sample(self.chain.sampler, context, index)  # accepts the token too
+
+    def close(self) -> None:
+        self.chain.close()
+
+
+def sampler_for(llama, request: DecodeRequest):
+    """Greedy under the request's grammar at temperature 0 (no repeat penalty applies: it is 1.0), else its
+    sampler chain."""
     if request.temperature <= 0.0:
-        sampler.add_greedy()
-    else:
-        sampler.add_top_k(TOP_K)
-        sampler.add_top_p(TOP_P, 1)
-        sampler.add_min_p(MIN_P, 1)
-        sampler.add_temp(request.temperature)
-        sampler.add_dist(request.seed)
-    return sampler
+        return GreedyUnderGrammar(llama, grammar_for(request.response_format))
+    return SamplerChain(llama, request)
 
 
 class ParallelDecoder:
@@ -207,7 +225,7 @@ class ParallelDecoder:
         token, a stop string, ``max_tokens`` or the end of its context."""
         import llama_cpp
 
-        token = llama_cpp.llama_sampler_sample(slot.sampler.sampler, self.context.ctx, index)
+        token = slot.sampler.choose(self.context.ctx, index)
         if llama_cpp.llama_vocab_is_eog(self.llama._model.vocab, token):
             slot.finish_reason = "stop"
             return
