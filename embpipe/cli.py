@@ -146,7 +146,12 @@ def run_settings_parser() -> argparse.ArgumentParser:
     settings.add_argument("--token-budget", type=positive_int, help="most teacher tokens this run may pay for")
     settings.add_argument("--teacher-timeout", type=positive_float, help="seconds one teacher request may take")
     settings.add_argument(
-        "--teacher-concurrency", type=positive_int, help="teacher calls in flight (default 8 local, 4 served)"
+        "--teacher-concurrency",
+        type=positive_int,
+        help="teacher calls in flight (default: --teacher-parallel local, 4 served)",
+    )
+    settings.add_argument(
+        "--teacher-parallel", type=positive_int, help="replies the local teacher decodes together (default 1)"
     )
     settings.add_argument("--max-chunks", type=positive_int, help="chunks to write questions for")
     settings.add_argument("--base-model", help="model to adapt: a sentence-transformers folder or fetched model name")

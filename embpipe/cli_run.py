@@ -66,6 +66,8 @@ def resources_from(args: argparse.Namespace) -> dict:
         teacher["timeout_s"] = args.teacher_timeout
     if getattr(args, "teacher_concurrency", None):
         teacher["max_concurrency"] = args.teacher_concurrency
+    if getattr(args, "teacher_parallel", None):
+        teacher["local_parallel"] = args.teacher_parallel
     if teacher:
         resources["teacher"] = TeacherResource(**teacher)
     if getattr(args, "no_lmar", False) or getattr(args, "embgen", False):

@@ -14,6 +14,7 @@ from embpipe.cli import main, parser
         (["run", "--max-chunks", "-1"], "--max-chunks: must be at least 1, got -1"),
         (["run", "--token-budget", "0"], "--token-budget: must be at least 1, got 0"),
         (["run", "--teacher-timeout", "0"], "--teacher-timeout: must be above 0, got 0"),
+        (["run", "--teacher-parallel", "0"], "--teacher-parallel: must be at least 1, got 0"),
         (["run", "--epochs", "two"], "--epochs: expected a whole number, got 'two'"),
         (["run", "--set", "passage_pairs=3"], "--set: expected stage.setting=value, got 'passage_pairs=3'"),
     ],
@@ -31,6 +32,15 @@ def test_valid_run_options_reach_the_stage_config():
     ops = run_config_from(args)["ops"]
     assert ops["embedding_model"]["config"]["epochs"] == 2 and ops["synthetic_queries"]["config"]["max_chunks"] == 8
     assert args.teacher_timeout == 30.0
+
+
+def test_teacher_parallel_sets_the_local_teacher_s_parallel_sequences_and_its_calls_in_flight():
+    from embpipe.cli_run import resources_from
+
+    teacher = resources_from(parser().parse_args(["run", "--teacher-parallel", "8"]))["teacher"]
+    assert teacher.local_parallel == 8 and teacher.client().concurrency == 8
+    default = resources_from(parser().parse_args(["run"]))["teacher"]
+    assert default.local_parallel == 1 and default.client().concurrency == 1
 
 
 def test_set_reaches_any_stage_setting_and_a_wrong_name_lists_the_right_ones(capsys):

@@ -133,3 +133,21 @@ def test_an_idle_local_teacher_exits_by_itself_and_the_next_call_starts_one(tmp_
     assert endpoint.ensure() and json.loads(endpoint.state_path.read_text())["pid"] != state["pid"]
     assert endpoint.crashes == 0  # an idle exit is not a crash
     endpoint.stop()
+
+
+def test_concurrent_calls_to_a_parallel_local_teacher_are_decoded_together_and_follow_their_schema(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = TeacherSettings(model="local/smollm2-135m", local_parallel=3)
+    teacher = Teacher(settings, TeacherStore(tmp_path / "t.sqlite"), "run")
+    assert teacher.concurrency == 3 and teacher.local_endpoint().key.startswith("smollm2-135m-t2-p3-")
+    passages = ["Alert H-052 means chassis fan 3 is slow.", "Error 0x51: the catalog volume is full.",
+                "Rotate the admin console's TLS certificate every 90 days."]  # fmt: skip
+    asks = [question_messages(f"KV-01{i}", passage, 2) for i, passage in enumerate(passages)]
+    with ThreadPoolExecutor(3) as pool:
+        replies = list(
+            pool.map(lambda m: teacher.chat("questions", m, json_schema=question_schema(2), max_tokens=96), asks)
+        )
+    for reply in replies:
+        assert isinstance(json.loads(reply.text)["questions"], list) and not reply.cached
+    assert teacher.store.paid_tokens("run") == sum(r.prompt_tokens + r.completion_tokens for r in replies)
