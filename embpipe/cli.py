@@ -145,14 +145,8 @@ def run_settings_parser() -> argparse.ArgumentParser:
     settings.add_argument("--api-key-env", help="name of the environment variable that holds the teacher API key")
     settings.add_argument("--token-budget", type=positive_int, help="most teacher tokens this run may pay for")
     settings.add_argument("--teacher-timeout", type=positive_float, help="seconds one teacher request may take")
-    settings.add_argument(
-        "--teacher-concurrency",
-        type=positive_int,
-        help="teacher calls in flight (default: --teacher-parallel local, 4 served)",
-    )
-    settings.add_argument(
-        "--teacher-parallel", type=positive_int, help="replies the local teacher decodes together (default 1)"
-    )
+    settings.add_argument("--teacher-concurrency", type=positive_int, help="calls in flight (default 1 local, 4 API)")
+    settings.add_argument("--teacher-parallel", type=positive_int, help="local teacher replies decoded together")
     settings.add_argument("--max-chunks", type=positive_int, help="chunks to write questions for")
     settings.add_argument("--base-model", help="model to adapt: a sentence-transformers folder or fetched model name")
     settings.add_argument("--epochs", type=positive_int, help="most training epochs")
