@@ -55,7 +55,8 @@ def measure(
     with tempfile.TemporaryDirectory() as folder:
         settings = TeacherSettings(model=teacher_model, token_budget=None, local_parallel=parallel)
         teacher = Teacher(settings, TeacherStore(Path(folder) / "teacher.sqlite"), run_id=f"count-{count}")
-        teacher.local_endpoint().ensure()  # a loaded server before the clock starts, as in a run's later stages
+        if (endpoint := teacher.local_endpoint()) is not None:
+            endpoint.ensure()  # a loaded server before the clock starts, as in a run's later stages
         started = time.perf_counter()
         asked, stats = generate_single_chunk_questions(teacher, chunks, count)
         seconds = time.perf_counter() - started
