@@ -43,10 +43,16 @@ def wilson(passed: int, total: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def measure(
-    chunks: pd.DataFrame, embeddings: pd.DataFrame, count: int, teacher_model: str, base, parallel: int = 1
+    chunks: pd.DataFrame,
+    embeddings: pd.DataFrame,
+    count: int,
+    teacher_model: str,
+    base,
+    parallel: int = 1,
+    style: str = "terms",
 ) -> dict:
-    """One pass of the question stage asking ``count`` questions per call, ``parallel`` calls decoded together,
-    with an empty cache."""
+    """One pass of the question stage asking ``count`` questions per call in ``style``, ``parallel`` calls decoded
+    together, with an empty cache."""
     from embpipe.core.embedding import encode
     from embpipe.core.synthesis.questions import Screening, generate_single_chunk_questions, screen_questions
     from embpipe.llm.teacher import Teacher, TeacherSettings
@@ -58,13 +64,14 @@ def measure(
         if (endpoint := teacher.local_endpoint()) is not None:
             endpoint.ensure()  # a loaded server before the clock starts, as in a run's later stages
         started = time.perf_counter()
-        asked, stats = generate_single_chunk_questions(teacher, chunks, count)
+        asked, stats = generate_single_chunk_questions(teacher, chunks, count, style=style)
         seconds = time.perf_counter() - started
         usage = teacher.store.usage(teacher.run_id)
     kept, screening = screen_questions(asked, encode(base, asked["text"].tolist()), embeddings, Screening())
     passed = round(screening["round_trip_pass_rate"] * len(kept))
     return {
         "questions_per_call": count,
+        "question_style": style,
         "parallel_sequences": parallel,
         "wall_s": round(seconds, 1),
         "calls": stats.attempted,
@@ -89,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunks", type=int, default=16)
     parser.add_argument("--counts", type=int, nargs="+", default=[3, 6, 10])
     parser.add_argument("--parallel", type=int, nargs="+", default=[1], help="the teacher's local_parallel values")
+    parser.add_argument("--styles", nargs="+", default=["terms"], choices=["terms", "user"], help="question styles")
     parser.add_argument("--teacher", default="local/qwen2.5-coder-1.5b")
     parser.add_argument("--tag", default="", help="results file suffix (a second benchmark of the same dataset)")
     parser.add_argument("--seed", type=int, default=42)
@@ -107,10 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     chunks = select_chunks(every, args.chunks, 20, args.seed)
     base = load_model(packaged_base_model(), 256, "cpu")
     rows = []
-    for parallel in args.parallel:
-        for count in args.counts:
-            rows.append(measure(chunks, embeddings, count, args.teacher, base, parallel))
-            print(json.dumps({k: v for k, v in rows[-1].items() if k != "examples"}), flush=True)
+    for style in args.styles:
+        for parallel in args.parallel:
+            for count in args.counts:
+                rows.append(measure(chunks, embeddings, count, args.teacher, base, parallel, style))
+                print(json.dumps({k: v for k, v in rows[-1].items() if k != "examples"}), flush=True)
     result = {"dataset": args.dataset, "teacher": args.teacher, "chunks": len(chunks), "seed": args.seed, "rows": rows}
     path = RESULTS / f"question-yield-{args.dataset}{'-' + args.tag if args.tag else ''}.json"
     path.write_text(json.dumps(result, indent=1) + "\n")

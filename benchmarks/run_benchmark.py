@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--description", default="", help="what this variant changes, for the experiment ledger")
     parser.add_argument("--teacher", default="local/qwen2.5-coder-1.5b")
     parser.add_argument("--token-budget", type=int, help="override the setting's teacher-token budget")
+    parser.add_argument("--teacher-parallel", type=int, default=1, help="local teacher replies decoded together")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--set", action="append", default=[], help="extra stage config: op.field=value")
     parser.add_argument("--no-lmar", action="store_true", help="without LMAR's stages (the no-cluster ablation)")
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     budget = args.token_budget or setting["token_budget"]
     documents = corpus_only(dataset_dir, Path(os.environ["EMBPIPE_DATA_DIR"]))
     run_config = benchmark_run_config(dataset_dir, documents, setting, args.seed, parse_overrides(args.set))
-    teacher = TeacherResource(model=args.teacher, token_budget=budget)
+    teacher = TeacherResource(model=args.teacher, token_budget=budget, local_parallel=args.teacher_parallel)
     methods = MethodsResource(lmar=not args.no_lmar, embgen=args.embgen)
     resources = {**default_resources(), "teacher": teacher, "methods": methods}
     instance = dagster_instance()
@@ -238,6 +239,7 @@ def collect_result(args, variant, budget, run_config, resources, instance, outco
         "config": {
             "teacher": args.teacher,
             "token_budget": budget,
+            "teacher_parallel": args.teacher_parallel,
             "lmar": not args.no_lmar,
             "embgen": args.embgen,
             "run_config": run_config["ops"],

@@ -82,6 +82,7 @@ def plan_settings(run_config: dict, idle_stages: frozenset[str]):
     return StageSettings(
         max_chunks=questions.max_chunks,
         questions_per_chunk=questions.questions_per_chunk,
+        question_style=questions.question_style,
         min_chunk_tokens=questions.min_chunk_tokens,
         seed=questions.seed,
         triplet_anchors=triplets.anchors,

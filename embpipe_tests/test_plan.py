@@ -9,7 +9,7 @@ import pandas as pd
 from embpipe.cli import main
 from embpipe.cli_plan import PLAN_TAG, plan_settings, plan_versus_spent
 from embpipe.core.plan import StageSettings, plan_calls, plan_run, question_calls
-from embpipe.core.synthesis.questions import generate_single_chunk_questions, select_chunks
+from embpipe.core.synthesis.questions import SYSTEM_PROMPTS, generate_single_chunk_questions, select_chunks
 from embpipe.llm.budget import RunBudget
 from embpipe.llm.teacher_store import UsageRow
 from embpipe_tests.conftest import make_teacher
@@ -81,3 +81,9 @@ def test_a_run_prints_its_plan_beside_what_it_counted():
     assert lines[1].split() == ["synthetic_queries", "4", "3", "900", "750"]
     assert lines[2].split() == ["mining_rounds", "8", "0", "400", "0"]
     assert plan_versus_spent({}, usage) == []
+
+
+def test_the_question_plan_asks_in_the_style_the_run_config_sets():
+    run_config = {"ops": {"synthetic_queries": {"config": {"question_style": "user"}}}}
+    calls = question_calls(chunk_table(6), plan_settings(run_config, frozenset()))
+    assert calls and all(messages[0]["content"] == SYSTEM_PROMPTS["user"] for messages, _ in calls)

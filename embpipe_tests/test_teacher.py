@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from embpipe.core.synthesis.questions import (
+    PROMPT_VERSIONS,
     generate_single_chunk_questions,
     parse_questions,
     question_messages,
@@ -94,6 +95,18 @@ def test_parse_questions_rejects_junk():
     with pytest.raises(TeacherOutputError):
         parse_questions({"questions": ["short?", "no question mark here at all"]}, 2)
     assert parse_questions({"questions": ["How to fix E217?", "how to fix e217?", 5]}, 3) == ["How to fix E217?"]
+
+
+def test_a_user_style_search_need_not_be_a_question_but_must_stand_alone():
+    reply = {"questions": ["replication stalls after the upgrade", "e217 on the vault?", "the passage says E217"]}
+    assert parse_questions(reply, 3, style="user") == ["replication stalls after the upgrade", "e217 on the vault?"]
+    assert parse_questions(reply, 3, style="terms") == ["e217 on the vault?"]
+
+
+def test_each_question_style_has_its_own_prompt_and_cache_key():
+    terms, user = (question_messages("KV-0101", "E217 means ...", 3, style) for style in ("terms", "user"))
+    assert terms[1] == user[1] and terms[0] != user[0]  # the same passage, another system prompt
+    assert "symptom" in user[0]["content"] and len(set(PROMPT_VERSIONS.values())) == len(PROMPT_VERSIONS)
 
 
 def test_missing_local_model_fails_at_setup_with_the_fix(tmp_path, monkeypatch):

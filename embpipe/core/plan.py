@@ -65,6 +65,7 @@ class StageSettings:
 
     max_chunks: int
     questions_per_chunk: int
+    question_style: str
     min_chunk_tokens: int
     seed: int
     triplet_anchors: int
@@ -106,8 +107,8 @@ def median_text(chunks: pd.DataFrame) -> str:
 def question_calls(chunks: pd.DataFrame, s: StageSettings) -> list[Call]:
     """The question stage's calls: one per chunk it will read."""
     sample = select_chunks(chunks, s.max_chunks, s.min_chunk_tokens, s.seed)
-    count = s.questions_per_chunk
-    return [(question_messages(str(c.title), str(c.text), count), 64 * count + 32) for c in sample.itertuples()]
+    count, style = s.questions_per_chunk, s.question_style
+    return [(question_messages(str(c.title), str(c.text), count, style), 64 * count + 32) for c in sample.itertuples()]
 
 
 def entity_calls(chunks: pd.DataFrame, s: StageSettings) -> list[Call]:

@@ -8,6 +8,7 @@ from embpipe.core.embedding import encode, encode_with_progress
 from embpipe.core.synthesis.passage_pairs import PairParams, held_out_documents, teacher_free_pairs
 from embpipe.core.synthesis.questions import (
     ROUND_TRIP_K,
+    QuestionStyle,
     Screening,
     combined_questions,
     generate_single_chunk_questions,
@@ -49,6 +50,11 @@ class QuestionConfig(Config):
 
     max_chunks: int = Field(default=48, description="Chunks to write questions for (spread over documents).")
     questions_per_chunk: int = Field(default=3, description="Questions asked per chunk.")
+    question_style: QuestionStyle = Field(
+        default="terms",
+        description="'terms': questions in the passage's own terms; 'user': a symptom or goal in a user's words, a "
+        "how-to and a short search on a code or name, as real support searches read.",
+    )
     min_chunk_tokens: int = Field(default=20, description="Chunks shorter than this get no questions.")
     dedup_threshold: float = Field(default=0.9, description="Drop a question whose cosine to a kept one exceeds this.")
     max_failure_rate: float = Field(
@@ -83,7 +89,9 @@ def synthetic_queries(
     sample = select_chunks(chunks, config.max_chunks, config.min_chunk_tokens, config.seed)
     progress = progress_logger(context, "questions: chunks done")
     client = teacher.client(idle_stages=methods.idle_teacher_stages())  # their budget shares come here
-    own, stats = generate_single_chunk_questions(client, sample, config.questions_per_chunk, progress)
+    own, stats = generate_single_chunk_questions(
+        client, sample, config.questions_per_chunk, progress, config.question_style
+    )
     frame = combined_questions(own, cluster_queries, embgen_queries)
     vectors = encode(embedder.load(), frame["text"].tolist())
     frame, round_trip = screen_questions(frame, vectors, chunk_embeddings, config.screening())

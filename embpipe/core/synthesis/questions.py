@@ -1,7 +1,9 @@
 """Synthetic questions from single chunks: prompt, JSON schema, validation, chunk sampling, deduplication.
 
-The teacher is asked for ``n`` search questions that the passage answers. Replies are validated
-(``parse_questions``): each question is a string of 12–300 characters ending in ``?`` that does not lean on
+The teacher is asked for ``n`` search questions that the passage answers, in one of two styles: ``terms``
+(questions in the passage's own terms) or ``user`` (a symptom or goal in a user's everyday words, a how-to, a
+short search on a code or name, as real support searches read). Replies are validated (``parse_questions``):
+each question is a string of 12–300 characters (ending in ``?`` in the ``terms`` style) that does not lean on
 unseen context ("the passage", "mentioned"); copies of the passage's first sentence are refused, and
 duplicates removed.
 
@@ -16,6 +18,7 @@ import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -27,21 +30,38 @@ from embpipe.core.tables import SYNTHETIC_QUERIES, Strategy
 from embpipe.llm.budget import BudgetStop, within_budget
 from embpipe.llm.teacher import Teacher, TeacherOutputError
 
-PROMPT_VERSION = "single-chunk-questions-v2"
-SYSTEM_PROMPT = """You write realistic search queries for training a document retrieval system.
+QuestionStyle = Literal["terms", "user"]
+PROMPT_VERSIONS: dict[str, str] = {"terms": "single-chunk-questions-v2", "user": "single-chunk-questions-user-v1"}
+RULES = """Rules:
+- Each question must make sense to someone who has NOT seen the passage. Never refer to "the passage",
+  "the message", "the text", "this error" or "mentioned"."""
+SYSTEM_PROMPTS: dict[str, str] = {
+    "terms": f"""You write realistic search queries for training a document retrieval system.
 Given one passage from a technical document, write questions that a user with a real problem would type
 into a search box, and that this passage answers.
-Rules:
-- Each question must make sense to someone who has NOT seen the passage. Never refer to "the passage",
-  "the message", "the text", "this error" or "mentioned".
+{RULES}
 - Use the specific terms of the passage: product and model names, error or alert codes, commands,
   settings, symptoms.
 - Ask about different facts in each question, and do not copy sentences from the passage.
 Example. Passage: "Error 53300 'too many connections' appears when the server reaches max_connections.
 Raise the limit in postgresql.conf or put a connection pooler such as PgBouncer in front."
-Reply: {"questions": ["How do I fix PostgreSQL error 53300 too many connections?",
-"Where is max_connections configured in PostgreSQL?"]}
-Reply with JSON only: {"questions": ["...", "..."]}."""
+Reply: {{"questions": ["How do I fix PostgreSQL error 53300 too many connections?",
+"Where is max_connections configured in PostgreSQL?"]}}
+Reply with JSON only: {{"questions": ["...", "..."]}}.""",
+    "user": f"""You write the searches that real users type when they need one passage of a technical document.
+The users have not read the passage: they describe what they see or what they want, in their own everyday words.
+Given the passage, write searches that it answers, each in a different style:
+- a problem report: the symptom the user sees, in plain words, without naming its cause;
+- a goal: what the user wants to get done ("how do I ...");
+- a short search with the exact code, product, command or setting name, when the passage has one.
+{RULES}
+- Do not copy phrases from the passage, apart from names and codes.
+Example. Passage: "Error 53300 'too many connections' appears when the server reaches max_connections.
+Raise the limit in postgresql.conf or put a connection pooler such as PgBouncer in front."
+Reply: {{"questions": ["our app cannot open new database connections at peak hours, logins are refused",
+"how do I let more clients connect to postgres at the same time", "postgres error 53300"]}}
+Reply with JSON only: {{"questions": ["...", "..."]}}.""",
+}
 
 # Questions that lean on context the searcher does not have are useless as training queries.
 CONTEXT_REFERENCES = re.compile(
@@ -60,13 +80,13 @@ def question_schema(count: int) -> dict:
     }
 
 
-def question_messages(title: str, passage: str, count: int) -> list[dict]:
-    """Chat messages asking for ``count`` questions about ``passage`` from the document ``title``."""
+def question_messages(title: str, passage: str, count: int, style: QuestionStyle = "terms") -> list[dict]:
+    """Chat messages asking for ``count`` questions in ``style`` about ``passage`` from the document ``title``."""
     user = f"Document: {title}\nWrite {count} different questions answered by this passage.\nPASSAGE: {passage}"
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    return [{"role": "system", "content": SYSTEM_PROMPTS[style]}, {"role": "user", "content": user}]
 
 
-def parse_questions(reply: dict, count: int, passage: str = "") -> list[str]:
+def parse_questions(reply: dict, count: int, passage: str = "", style: QuestionStyle = "terms") -> list[str]:
     """Valid, distinct questions from a decoded reply; ``TeacherOutputError`` when none is usable."""
     raw = reply.get("questions")
     if not isinstance(raw, list):
@@ -77,7 +97,8 @@ def parse_questions(reply: dict, count: int, passage: str = "") -> list[str]:
         if not isinstance(item, str):
             continue
         text = " ".join(item.split())
-        if not 12 <= len(text) <= 300 or not text.endswith("?") or CONTEXT_REFERENCES.search(text):
+        asks = text.endswith("?") or style == "user"  # a user's search need not be a question
+        if not 12 <= len(text) <= 300 or not asks or CONTEXT_REFERENCES.search(text):
             continue
         if lead and text.lower().startswith(lead[:60]):
             continue
@@ -166,8 +187,10 @@ def generate_single_chunk_questions(
     chunks: pd.DataFrame,
     count: int,
     progress: Callable[[int, int], None] | None = None,
+    style: QuestionStyle = "terms",
 ) -> tuple[pd.DataFrame, GenerationStats]:
-    """Ask the teacher for ``count`` questions per chunk; stops cleanly when the token budget is reached."""
+    """Ask the teacher for ``count`` questions per chunk in ``style``; stops cleanly when the token budget is
+    reached."""
     stats, stop = GenerationStats(), BudgetStop()
 
     def ask(numbered: tuple[int, tuple]) -> list[dict] | None:
@@ -175,10 +198,10 @@ def generate_single_chunk_questions(
         questions = teacher.generate_json(
             "synthetic_queries",
             chunk.chunk_id,
-            question_messages(chunk.title, chunk.text, count),
-            lambda r, c=chunk: parse_questions(r, count, c.text),
+            question_messages(chunk.title, chunk.text, count, style),
+            lambda r, c=chunk: parse_questions(r, count, c.text, style),
             schema=question_schema(count),
-            prompt_version=PROMPT_VERSION,
+            prompt_version=PROMPT_VERSIONS[style],
             max_tokens=64 * count + 32,
         )
         if progress:
