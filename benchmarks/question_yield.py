@@ -89,6 +89,8 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
+    from embpipe.core.synthesis.questions import QUESTION_STYLES
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(REPO / "data" / "benchmarks" / "techqa-quick-pairs"),
                         help="a benchmark data folder: its chunks and their base-model embeddings")  # fmt: skip
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunks", type=int, default=16)
     parser.add_argument("--counts", type=int, nargs="+", default=[3, 6, 10])
     parser.add_argument("--parallel", type=int, nargs="+", default=[1], help="the teacher's local_parallel values")
-    parser.add_argument("--styles", nargs="+", default=["terms"], choices=["terms", "user"], help="question styles")
+    parser.add_argument("--styles", nargs="+", default=["terms"], choices=QUESTION_STYLES, help="question styles")
     parser.add_argument("--teacher", default="local/qwen2.5-coder-1.5b")
     parser.add_argument("--tag", default="", help="results file suffix (a second benchmark of the same dataset)")
     parser.add_argument("--seed", type=int, default=42)

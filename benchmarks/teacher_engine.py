@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     from embpipe.llm.parallel_decoding import ParallelDecoder
 
     asks = question_requests(Path(args.data), args.chunks + 1, args.seed)
-    params = {"temperature": 0.0, "max_tokens": 3 * 64 + 32, "response_format": {"type": "json_object"}}
-    params["response_format"]["schema"] = question_schema(3)
+    schema = {"type": "json_object", "schema": question_schema(3)}
+    params = {"temperature": 0.0, "max_tokens": 3 * 64 + 32, "response_format": schema}
     runtime = LocalRuntime(n_threads=args.threads)
     llama = runtime.model(args.model)
     decoder = ParallelDecoder(llama, 1, llama.n_ctx())
@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             replies[engine] = [calls[engine](messages) for messages in asks[1:]]
             seconds[engine].append(time.perf_counter() - started)
             print(f"round {round_number + 1} {engine}: {seconds[engine][-1]:.1f} s", flush=True)
-    decoder.close(), runtime.close()
+    decoder.close()
+    runtime.close()
     identical = sum(a[0] == b[0] for a, b in zip(replies["llama_cpp"], replies["decoder"], strict=True))
     result = {
         "data": str(args.data),

@@ -7,6 +7,7 @@ import pytest
 
 from embpipe.core.synthesis.questions import (
     PROMPT_VERSIONS,
+    QUESTION_STYLES,
     generate_single_chunk_questions,
     parse_questions,
     question_messages,
@@ -107,6 +108,7 @@ def test_each_question_style_has_its_own_prompt_and_cache_key():
     terms, user = (question_messages("KV-0101", "E217 means ...", 3, style) for style in ("terms", "user"))
     assert terms[1] == user[1] and terms[0] != user[0]  # the same passage, another system prompt
     assert "symptom" in user[0]["content"] and len(set(PROMPT_VERSIONS.values())) == len(PROMPT_VERSIONS)
+    assert set(PROMPT_VERSIONS) == set(QUESTION_STYLES)  # every style the config accepts has its prompt
 
 
 def test_missing_local_model_fails_at_setup_with_the_fix(tmp_path, monkeypatch):

@@ -18,7 +18,7 @@ import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,7 @@ from embpipe.llm.budget import BudgetStop, within_budget
 from embpipe.llm.teacher import Teacher, TeacherOutputError
 
 QuestionStyle = Literal["terms", "user"]
+QUESTION_STYLES: tuple[str, ...] = get_args(QuestionStyle)
 PROMPT_VERSIONS: dict[str, str] = {"terms": "single-chunk-questions-v2", "user": "single-chunk-questions-user-v1"}
 RULES = """Rules:
 - Each question must make sense to someone who has NOT seen the passage. Never refer to "the passage",
