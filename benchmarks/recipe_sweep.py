@@ -61,6 +61,8 @@ class Variant:
     seed: int = 42
     learning_rate: float = 2e-5
     scale: float = 50.0
+    guide: bool = False  # the guide embedder's soft labels distilled (KL over each example's own candidates)
+    pairs_hard_labels: bool = True  # False: teacher-free pairs teach through the guide's soft labels alone
 
 
 VARIANTS = (
@@ -101,11 +103,24 @@ TEACHER_SETTINGS = tuple(
     )
     for seed in (42, 43, 44)
 )
+GUIDED_PAIRS = 1000  # the pairs ``prepare --guide`` scores (the first ones: the guide encodes ~7x slower than MiniLM)
+# The guide embedder (``prepare --guide``): its soft labels on the teacher's examples and on teacher-free pairs.
+GUIDE_VARIANTS = (
+    Variant("teacher-guide", "teacher labels + the guide's soft labels on their candidates (KL), default settings",
+            teacher=True, epochs=3, guide=True),
+    Variant("pairs-guide", "1,000 teacher-free pairs taught by the guide's soft labels alone (no hard label), "
+            "4 negatives, batch 8", pairs=GUIDED_PAIRS, guide=True, pairs_hard_labels=False),
+    Variant("teacher+pairs-guide", "teacher labels + guide KL, and 1,000 pairs by the guide's soft labels alone, "
+            "4 negatives, batch 8", teacher=True, pairs=GUIDED_PAIRS, guide=True, pairs_hard_labels=False),
+    Variant("teacher+pairs-guide-3ep", "teacher+pairs-guide for 3 epochs", teacher=True, pairs=GUIDED_PAIRS,
+            guide=True, pairs_hard_labels=False, epochs=3),
+)  # fmt: skip
 SOUP_ALPHA = 0.5  # every trained variant is also scored halfway back to the base weights
 
 
-def prepare(data: Path, inputs: Path, data_root: Path, datasets: list[str], half: bool) -> None:
-    """The examples tables, both datasets and the base model, in ``inputs``."""
+def prepare(data: Path, inputs: Path, data_root: Path, datasets: list[str], half: bool, guide: str = "") -> None:
+    """The examples tables (with the guide's scores of each example's candidates when ``guide`` names a model),
+    both datasets and the base model, in ``inputs``."""
     from embpipe.core.embedding import encode, load_model, packaged_base_model
     from embpipe.core.synthesis.passage_pairs import PairParams, held_out_documents, teacher_free_pairs
     from embpipe.core.training.examples import labelled_examples, queries_in_split
@@ -120,7 +135,6 @@ def prepare(data: Path, inputs: Path, data_root: Path, datasets: list[str], half
     inputs.mkdir(parents=True, exist_ok=True)
     teacher = labelled_examples(labels[labels["used"]], queries_in_split(queries, splits, "train"), chunks,
                                 NEGATIVES_PER_EXAMPLE)  # fmt: skip
-    examples_frame(teacher, "teacher").to_parquet(inputs / "teacher.parquet")
     pairs = teacher_free_pairs(chunks, held_out_documents(queries, splits), PairParams(max_pairs=len(chunks) * 2))
     base = load_model(packaged_base_model(), SEQ_LENGTH, "cpu")
     vectors = encode(base, pairs["query"].tolist(), 64)
@@ -129,7 +143,14 @@ def prepare(data: Path, inputs: Path, data_root: Path, datasets: list[str], half
     corpus = dict(zip(chunks["chunk_id"].astype(str), chunks["text"], strict=True))
     pairs["negatives"] = [[corpus[c] for c in m.chunk_ids] for m in mined]
     kept = pairs[["strategy", "query", "positive", "negatives", "weight"]]
-    kept.assign(strategy=pairs["strategy"].astype(str)).to_parquet(inputs / "pairs.parquet")
+    kept = kept.assign(strategy=pairs["strategy"].astype(str))
+    teacher_frame = examples_frame(teacher, "teacher")
+    if guide:
+        teacher_frame = with_guide_column(teacher_frame, guide)
+        kept = pd.concat([with_guide_column(kept.head(GUIDED_PAIRS), guide), kept.iloc[GUIDED_PAIRS:]])
+        kept["guide_scores"] = [s if isinstance(s, list) else [] for s in kept["guide_scores"]]
+    teacher_frame.to_parquet(inputs / "teacher.parquet")
+    kept.to_parquet(inputs / "pairs.parquet")
     for name in datasets:
         shutil.copytree(data_root / name, inputs / "datasets" / name, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("answers.jsonl", "*.md"))  # fmt: skip
@@ -147,6 +168,20 @@ def examples_frame(examples, source: str) -> pd.DataFrame:
             "weight": [e.weight for e in examples],
         }
     )
+
+
+def with_guide_column(frame: pd.DataFrame, guide: str) -> pd.DataFrame:
+    """``frame`` with ``guide_scores``: the guide model's cosine of each query with its positive, then negatives."""
+    from embpipe.core.training.guide import guide_scores, load_guide
+    from embpipe.core.training.trainer import TrainingExample
+
+    started = time.perf_counter()
+    model = load_guide(guide, SEQ_LENGTH, "auto")
+    examples = [TrainingExample(q, p, tuple(n)) for q, p, n in zip(frame["query"], frame["positive"],
+                                                                   frame["negatives"], strict=True)]  # fmt: skip
+    scored = frame.assign(guide_scores=[list(s) for s in guide_scores(model, examples)])
+    print(f"guide {guide}: {len(frame)} examples scored in {time.perf_counter() - started:.0f} s", flush=True)
+    return scored
 
 
 def store_model(source: str, target: Path, half: bool) -> None:
@@ -167,12 +202,15 @@ def variant_examples(variant: Variant, teacher: pd.DataFrame, pairs: pd.DataFram
     chosen = pairs[pairs["strategy"].isin(variant.strategies)]
     chosen = chosen if variant.pairs < 0 else chosen.head(variant.pairs)
     frames = [teacher] if variant.teacher else []
-    frames += [chosen.assign(weight=variant.pair_weight)] if variant.pairs else []
-    return [
-        TrainingExample(q, p, tuple(n)[: variant.negatives], float(w))
-        for frame in frames
-        for q, p, n, w in zip(frame["query"], frame["positive"], frame["negatives"], frame["weight"], strict=True)
-    ]
+    frames += [chosen.assign(weight=variant.pair_weight if variant.pairs_hard_labels else 0.0)] if variant.pairs else []
+    examples = []
+    for frame in frames:
+        guided = frame["guide_scores"] if variant.guide else [()] * len(frame)
+        for q, p, n, w, g in zip(frame["query"], frame["positive"], frame["negatives"], frame["weight"], guided,
+                                 strict=True):  # fmt: skip
+            negatives = tuple(n)[: variant.negatives]
+            examples.append(TrainingExample(q, p, negatives, float(w), tuple(g)[: 1 + len(negatives)]))
+    return examples
 
 
 def soup(base_state: dict, model, alpha: float):
@@ -212,7 +250,11 @@ def chosen(variant: Variant, only: list[str]) -> bool:
     """Whether ``--only`` picks ``variant``: by name, ``teacher-settings`` for that group, none for the first list."""
     if not only:
         return variant in VARIANTS
-    return variant.name in only or ("teacher-settings" in only and variant in TEACHER_SETTINGS)
+    return (
+        variant.name in only
+        or ("teacher-settings" in only and variant in TEACHER_SETTINGS)
+        or ("guide" in only and variant in GUIDE_VARIANTS)
+    )
 
 
 def train(inputs: Path, out: Path, device: str, only: list[str], smoke: int = 0) -> None:
@@ -236,7 +278,7 @@ def train(inputs: Path, out: Path, device: str, only: list[str], smoke: int = 0)
     ranked, log = earlier_runs(out)  # a later call adds its variants to the same folder
     ranked |= {f"base/{d}": r for d, r in rankings(base, targets).items()}
     log["device"] = str(base.device)
-    for variant in VARIANTS + TEACHER_SETTINGS:
+    for variant in VARIANTS + TEACHER_SETTINGS + GUIDE_VARIANTS:
         if not chosen(variant, only):
             continue
         examples = variant_examples(variant, teacher, pairs)
@@ -281,7 +323,7 @@ def ranked_run(query_ids: list[str], doc_ids: list[str], rows: np.ndarray) -> di
 
 def described(variants: dict[str, dict]) -> dict[str, dict]:
     """The trained variants' records with their descriptions as this script words them now."""
-    about = {v.name: v.about for v in VARIANTS + TEACHER_SETTINGS}
+    about = {v.name: v.about for v in VARIANTS + TEACHER_SETTINGS + GUIDE_VARIANTS}
     return {name: {**record, "about": about.get(name, record["about"])} for name, record in variants.items()}
 
 
@@ -340,8 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="/tmp/sweep-runs")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--half", action="store_true", help="store the base model's weights in float16")
+    parser.add_argument("--guide", default="", help="prepare: a guide model (fetched name or path) scores examples")
     parser.add_argument(
-        "--only", nargs="*", default=[], help="variant names, or teacher-settings (default: the first list)"
+        "--only", nargs="*", default=[], help="variant names, teacher-settings or guide (default: the first list)"
     )
     parser.add_argument("--tag", default="", help="results file suffix (a second sweep of the same dataset)")
     parser.add_argument(
@@ -354,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     inputs = Path(args.inputs)
     if args.step == "prepare":
-        prepare(Path(args.data), inputs, Path(args.data_root), [args.dataset, args.also], args.half)
+        prepare(Path(args.data), inputs, Path(args.data_root), [args.dataset, args.also], args.half, args.guide)
     elif args.step == "train":
         train(inputs, Path(args.out), args.device, args.only, args.smoke)
     else:

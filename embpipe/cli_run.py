@@ -47,6 +47,7 @@ def resources_from(args: argparse.Namespace) -> dict:
     """The default resources with the teacher options applied (API keys only from the environment)."""
     from dagster import EnvVar
 
+    from embpipe.core.base_models import base_model_path
     from embpipe.definitions import default_resources
     from embpipe.resources.embedder import EmbedderResource
     from embpipe.resources.methods import MethodsResource
@@ -73,18 +74,6 @@ def resources_from(args: argparse.Namespace) -> dict:
     if getattr(args, "no_lmar", False) or getattr(args, "embgen", False):
         resources["methods"] = MethodsResource(lmar=not args.no_lmar, embgen=args.embgen)
     return resources
-
-
-def base_model_path(name_or_path: str) -> str:
-    """A fetched base model's folder by its name (``embpipe fetch-models NAME``), else the path or id as given."""
-    from embpipe.core.base_models import BASE_MODELS, VERIFIED_MARK, base_model_folder
-
-    if name_or_path not in BASE_MODELS:
-        return name_or_path
-    folder = base_model_folder(name_or_path)
-    if not (folder / VERIFIED_MARK).is_file():
-        raise FileNotFoundError(f"base model {name_or_path} is not fetched yet: embpipe fetch-models {name_or_path}")
-    return str(folder)
 
 
 def latest_metadata(instance, asset: str, field: str) -> str:

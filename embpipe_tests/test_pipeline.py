@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from dagster import AssetKey, DagsterEventType
 
+from embpipe.core.embedding import packaged_base_model
 from embpipe.definitions import all_assets, all_checks, default_resources
 from embpipe.orchestration.instance import dagster_instance
 from embpipe.orchestration.runner import run_stale
@@ -96,3 +97,12 @@ def test_full_run_then_rerun_pays_nothing(pipeline, data_dir):
     assert sorted(third.rebuilt) == ["documents", "rejected_documents", "retrieval_report"]
     event = instance.get_latest_materialization_event(AssetKey("synthetic_queries"))
     assert event.asset_materialization.metadata["queries"].value == len(queries)
+
+    base_path = packaged_base_model()  # any sentence-transformers model can guide; the base stands in for one
+
+    guided_config = {"ops": {**changed["ops"], "embedding_model": {"config": {"epochs": 1, "guide_model": base_path}}}}
+    fourth = run_stale(all_assets, all_checks, resources, guided_config, instance)
+    assert "embedding_model" in fourth.rebuilt and "synthetic_queries" not in fourth.rebuilt
+    assert paid_tokens(resources, fourth) == 0  # the guide is an embedder: no teacher call
+    trained = instance.get_latest_materialization_event(AssetKey("embedding_model")).asset_materialization.metadata
+    assert 0.0 <= trained["guide_agrees_with_labels"].value <= 1.0

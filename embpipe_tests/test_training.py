@@ -15,14 +15,12 @@ from embpipe.core.embedding import encode
 from embpipe.core.training.examples import labelled_examples
 from embpipe.core.training.interpolation import mix_with_base
 from embpipe.core.training.losses import present_documents, weighted_info_nce
+from embpipe.core.training.rows import TrainingExample, padded_negatives, training_dataset
 from embpipe.core.training.trainer import (
-    TrainingExample,
     TrainingParams,
     batch_loss,
     distinct_query_and_positive_batches,
-    padded_negatives,
     train_contrastive,
-    training_dataset,
 )
 
 

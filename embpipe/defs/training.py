@@ -14,6 +14,7 @@ from pydantic import Field
 from embpipe.core.embedding import model_version
 from embpipe.core.tables import Split
 from embpipe.core.training.examples import labelled_examples, pair_examples, queries_in_split
+from embpipe.core.training.guide import guide_agreement, load_guide, with_guide_scores
 from embpipe.core.training.trainer import NEGATIVES_PER_EXAMPLE, EpochRecord, TrainingParams, train_contrastive
 from embpipe.core.training.validation import (
     VALIDATION_CORPUS_SIZE,
@@ -59,9 +60,18 @@ class TrainingConfig(Config):
         description="Passages scored per validation (all positives + a seeded sample); 0 = all.",
     )
     resume: bool = Field(default=True, description="Resume an interrupted training from its last epoch checkpoint.")
+    guide_model: str = Field(
+        default="",
+        description="A stronger embedder whose scores of each example's positive and negatives the student also "
+        "learns (soft labels, KL): a fetched name (embeddinggemma-300m) or a sentence-transformers path; "
+        "empty = none.",
+    )
+    distill_weight: float = Field(
+        default=TrainingParams.distill_weight, description="Weight of the guide's soft labels in the loss."
+    )
 
     def params(self) -> TrainingParams:
-        pipeline_only = {"negatives_per_example", "max_seq_length", "validation_corpus_size", "resume"}
+        pipeline_only = {"negatives_per_example", "max_seq_length", "validation_corpus_size", "resume", "guide_model"}
         settings = self.model_dump(exclude=pipeline_only)
         return TrainingParams(**{**settings, "tuned_shares": tuple(self.tuned_shares)})
 
@@ -98,6 +108,8 @@ def embedding_model(
     )
     validation = validation_target(synthetic_queries, query_splits, chunks, config.validation_corpus_size, config.seed)
     model = embedder.load(config.max_seq_length or None)
+    if config.guide_model:
+        examples = with_guide_scores(examples, load_guide(config.guide_model, model.max_seq_length, str(model.device)))
     checkpoint = checkpoint_path(config, embedder.model_id(), labels, train, passage_pairs)
     with mlflow.start_run("embedding_model", tags={"dagster_run_id": context.run_id}) as run:
         mlflow_api.log_params(
@@ -112,16 +124,17 @@ def embedding_model(
             model, model_card(config.model_dump(mode="json"), embedder.model_id(), len(examples), outcome), outcome
         )
     shutil.rmtree(checkpoint, ignore_errors=True)
-    return model_output(model, outcome, config, len(examples), len(passage_pairs), run.info.run_id)
+    return model_output(model, outcome, config, examples, len(passage_pairs), run.info.run_id)
 
 
-def model_output(model, outcome, config: TrainingConfig, examples: int, pairs: int, mlflow_run_id: str) -> Output:
+def model_output(model, outcome, config: TrainingConfig, examples: list, pairs: int, mlflow_run_id: str) -> Output:
     """The trained model with its weights' hash as data version and the training summary as metadata."""
-    summary = training_summary(outcome, examples, str(model.device))
+    summary = training_summary(outcome, len(examples), str(model.device))
     metadata = {
         **summary,
         "history": MetadataValue.md(summary["history"]),
         "teacher_free_examples": pairs,
+        **({"guide_agrees_with_labels": guide_agreement(examples)} if config.guide_model else {}),
         "mlflow_run_id": mlflow_run_id,
         CONFIG_FINGERPRINT: config_fingerprint(config),
     }

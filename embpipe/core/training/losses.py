@@ -51,6 +51,34 @@ def weighted_info_nce(
     return weighted_mean(F.cross_entropy(logits, labels, reduction="none"), weights)
 
 
+def distillation_kl(
+    queries: torch.Tensor, documents: torch.Tensor, guide: torch.Tensor, scale: float, present: torch.Tensor | None
+) -> torch.Tensor:
+    """KL(guide ‖ student) over each query's own candidates, its positive and its hard negatives, both softmaxes
+    at ``scale``; averaged over the rows that have guide scores.
+
+    ``documents`` are ordered as in ``weighted_info_nce`` (B positives, then negative column 1 for every row, …);
+    ``guide`` (B × candidates) holds the guide's cosines, NaN for a row without them; ``present`` as there.
+
+    >>> q, d = torch.eye(2), torch.eye(2).repeat(2, 1)  # each row's positive and negative are the same text
+    >>> round(float(distillation_kl(q, d, torch.tensor([[0.9, 0.9], [float("nan")] * 2]), 1.0, None)), 4)
+    0.0
+    """
+    rows, dim = queries.shape
+    candidates = documents.view(-1, rows, dim).transpose(0, 1)  # B × candidates × d
+    mask = torch.ones(candidates.shape[:2], dtype=torch.bool, device=queries.device)
+    if present is not None:
+        mask = present.to(queries.device).view(-1, rows).T
+    guided = ~torch.isnan(guide[:, 0])
+    if not guided.any():
+        return queries.new_zeros(())
+    mask, guide = mask[guided], guide[guided].to(queries.dtype)
+    student = (scale * torch.einsum("bd,bkd->bk", queries[guided], candidates[guided])).masked_fill(~mask, -1e4)
+    target = F.softmax((scale * torch.nan_to_num(guide)).masked_fill(~mask, -1e4), dim=-1)
+    log_ratio = torch.log(target.clamp(min=1e-12)) - F.log_softmax(student, dim=-1)
+    return (target * log_ratio).masked_fill(~mask, 0.0).sum(dim=-1).mean()
+
+
 def triplet_loss(anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, weights, margin: float):
     """Weighted mean of max(0, d(a, p) - d(a, n) + margin) with d = 1 - cosine (inputs L2-normalised)."""
     closer = 1 - (anchors * positives).sum(dim=-1)
@@ -76,8 +104,14 @@ class WeightedMultipleNegativesRankingLoss(MultipleNegativesRankingLoss):
 
     The label is the row's weight, or (weight, number of real negatives) when short negative lists were
     padded to the dataset's fixed columns: padding is then left out of every row's softmax, so an example
-    with fewer negatives is trained on exactly the ones it has.
+    with fewer negatives is trained on exactly the ones it has. Further label columns are a guide embedder's
+    scores of the row's positive and negatives: ``distill_weight`` × ``distillation_kl`` is then added (a row of
+    weight 0 is trained on the guide's soft labels alone).
     """
+
+    def __init__(self, model, scale: float = 20.0, distill_weight: float = 1.0, **settings):
+        super().__init__(model, scale=scale, **settings)
+        self.distill_weight = distill_weight
 
     def compute_loss_from_embeddings(self, embeddings: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         queries = F.normalize(embeddings[0], dim=-1)
@@ -85,10 +119,13 @@ class WeightedMultipleNegativesRankingLoss(MultipleNegativesRankingLoss):
         if labels.dim() == 1:
             return weighted_info_nce(queries, documents, labels, self.scale)
         present = present_documents(labels[:, 1], len(embeddings) - 2)
-        return weighted_info_nce(queries, documents, labels[:, 0], self.scale, present)
+        loss = weighted_info_nce(queries, documents, labels[:, 0], self.scale, present)
+        if labels.shape[1] > 2 and self.distill_weight > 0:
+            loss = loss + self.distill_weight * distillation_kl(queries, documents, labels[:, 2:], self.scale, present)
+        return loss
 
     def get_config_dict(self) -> dict[str, Any]:
-        return {"scale": self.scale, "weights": "label column"}
+        return {"scale": self.scale, "weights": "label column", "distill_weight": self.distill_weight}
 
 
 class WeightedTripletLoss(TripletLoss):

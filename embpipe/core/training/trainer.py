@@ -42,18 +42,9 @@ from transformers import PrinterCallback, TrainerCallback
 
 from embpipe.core.training.interpolation import mix_with_base
 from embpipe.core.training.losses import WeightedMultipleNegativesRankingLoss, embed_texts, weighted_info_nce
+from embpipe.core.training.rows import TrainingExample, training_dataset
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainingExample:
-    """One training row: a query, its positive passage, optional hard negatives, a loss weight."""
-
-    query: str
-    positive: str
-    negatives: tuple[str, ...] = ()
-    weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +59,7 @@ class TrainingParams:
     patience: int = 2
     seed: int = 42
     tuned_shares: tuple[float, ...] = (1.0,)  # w in w × tuned + (1 − w) × base, chosen on validation
+    distill_weight: float = 1.0  # weight of the guide's soft labels (only for examples that carry guide scores)
 
 
 @dataclass
@@ -97,29 +89,6 @@ VALIDATION_KEY = "ndcg_at_10"
 EVAL_METRIC = f"eval_{VALIDATION_NAME}_{VALIDATION_KEY}"
 WEIGHT_DECAY = 0.01  # torch's AdamW default, kept from the first training loop
 BASE_SCORE_FILE = "base_score.json"
-
-
-def padded_negatives(examples: Sequence[TrainingExample]) -> list[list[str]]:
-    """Every example's negatives, padded to the most any example has (the trainer needs fixed columns).
-
-    A short list repeats its own negatives (an example with none, its positive): the loss leaves every padded
-    slot out (see ``training_dataset``), so what fills it only has to be a text.
-    """
-    width = max((len(e.negatives) for e in examples), default=0)
-    return [[(list(e.negatives) or [e.positive])[i % max(len(e.negatives), 1)] for i in range(width)] for e in examples]
-
-
-def training_dataset(examples: Sequence[TrainingExample]):
-    """The trainer's rows: anchor, positive, negative_1…n (padded, see ``padded_negatives``), and as label the
-    (weight, number of real negatives) pair the loss reads: padding never enters a softmax."""
-    from datasets import Dataset
-
-    negatives = padded_negatives(examples)
-    columns: dict[str, list] = {"anchor": [e.query for e in examples], "positive": [e.positive for e in examples]}
-    for i in range(len(negatives[0]) if negatives else 0):
-        columns[f"negative_{i + 1}"] = [row[i] for row in negatives]
-    columns["label"] = [[float(e.weight), float(len(e.negatives))] for e in examples]
-    return Dataset.from_dict(columns)
 
 
 def distinct_query_and_positive_batches(dataset, **sampler_settings):
@@ -257,7 +226,7 @@ def train_contrastive(
             model=model,
             args=args,
             train_dataset=training_dataset(examples),
-            loss=WeightedMultipleNegativesRankingLoss(model, scale=params.scale),
+            loss=WeightedMultipleNegativesRankingLoss(model, scale=params.scale, distill_weight=params.distill_weight),
             evaluator=ValidationEvaluator(score),
             callbacks=[EarlyStoppingCallback(early_stopping_patience=params.patience), EpochLog(base_score, on_epoch)],
         )
