@@ -67,6 +67,22 @@ class UsageRow:
     cached_tokens: int = 0
 
 
+def add_missing_columns(db: sqlite3.Connection) -> None:
+    """The columns added since the first schema, in one write transaction: openers of a new file that race
+    each see the columns the first one added, instead of adding them twice ("duplicate column name")."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for table, columns in ADDED_COLUMNS.items():
+            present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            for column, kind in columns.items():
+                if column not in present:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 class TeacherStore:
     """The SQLite file behind the cache, the ledger and the failure record."""
 
@@ -87,11 +103,7 @@ class TeacherStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
-            for table, columns in ADDED_COLUMNS.items():
-                present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-                for column, kind in columns.items():
-                    if column not in present:
-                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            add_missing_columns(db)
             db.execute("CREATE INDEX IF NOT EXISTS calls_scope ON calls (scope, budget_stage)")
 
     def _connect(self) -> sqlite3.Connection:
