@@ -20,6 +20,8 @@ weights (``--half``, so it travels to a lent machine; every variant, the base in
 those weights upcast to float32). ``train`` writes each variant's top-100 rankings (document indices, best
 first) per dataset; ``score`` turns them into metrics against the base (paired randomisation test, bootstrap
 interval) and writes ``benchmarks/results/recipe-sweep-<dataset>.json``, which ``benchmarks/ledger.py`` lists.
+``prepare --guide MODEL`` also stores a guide embedder's scores of each example's candidates, which the guide
+variants (``train --only guide``) learn as soft labels.
 """
 
 from __future__ import annotations
@@ -146,9 +148,7 @@ def prepare(data: Path, inputs: Path, data_root: Path, datasets: list[str], half
     kept = kept.assign(strategy=pairs["strategy"].astype(str))
     teacher_frame = examples_frame(teacher, "teacher")
     if guide:
-        teacher_frame = with_guide_column(teacher_frame, guide)
-        kept = pd.concat([with_guide_column(kept.head(GUIDED_PAIRS), guide), kept.iloc[GUIDED_PAIRS:]])
-        kept["guide_scores"] = [s if isinstance(s, list) else [] for s in kept["guide_scores"]]
+        teacher_frame, kept = with_guide_scores_column(teacher_frame, kept, guide)
     teacher_frame.to_parquet(inputs / "teacher.parquet")
     kept.to_parquet(inputs / "pairs.parquet")
     for name in datasets:
@@ -170,18 +170,22 @@ def examples_frame(examples, source: str) -> pd.DataFrame:
     )
 
 
-def with_guide_column(frame: pd.DataFrame, guide: str) -> pd.DataFrame:
-    """``frame`` with ``guide_scores``: the guide model's cosine of each query with its positive, then negatives."""
+def with_guide_scores_column(teacher: pd.DataFrame, pairs: pd.DataFrame, guide: str):
+    """Both example tables with ``guide_scores``: the guide model's cosine of each query with its positive, then
+    its negatives; for every teacher example and the first ``GUIDED_PAIRS`` pairs (the rest get none)."""
     from embpipe.core.training.guide import guide_scores, load_guide
-    from embpipe.core.training.trainer import TrainingExample
+    from embpipe.core.training.rows import TrainingExample
 
-    started = time.perf_counter()
     model = load_guide(guide, SEQ_LENGTH, "auto")
-    examples = [TrainingExample(q, p, tuple(n)) for q, p, n in zip(frame["query"], frame["positive"],
-                                                                   frame["negatives"], strict=True)]  # fmt: skip
-    scored = frame.assign(guide_scores=[list(s) for s in guide_scores(model, examples)])
-    print(f"guide {guide}: {len(frame)} examples scored in {time.perf_counter() - started:.0f} s", flush=True)
-    return scored
+    scored = []
+    for frame in (teacher, pairs.head(GUIDED_PAIRS)):
+        started = time.perf_counter()
+        examples = [TrainingExample(q, p, tuple(n)) for q, p, n in zip(frame["query"], frame["positive"],
+                                                                       frame["negatives"], strict=True)]  # fmt: skip
+        scored.append([list(s) for s in guide_scores(model, examples)])
+        print(f"guide {guide}: {len(frame)} examples scored in {time.perf_counter() - started:.0f} s", flush=True)
+    unscored = [[]] * (len(pairs) - len(scored[1]))
+    return teacher.assign(guide_scores=scored[0]), pairs.assign(guide_scores=scored[1] + unscored)
 
 
 def store_model(source: str, target: Path, half: bool) -> None:

@@ -127,3 +127,12 @@ def test_a_guide_that_is_not_fetched_names_the_command_that_fetches_it(tmp_path,
     monkeypatch.setenv("EMBPIPE_MODEL_CACHE", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="embpipe fetch-models embeddinggemma-300m"):
         load_guide("embeddinggemma-300m", 128, "cpu")
+
+
+def test_encoding_as_a_query_or_document_adds_the_model_s_prompt_for_that_role(base_model):
+    model = copy.deepcopy(base_model)
+    model.prompts = {"query": "query: ", "document": "passage: "}
+    text = ["fan alarm H-052"]
+    assert encode(model, text, role="query") == pytest.approx(encode(model, ["query: fan alarm H-052"]), abs=1e-6)
+    assert encode(model, text, role="document") == pytest.approx(encode(model, ["passage: fan alarm H-052"]), abs=1e-6)
+    assert encode(base_model, text, role="query") == pytest.approx(encode(base_model, text), abs=1e-6)  # no prompt

@@ -98,9 +98,8 @@ def test_full_run_then_rerun_pays_nothing(pipeline, data_dir):
     event = instance.get_latest_materialization_event(AssetKey("synthetic_queries"))
     assert event.asset_materialization.metadata["queries"].value == len(queries)
 
-    base_path = packaged_base_model()  # any sentence-transformers model can guide; the base stands in for one
-
-    guided_config = {"ops": {**changed["ops"], "embedding_model": {"config": {"epochs": 1, "guide_model": base_path}}}}
+    guide = packaged_base_model()  # any sentence-transformers model can guide; the base stands in for one
+    guided_config = {"ops": {**changed["ops"], "embedding_model": {"config": {"epochs": 1, "guide_model": guide}}}}
     fourth = run_stale(all_assets, all_checks, resources, guided_config, instance)
     assert "embedding_model" in fourth.rebuilt and "synthetic_queries" not in fourth.rebuilt
     assert paid_tokens(resources, fourth) == 0  # the guide is an embedder: no teacher call

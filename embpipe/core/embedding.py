@@ -45,11 +45,13 @@ def load_model(name_or_path: str, max_seq_length: int, device: str):
     return model
 
 
-def encode(model, texts: list[str], batch_size: int = 32) -> np.ndarray:
-    """L2-normalised float32 embeddings of ``texts``."""
+def encode(model, texts: list[str], batch_size: int = 32, role: str | None = None) -> np.ndarray:
+    """L2-normalised float32 embeddings of ``texts``; with ``role`` ``query`` or ``document``, through the model's
+    prompt for that role when it has one (EmbeddingGemma's; all-MiniLM-L6-v2 has none and encodes plainly)."""
     if not texts:
         return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
-    vectors = model.encode(
+    encoder = {"query": model.encode_query, "document": model.encode_document}.get(role, model.encode)
+    vectors = encoder(
         texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
     )
     return vectors.astype(np.float32)

@@ -22,7 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from embpipe.core.training.trainer import TrainingExample
+from embpipe.core.embedding import encode
+from embpipe.core.training.rows import TrainingExample
 
 logger = logging.getLogger(__name__)
 
@@ -33,14 +34,6 @@ def load_guide(name_or_path: str, max_seq_length: int, device: str):
     from embpipe.core.embedding import load_model
 
     return load_model(base_model_path(name_or_path), max_seq_length, device)
-
-
-def encode_as(model, texts: list[str], role: str, batch_size: int) -> np.ndarray:
-    """L2-normalised embeddings of ``texts`` as queries or documents, with the model's prompt for that role when
-    it has one (EmbeddingGemma's ``query`` / ``document``; all-MiniLM-L6-v2 has none and encodes them plainly)."""
-    encoder = model.encode_query if role == "query" else model.encode_document
-    vectors = encoder(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
-    return np.asarray(vectors, dtype=np.float32)
 
 
 def unique(texts: list[str]) -> dict[str, int]:
@@ -56,8 +49,8 @@ def guide_scores(guide, examples: Sequence[TrainingExample], batch_size: int = 1
     queries = unique([e.query for e in examples])
     passages = unique([text for e in examples for text in (e.positive, *e.negatives)])
     logger.info("guide scoring %d examples: %d queries, %d passages", len(examples), len(queries), len(passages))
-    query_vectors = encode_as(guide, list(queries), "query", batch_size)
-    passage_vectors = encode_as(guide, list(passages), "document", batch_size)
+    query_vectors = encode(guide, list(queries), batch_size, role="query")
+    passage_vectors = encode(guide, list(passages), batch_size, role="document")
     scores = []
     for example in examples:
         rows = [passages[text] for text in (example.positive, *example.negatives)]
