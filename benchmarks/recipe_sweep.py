@@ -65,6 +65,9 @@ class Variant:
     scale: float = 50.0
     guide: bool = False  # the guide embedder's soft labels distilled (KL over each example's own candidates)
     pairs_hard_labels: bool = True  # False: teacher-free pairs teach through the guide's soft labels alone
+    distill_weight: float = 1.0  # weight of the guide's soft labels (0: the guide only masks, see guide_mask)
+    guide_scale: float = 0.0  # the guide's softmax scale in its soft labels; 0 = ``scale``
+    guide_mask: bool = False  # negatives the guide scores at least as high as the positive leave the softmax
 
 
 VARIANTS = (
@@ -116,6 +119,13 @@ GUIDE_VARIANTS = (
             "4 negatives, batch 8", teacher=True, pairs=GUIDED_PAIRS, guide=True, pairs_hard_labels=False),
     Variant("teacher+pairs-guide-3ep", "teacher+pairs-guide for 3 epochs", teacher=True, pairs=GUIDED_PAIRS,
             guide=True, pairs_hard_labels=False, epochs=3),
+    Variant("pairs-1k-hard", "the same 1,000 teacher-free pairs by their hard labels (weight 0.5), no guide, "
+            "4 negatives, batch 8 (the control for the guide's mask)", pairs=GUIDED_PAIRS),
+    Variant("pairs-guidemask", "the same 1,000 pairs by their hard labels, the negatives the guide scores at least "
+            "as high as the positive masked (GISTEmbed's use of a guide), no soft labels", pairs=GUIDED_PAIRS,
+            guide=True, distill_weight=0.0, guide_mask=True),
+    Variant("pairs-guide-soft20", "pairs-guide with softer soft labels: the guide's softmax at scale 20 (the "
+            "student's stays 50)", pairs=GUIDED_PAIRS, guide=True, pairs_hard_labels=False, guide_scale=20.0),
 )  # fmt: skip
 SOUP_ALPHA = 0.5  # every trained variant is also scored halfway back to the base weights
 
@@ -293,7 +303,9 @@ def train(inputs: Path, out: Path, device: str, only: list[str], smoke: int = 0)
         outcome = train_contrastive(model, examples, every_epoch_is_best(),
                                     TrainingParams(epochs=epochs, batch_size=variant.batch_size, patience=epochs,
                                                    seed=variant.seed, learning_rate=variant.learning_rate,
-                                                   scale=variant.scale))  # fmt: skip
+                                                   scale=variant.scale, distill_weight=variant.distill_weight,
+                                                   guide_scale=variant.guide_scale,
+                                                   guide_mask=variant.guide_mask))  # fmt: skip
         seconds = time.perf_counter() - started
         ranked |= {f"{variant.name}/{d}": r for d, r in rankings(model, targets).items()}
         mixed = rankings(soup(base_state, model, SOUP_ALPHA), targets)

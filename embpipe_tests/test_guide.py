@@ -12,7 +12,13 @@ import torch.nn.functional as F
 
 from embpipe.core.embedding import encode
 from embpipe.core.training.guide import guide_agreement, guide_scores, with_guide_scores
-from embpipe.core.training.losses import WeightedMultipleNegativesRankingLoss, distillation_kl, present_documents
+from embpipe.core.training.losses import (
+    WeightedMultipleNegativesRankingLoss,
+    distillation_kl,
+    guide_false_negatives,
+    present_documents,
+    weighted_info_nce,
+)
 from embpipe.core.training.rows import TrainingExample, training_dataset
 from embpipe.core.training.trainer import TrainingParams, train_contrastive
 
@@ -38,6 +44,65 @@ def test_rows_without_guide_scores_and_padded_negatives_stay_out_of_the_distilla
     first_only = distillation_kl(queries[:1], documents[[0, 2]], guide[:1, :2], 20.0, None)
     assert float(both) == pytest.approx(float(first_only), rel=1e-5)
     assert float(distillation_kl(queries, documents, torch.full((2, 3), NAN), 20.0, None)) == 0.0
+
+
+def test_a_lower_guide_scale_gives_softer_targets():
+    queries = torch.tensor([[1.0, 0.0]])
+    documents = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    guide = torch.tensor([[0.9, 0.7]])
+
+    def expected(guide_scale: float) -> float:
+        target = np.exp(guide_scale * np.array([0.9, 0.7]))
+        target /= target.sum()
+        student = np.exp(20.0 * np.array([1.0, 0.6]))
+        student /= student.sum()
+        return float((target * np.log(target / student)).sum())
+
+    soft = float(distillation_kl(queries, documents, guide, 20.0, None, guide_scale=5.0))
+    assert soft == pytest.approx(expected(5.0), rel=1e-4)
+    assert float(distillation_kl(queries, documents, guide, 20.0, None)) == pytest.approx(expected(20.0), rel=1e-4)
+    assert soft > expected(20.0)  # the student (sharp) is further from the softer target
+
+
+def test_the_guide_mask_leaves_out_only_the_negatives_the_guide_scores_above_their_positive():
+    torch.manual_seed(0)
+    queries = F.normalize(torch.randn(2, 4), dim=-1)
+    documents = F.normalize(torch.randn(6, 4), dim=-1)  # 2 positives, then 2 columns of negatives
+    guide = torch.tensor([[0.5, 0.8, 0.1], [NAN, NAN, NAN]])  # row 0's first negative is a likely false one
+    masked = guide_false_negatives(guide, 6)
+    assert masked.nonzero().tolist() == [[0, 2]]  # row 0, document 2 (its first negative); row 1 untouched
+    weights, present = torch.ones(2), present_documents(torch.tensor([2.0, 2.0]), 2)
+    loss = weighted_info_nce(queries, documents, weights, 20.0, present & ~masked)
+    by_hand = [
+        F.cross_entropy(20.0 * queries[:1] @ documents[[0, 1, 3, 4, 5]].T, torch.tensor([0])),
+        F.cross_entropy(20.0 * queries[1:] @ documents.T, torch.tensor([1])),
+    ]
+    assert float(loss) == pytest.approx(float(sum(by_hand) / 2), rel=1e-5)
+
+
+def batch_embeddings(model, examples: list[TrainingExample]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The trainer's columns of ``examples`` embedded by ``model`` (no gradients), and their labels."""
+    from sentence_transformers.sentence_transformer.losses.multiple_negatives_ranking import embed_columns
+
+    dataset = training_dataset(examples)
+    features = [model.tokenize(dataset[c]) for c in dataset.column_names if c != "label"]
+    with torch.no_grad():
+        return embed_columns(copy.deepcopy(model).eval(), features), torch.tensor(dataset["label"])
+
+
+def test_the_loss_masks_false_negatives_only_when_asked(base_model):
+    examples = [
+        TrainingExample("fan alarm H-052", "Fan 3 failed on the appliance.", ("Fan 3 needs a swap.",), 1.0, (0.4, 0.9)),
+        TrainingExample("smtp 535 error", "Email alerts fail after the relay change.", ("The pool is read-only.",)),
+    ]
+    embeddings, labels = batch_embeddings(base_model, examples)
+    with torch.no_grad():
+        losses = [
+            WeightedMultipleNegativesRankingLoss(base_model, 20.0, distill_weight=0.0, guide_mask=mask)
+            for mask in (False, True)
+        ]
+        plain, masked = (float(loss.compute_loss_from_embeddings(embeddings, labels)) for loss in losses)
+    assert masked < plain  # a close negative left the first row's softmax
 
 
 def test_guide_scores_are_the_guide_s_cosines_of_each_query_with_its_candidates(base_model):
@@ -69,17 +134,12 @@ def test_guide_scores_travel_in_the_label_padded_like_the_negatives():
 
 
 def test_the_loss_adds_the_distillation_only_for_guided_rows(base_model):
-    from sentence_transformers.sentence_transformer.losses.multiple_negatives_ranking import embed_columns
-
     examples = [
         TrainingExample("fan alarm H-052", "Fan 3 failed on the appliance.", ("Disk 2 is degraded.",), 1.0, (0.2, 0.9)),
         TrainingExample("smtp 535 error", "Email alerts fail after the relay change.", ("The pool is read-only.",)),
     ]
-    dataset = training_dataset(examples)
-    features = [base_model.tokenize(dataset[c]) for c in dataset.column_names if c != "label"]
-    labels = torch.tensor(dataset["label"])
+    embeddings, labels = batch_embeddings(base_model, examples)
     with torch.no_grad():
-        embeddings = embed_columns(copy.deepcopy(base_model).eval(), features)
         guided = WeightedMultipleNegativesRankingLoss(base_model, scale=20.0, distill_weight=1.0)
         plain = WeightedMultipleNegativesRankingLoss(base_model, scale=20.0, distill_weight=0.0)
         with_kl, without = (loss.compute_loss_from_embeddings(embeddings, labels) for loss in (guided, plain))
@@ -119,6 +179,10 @@ def test_the_guide_is_a_training_setting_the_optimiser_never_sees():
     assert config.params().distill_weight == 0.5
     assert not hasattr(config.params(), "guide_model")
     assert TrainingConfig().guide_model == ""  # off unless asked for: the guide is never a silent default
+    guided = TrainingConfig(guide_model="embeddinggemma-300m", guide_scale=10.0, guide_mask=True).params()
+    assert (guided.guide_scale, guided.guide_mask) == (10.0, True)
+    with pytest.raises(ValueError, match="set embedding_model.guide_model"):
+        TrainingConfig(guide_mask=True).params()
 
 
 def test_a_guide_that_is_not_fetched_names_the_command_that_fetches_it(tmp_path, monkeypatch):

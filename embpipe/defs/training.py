@@ -69,8 +69,22 @@ class TrainingConfig(Config):
     distill_weight: float = Field(
         default=TrainingParams.distill_weight, description="Weight of the guide's soft labels in the loss."
     )
+    guide_scale: float = Field(
+        default=TrainingParams.guide_scale,
+        description="Softmax scale of the guide's soft labels (lower: softer); 0 = the training scale.",
+    )
+    guide_mask: bool = Field(
+        default=TrainingParams.guide_mask,
+        description="Leave out of each example's loss the hard negatives the guide scores at least as high as its "
+        "positive (likely false negatives, as GISTEmbed's guide masks them).",
+    )
 
     def params(self) -> TrainingParams:
+        if (self.guide_mask or self.guide_scale) and not self.guide_model:
+            raise ValueError(
+                "embedding_model.guide_mask and guide_scale act on a guide's scores: set embedding_model.guide_model "
+                "too (a fetched name such as embeddinggemma-300m, or a sentence-transformers path)"
+            )
         pipeline_only = {"negatives_per_example", "max_seq_length", "validation_corpus_size", "resume", "guide_model"}
         settings = self.model_dump(exclude=pipeline_only)
         return TrainingParams(**{**settings, "tuned_shares": tuple(self.tuned_shares)})

@@ -41,8 +41,8 @@ def weighted_info_nce(
 ) -> torch.Tensor:
     """InfoNCE where query i's positive is document i; every other document is a negative.
 
-    ``queries`` (B×d) and ``documents`` (N×d, N ≥ B, positives first) are L2-normalised; ``present`` (N,
-    bool) leaves out the documents that are only padding.
+    ``queries`` (B×d) and ``documents`` (N×d, N ≥ B, positives first) are L2-normalised; ``present`` (N, or
+    B × N for a per-query choice, bool) leaves out the documents that are only padding (or masked).
     """
     logits = scale * queries @ documents.T
     if present is not None:
@@ -52,10 +52,16 @@ def weighted_info_nce(
 
 
 def distillation_kl(
-    queries: torch.Tensor, documents: torch.Tensor, guide: torch.Tensor, scale: float, present: torch.Tensor | None
+    queries: torch.Tensor,
+    documents: torch.Tensor,
+    guide: torch.Tensor,
+    scale: float,
+    present: torch.Tensor | None,
+    guide_scale: float = 0.0,
 ) -> torch.Tensor:
-    """KL(guide ‖ student) over each query's own candidates, its positive and its hard negatives, both softmaxes
-    at ``scale``; averaged over the rows that have guide scores.
+    """KL(guide ‖ student) over each query's own candidates, its positive and its hard negatives, the student's
+    softmax at ``scale``, the guide's at ``guide_scale`` (0: the same; lower: softer targets); averaged over the
+    rows that have guide scores.
 
     ``documents`` are ordered as in ``weighted_info_nce`` (B positives, then negative column 1 for every row, …);
     ``guide`` (B × candidates) holds the guide's cosines, NaN for a row without them; ``present`` as there.
@@ -74,7 +80,7 @@ def distillation_kl(
         return queries.new_zeros(())
     mask, guide = mask[guided], guide[guided].to(queries.dtype)
     student = (scale * torch.einsum("bd,bkd->bk", queries[guided], candidates[guided])).masked_fill(~mask, -1e4)
-    target = F.softmax((scale * torch.nan_to_num(guide)).masked_fill(~mask, -1e4), dim=-1)
+    target = F.softmax(((guide_scale or scale) * torch.nan_to_num(guide)).masked_fill(~mask, -1e4), dim=-1)
     log_ratio = torch.log(target.clamp(min=1e-12)) - F.log_softmax(student, dim=-1)
     return (target * log_ratio).masked_fill(~mask, 0.0).sum(dim=-1).mean()
 
@@ -99,6 +105,20 @@ def present_documents(negative_counts: torch.Tensor, columns: int) -> torch.Tens
     return torch.cat([positives, column <= negative_counts.repeat(columns)])
 
 
+def guide_false_negatives(guide: torch.Tensor, documents: int) -> torch.Tensor:
+    """B × ``documents``: True where a row's own hard negative scores at least as high as its positive by the
+    guide (a likely false negative, masked as GISTEmbed's guide does; only each row's own negatives have guide
+    scores). ``guide`` is B × (1 + negative columns), NaN for a row without scores (nothing masked).
+
+    >>> guide_false_negatives(torch.tensor([[0.5, 0.7, 0.2], [0.5, 0.1, 0.6]]), 6).int().tolist()
+    [[0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 0, 1]]
+    """
+    rows, columns = guide.shape[0], guide.shape[1] - 1
+    flagged = guide[:, 1:] >= guide[:, :1]  # NaN compares False
+    own = rows * torch.arange(1, columns + 1, device=guide.device) + torch.arange(rows, device=guide.device)[:, None]
+    return torch.zeros(rows, documents, dtype=torch.bool, device=guide.device).scatter_(1, own, flagged)
+
+
 class WeightedMultipleNegativesRankingLoss(MultipleNegativesRankingLoss):
     """Multiple-negatives ranking (InfoNCE) with in-batch and hard negatives, weighted per row by its label.
 
@@ -106,12 +126,21 @@ class WeightedMultipleNegativesRankingLoss(MultipleNegativesRankingLoss):
     padded to the dataset's fixed columns: padding is then left out of every row's softmax, so an example
     with fewer negatives is trained on exactly the ones it has. Further label columns are a guide embedder's
     scores of the row's positive and negatives: ``distill_weight`` × ``distillation_kl`` is then added (a row of
-    weight 0 is trained on the guide's soft labels alone).
+    weight 0 is trained on the guide's soft labels alone, softmax at ``guide_scale``, 0 = ``scale``), and with
+    ``guide_mask`` the negatives the guide scores at least as high as the positive leave that row's softmax.
     """
 
-    def __init__(self, model, scale: float = 20.0, distill_weight: float = 1.0, **settings):
+    def __init__(
+        self,
+        model,
+        scale: float = 20.0,
+        distill_weight: float = 1.0,
+        guide_scale: float = 0.0,
+        guide_mask: bool = False,
+        **settings,
+    ):
         super().__init__(model, scale=scale, **settings)
-        self.distill_weight = distill_weight
+        self.distill_weight, self.guide_scale, self.guide_mask = distill_weight, guide_scale, guide_mask
 
     def compute_loss_from_embeddings(self, embeddings: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         queries = F.normalize(embeddings[0], dim=-1)
@@ -119,13 +148,24 @@ class WeightedMultipleNegativesRankingLoss(MultipleNegativesRankingLoss):
         if labels.dim() == 1:
             return weighted_info_nce(queries, documents, labels, self.scale)
         present = present_documents(labels[:, 1], len(embeddings) - 2)
-        loss = weighted_info_nce(queries, documents, labels[:, 0], self.scale, present)
-        if labels.shape[1] > 2 and self.distill_weight > 0:
-            loss = loss + self.distill_weight * distillation_kl(queries, documents, labels[:, 2:], self.scale, present)
+        guide = labels[:, 2:] if labels.shape[1] > 2 else None
+        kept = present
+        if guide is not None and self.guide_mask:
+            kept = present & ~guide_false_negatives(guide, len(present))
+        loss = weighted_info_nce(queries, documents, labels[:, 0], self.scale, kept)
+        if guide is not None and self.distill_weight > 0:
+            kl = distillation_kl(queries, documents, guide, self.scale, present, self.guide_scale)
+            loss = loss + self.distill_weight * kl
         return loss
 
     def get_config_dict(self) -> dict[str, Any]:
-        return {"scale": self.scale, "weights": "label column", "distill_weight": self.distill_weight}
+        return {
+            "scale": self.scale,
+            "weights": "label column",
+            "distill_weight": self.distill_weight,
+            "guide_scale": self.guide_scale,
+            "guide_mask": self.guide_mask,
+        }
 
 
 class WeightedTripletLoss(TripletLoss):

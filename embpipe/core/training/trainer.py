@@ -60,6 +60,8 @@ class TrainingParams:
     seed: int = 42
     tuned_shares: tuple[float, ...] = (1.0,)  # w in w × tuned + (1 − w) × base, chosen on validation
     distill_weight: float = 1.0  # weight of the guide's soft labels (only for examples that carry guide scores)
+    guide_scale: float = 0.0  # the guide's softmax scale in the soft labels; 0 = ``scale``
+    guide_mask: bool = False  # leave out negatives the guide scores at least as high as the positive
 
 
 @dataclass
@@ -226,7 +228,9 @@ def train_contrastive(
             model=model,
             args=args,
             train_dataset=training_dataset(examples),
-            loss=WeightedMultipleNegativesRankingLoss(model, scale=params.scale, distill_weight=params.distill_weight),
+            loss=WeightedMultipleNegativesRankingLoss(
+                model, params.scale, params.distill_weight, params.guide_scale, params.guide_mask
+            ),
             evaluator=ValidationEvaluator(score),
             callbacks=[EarlyStoppingCallback(early_stopping_patience=params.patience), EpochLog(base_score, on_epoch)],
         )
