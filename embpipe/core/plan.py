@@ -27,7 +27,7 @@ import pandas as pd
 from embpipe.core.embgen.entities import entity_messages
 from embpipe.core.embgen.questions import QUESTION_MAX_TOKENS, quality_messages, selection_messages
 from embpipe.core.lmar.cluster_questions import MAX_PASSAGES, cluster_question_messages, profile_messages
-from embpipe.core.synthesis.questions import question_messages, select_chunks
+from embpipe.core.synthesis.questions import QuestionStyle, question_messages, select_chunks
 from embpipe.llm.budget import RunBudget, estimate_tokens
 from embpipe.llm.closer_passage import closer_messages, same_topic_messages
 from embpipe.llm.judge import relevance_messages
@@ -65,7 +65,7 @@ class StageSettings:
 
     max_chunks: int
     questions_per_chunk: int
-    question_style: str
+    question_style: QuestionStyle
     min_chunk_tokens: int
     seed: int
     triplet_anchors: int
