@@ -104,6 +104,19 @@ def test_a_user_style_search_need_not_be_a_question_but_must_stand_alone():
     assert parse_questions(reply, 3, style="terms") == ["e217 on the vault?"]
 
 
+def test_a_question_about_this_issue_or_this_option_leans_on_context_the_searcher_lacks():
+    reply = {
+        "questions": [
+            "What is the solution to this error?",
+            "How can customers evaluate the impact of this vulnerability?",
+            "What are the steps to disable this option in the ICC configuration manager?",
+            "How do I fix error E217 when replication stalls?",
+            "Which settings does the KV-400 upgrade precheck test?",
+        ]
+    }
+    assert parse_questions(reply, 5) == reply["questions"][3:]
+
+
 def test_each_question_style_has_its_own_prompt_and_cache_key():
     terms, user = (question_messages("KV-0101", "E217 means ...", 3, style) for style in ("terms", "user"))
     assert terms[1] == user[1] and terms[0] != user[0]  # the same passage, another system prompt

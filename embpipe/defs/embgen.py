@@ -119,7 +119,7 @@ class EmbGenQuestionConfig(Config):
         }
 
 
-@asset(dagster_type=EmbGenQueriesFrame, code_version="1", group_name="embgen")
+@asset(dagster_type=EmbGenQueriesFrame, code_version="2", group_name="embgen")
 def embgen_queries(
     context: AssetExecutionContext,
     config: EmbGenQuestionConfig,

@@ -217,7 +217,7 @@ class ClusterQuestionConfig(Config):
     )
 
 
-@asset(dagster_type=SyntheticQueriesFrame, code_version="1", group_name="lmar")
+@asset(dagster_type=SyntheticQueriesFrame, code_version="2", group_name="lmar")
 def cluster_queries(
     context: AssetExecutionContext,
     config: ClusterQuestionConfig,

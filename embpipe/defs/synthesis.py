@@ -70,7 +70,7 @@ class QuestionConfig(Config):
         return Screening(self.dedup_threshold, self.round_trip_k, self.round_trip_filter)
 
 
-@asset(dagster_type=SyntheticQueriesFrame, code_version="4", group_name="synthesis")
+@asset(dagster_type=SyntheticQueriesFrame, code_version="5", group_name="synthesis")
 def synthetic_queries(
     context: AssetExecutionContext,
     config: QuestionConfig,

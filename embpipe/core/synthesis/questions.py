@@ -4,7 +4,7 @@ The teacher is asked for ``n`` search questions that the passage answers, in one
 (questions in the passage's own terms) or ``user`` (a symptom or goal in a user's everyday words, a how-to, a
 short search on a code or name, as real support searches read). Replies are validated (``parse_questions``):
 each question is a string of 12–300 characters (ending in ``?`` in the ``terms`` style) that does not lean on
-unseen context ("the passage", "mentioned"); copies of the passage's first sentence are refused, and
+unseen context ("the passage", "this error", "mentioned"); copies of the passage's first sentence are refused, and
 duplicates removed.
 
 Example:
@@ -67,6 +67,8 @@ Reply with JSON only: {{"questions": ["...", "..."]}}.""",
 # Questions that lean on context the searcher does not have are useless as training queries.
 CONTEXT_REFERENCES = re.compile(
     r"\b(the|this|that) (passage|message|text|document|article|section|context|scenario|alert)\b"
+    r"|\b(this|these) (issue|problem|error|warning|vulnerabilit(y|ies)|option|fix|implementation|report|procedure"
+    r"|technote|note|behaviou?r|change|update|setting|feature|tool|steps?)s?\b"
     r"|\bmentioned\b|\bdescribed (above|here|in)\b",
     re.IGNORECASE,
 )
