@@ -37,10 +37,10 @@ def test_valid_run_options_reach_the_stage_config():
 def test_teacher_parallel_sets_the_local_teacher_s_parallel_sequences_and_its_calls_in_flight():
     from embpipe.cli_run import resources_from
 
-    teacher = resources_from(parser().parse_args(["run", "--teacher-parallel", "8"]))["teacher"]
-    assert teacher.local_parallel == 8 and teacher.client().concurrency == 8
+    teacher = resources_from(parser().parse_args(["run", "--teacher-parallel", "2"]))["teacher"]
+    assert teacher.local_parallel == 2 and teacher.client().concurrency == 2
     default = resources_from(parser().parse_args(["run"]))["teacher"]
-    assert default.local_parallel == 1 and default.client().concurrency == 1
+    assert default.local_parallel == 8 and default.client().concurrency == 8 and default.client().decodes_together
 
 
 def test_set_reaches_any_stage_setting_and_a_wrong_name_lists_the_right_ones(capsys):

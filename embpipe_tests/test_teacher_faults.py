@@ -78,7 +78,7 @@ def test_out_of_range_numbers_are_refused_then_recorded(tmp_path):
 
 def test_backoff_grows_between_transport_retries(tmp_path, monkeypatch):
     sleeps = []
-    monkeypatch.setattr("embpipe.llm.teacher.time.sleep", sleeps.append)
+    monkeypatch.setattr("embpipe.llm.completion.time.sleep", sleeps.append)
     t = Teacher(
         TeacherSettings(model="fake/timeout", max_retries=3, backoff_s=0.5),
         TeacherStore(tmp_path / "t.sqlite"),

@@ -16,9 +16,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import TypeVar
+
+from embpipe.llm.waves import WaveGate, item_calls
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -42,38 +43,45 @@ def ordered_map(
 ) -> tuple[list[R], BaseException | None]:
     """``step`` of each item on up to ``workers`` threads, the results in the items' order.
 
-    The first ``stop_on`` error stops new items from starting; running ones finish and every finished result
-    is kept (in order). Returns the results and that error (``None`` when every item ran). Any other error is
-    raised once the running items have finished. ``workers`` ≤ 1 runs in the calling thread.
+    Each worker takes the next item when it is free. The first ``stop_on`` error (or a call refused at the
+    ``WaveGate``) stops new items from starting; running ones finish and every finished result is kept (in
+    order). Returns the results and that error (``None`` when every item ran). Any other error is raised once
+    the running items have finished. ``workers`` ≤ 1 runs in the calling thread. The workers' teacher calls
+    pass one ``WaveGate`` (a local teacher that decodes replies together sends them in waves).
     """
     if workers <= 1:
         return sequential_map(items, step, stop_on)
-    source = enumerate(items)
+    source, lock, gate = enumerate(items), threading.Lock(), WaveGate(workers)
     finished: dict[int, R] = {}
-    stopped: BaseException | None = None
-    failure: BaseException | None = None
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="teacher") as pool:
-        running: dict[Future, int] = {}
-        while True:
-            while stopped is None and failure is None and len(running) < workers:
-                nxt = next(source, None)
+    ended: dict[str, BaseException] = {}  # "stop" and "failure", the first of each
+
+    def work() -> None:
+        try:
+            while True:
+                with lock:
+                    nxt = None if ended or gate.refused is not None else next(source, None)
                 if nxt is None:
-                    break
-                running[pool.submit(step, nxt[1])] = nxt[0]
-            if not running:
-                break
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                index = running.pop(future)
+                    return
                 try:
-                    finished[index] = future.result()
-                except stop_on as error:
-                    stopped = stopped or error
-                except BaseException as error:  # noqa: BLE001 - re-raised below, after the running items end
-                    failure = failure or error
-    if failure is not None:
-        raise failure
-    return [finished[i] for i in sorted(finished)], stopped
+                    with item_calls(gate, nxt[0]):
+                        result = step(nxt[1])
+                except BaseException as error:  # noqa: BLE001 - a stop is returned, a failure re-raised below
+                    with lock:
+                        ended.setdefault("stop" if isinstance(error, stop_on) else "failure", error)
+                    continue
+                with lock:
+                    finished[nxt[0]] = result
+        finally:
+            gate.leave()
+
+    threads = [threading.Thread(target=work, name=f"teacher-{n}", daemon=True) for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if "failure" in ended:
+        raise ended["failure"]
+    return [finished[i] for i in sorted(finished)], ended.get("stop")
 
 
 class Pacer:

@@ -5,7 +5,8 @@ loads models through this module. Model strings look like ``local/qwen2.5-coder-
 ``model_weights.LOCAL_MODELS``). A llama context is not thread-safe, so calls are serialised; with ``parallel``
 > 1, generation requests that arrive together are decoded together instead, as parallel sequences of a second
 context (``parallel_decoding``; several replies for little more than the time of one on a CPU; a reply then
-depends a little on which requests shared its batch, and the response cache keeps reruns exact). By default the
+depends a little on which requests shared its batch, so the teacher sends a stage's calls in waves, ``waves``,
+and each wave is decoded as one batch whenever it arrives). By default the
 context is kept between calls so that llama.cpp reuses the shared prompt prefix (the system prompt), which
 saves several seconds per call on a CPU; replies are reproducible through the response cache.
 ``reset_each_call`` recomputes every prompt from scratch instead, for bit-exact recomputation regardless of
@@ -27,6 +28,7 @@ from typing import Any
 from embpipe.llm.batch_queue import BatchQueue
 from embpipe.llm.model_weights import require_model, spec_for
 from embpipe.llm.parallel_decoding import Decoded, DecodeRequest, ParallelDecoder, decode_request
+from embpipe.llm.waves import Seat
 
 PASSED_PARAMS = ("temperature", "max_tokens", "seed", "response_format", "logprobs", "top_logprobs", "stop")
 
@@ -76,8 +78,9 @@ class LocalRuntime:
                 llama.close()
             self.queues.clear(), self.decoders.clear(), self.models.clear()
 
-    def chat(self, name: str, messages: list[dict], params: dict[str, Any]) -> dict:
-        """An OpenAI-style chat completion dict from the local model."""
+    def chat(self, name: str, messages: list[dict], params: dict[str, Any], seat: Seat | None = None) -> dict:
+        """An OpenAI-style chat completion dict from the local model; with ``parallel`` > 1 a generation request
+        with a ``seat`` is decoded with the rest of its wave (``batch_queue``)."""
         with self.lock:
             llama = self.model(name)
             if self.reset_each_call:
@@ -90,7 +93,12 @@ class LocalRuntime:
                 return llama.create_chat_completion(messages=messages, **params)
         if len(request.tokens) >= llama.n_ctx():
             raise ValueError(f"Requested tokens ({len(request.tokens)}) exceed context window of {llama.n_ctx()}")
-        return decoded_completion(self.batches(name).submit(request))
+        return decoded_completion(self.batches(name).submit(request, seat))
+
+    def answered(self) -> dict[str, int]:
+        """Waves and loose batches the parallel decoders answered so far (all models)."""
+        counts = [queue.answered for queue in self.queues.values()]
+        return {kind: sum(c[kind] for c in counts) for kind in ("waves", "loose_batches")}
 
     def batches(self, name: str) -> BatchQueue:
         """The queue whose worker decodes ``name``'s pending requests together (made on first use)."""

@@ -12,9 +12,10 @@ Start by hand (normally ``local_endpoint`` does it)::
     python -m embpipe.llm.local_server --model smollm2-135m --state /tmp/smol.json
 
 Once the model is loaded and the socket is bound it writes ``--state`` (pid, port, model), serves
-``GET /health``, ``GET /v1/models`` and ``POST /v1/chat/completions``, and exits after ``--idle-timeout-s``
-without a request, removing the state file. Errors follow OpenAI's shape, so litellm maps them (a prompt
-longer than the context becomes a 400 ``context_length_exceeded``).
+``GET /health`` (with the waves and loose batches decoded together so far), ``GET /v1/models`` and
+``POST /v1/chat/completions`` (a request's ``embpipe_wave`` field places it in its wave: ``waves``), and exits
+after ``--idle-timeout-s`` without a request, removing the state file. Errors follow OpenAI's shape, so
+litellm maps them (a prompt longer than the context becomes a 400 ``context_length_exceeded``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any
 
 from embpipe.llm.llama_builds import activate_best_build, cpu_flags, missing_baseline_flags
 from embpipe.llm.local_runtime import LocalRuntime
+from embpipe.llm.waves import WAVE_FIELD, Seat
 
 ACCEPTED_PARAMS = ("temperature", "max_tokens", "seed", "response_format", "logprobs", "top_logprobs", "stop")
 EXIT_UNSUPPORTED_CPU = 3
@@ -80,6 +82,17 @@ def completion_body(model: str, raw: dict) -> dict:
     }
 
 
+def wave_seat(body: dict) -> Seat | None:
+    """The request's place in its wave (``waves``), when the teacher sent it in one."""
+    wave = body.get(WAVE_FIELD)
+    if wave is None:
+        return None
+    seat = Seat(str(wave["id"]), int(wave["size"]), int(wave["position"]))
+    if not 0 <= seat.position < seat.size:
+        raise ValueError(f"position {seat.position} outside a wave of {seat.size}")
+    return seat
+
+
 class LocalServerApp:
     """The Starlette app around one loaded model, with the time of its last request for the idle exit."""
 
@@ -110,7 +123,7 @@ class LocalServerApp:
     async def health(self, request):
         from starlette.responses import JSONResponse
 
-        return JSONResponse({"status": "ok", "model": self.model, "pid": os.getpid()})
+        return JSONResponse({"status": "ok", "model": self.model, "pid": os.getpid(), **self.runtime.answered()})
 
     async def models(self, request):
         from starlette.responses import JSONResponse
@@ -131,7 +144,11 @@ class LocalServerApp:
             return JSONResponse(error_body(f"bad request: {error}", "invalid_request_error"), status_code=400)
         params = {k: body[k] for k in ACCEPTED_PARAMS if body.get(k) is not None}
         try:
-            raw = await run_in_threadpool(self.runtime.chat, self.model, messages, params)
+            seat = wave_seat(body)
+        except (ValueError, KeyError, TypeError) as error:
+            return JSONResponse(error_body(f"bad {WAVE_FIELD}: {error}", "invalid_request_error"), status_code=400)
+        try:
+            raw = await run_in_threadpool(self.runtime.chat, self.model, messages, params, seat)
         except ValueError as error:  # llama-cpp-python's "Requested tokens (N) exceed context window of M"
             code = "context_length_exceeded" if "context window" in str(error) else None
             return JSONResponse(error_body(str(error), "invalid_request_error", code), status_code=400)

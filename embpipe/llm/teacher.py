@@ -16,26 +16,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from embpipe.llm.budget import QUESTION_STAGE, RunBudget, TokenBudgetExhausted, budget_stage, estimate_tokens, overrun
-from embpipe.llm.concurrency import KeyedLocks, Pacer, Reservations, retry_after
-from embpipe.llm.failure_policy import (
-    MalformedReply,
-    failure_reason,
-    is_owed,
-    item_errors,
-    rate_limit_error,
-    transient_errors,
-)
+from embpipe.llm.completion import send_completion
+from embpipe.llm.concurrency import KeyedLocks, Pacer, Reservations
+from embpipe.llm.failure_policy import failure_reason, is_owed, item_errors
 from embpipe.llm.local_endpoint import LOCAL_PARALLEL, LocalEndpoint, endpoint_for
 from embpipe.llm.prompt_fit import context_window, fit_to_context
 from embpipe.llm.providers import register_providers
 from embpipe.llm.responses import cost_of, stored_reply
 from embpipe.llm.teacher_store import TeacherStore
+from embpipe.llm.waves import Seat, WaveGate, next_call
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -107,6 +101,12 @@ class Teacher:
         return 1 if s.model.startswith("fake/") else SERVED_CONCURRENCY
 
     @property
+    def decodes_together(self) -> bool:
+        """Whether this teacher's calls go in waves (``waves``): a local model decoding replies together."""
+        s = self.settings
+        return s.model.startswith("local/") and s.local_parallel > 1 and self.concurrency > 1
+
+    @property
     def scope(self) -> str:
         """The ledger scope this teacher's budget counts: the shared one of an ``embpipe run``, else the run id."""
         return self.settings.budget_scope or self.run_id
@@ -144,16 +144,17 @@ class Teacher:
         spent_stage = self.store.scope_tokens(scope, budget_stage(stage))
         return self.store.scope_tokens(scope) + total, spent_stage + in_stage
 
-    def _reserve(self, stage: str, messages: list[dict], max_tokens: int) -> int:
+    def _reserve(self, stage: str, messages: list[dict], max_tokens: int, wait: bool = True) -> int:
         """Reserve the call's estimated tokens (prompt + ``max_tokens``) before it is sent, so calls in flight
         together can never pass the budget. A call that does not fit waits while others are in flight (they settle
-        below their estimates); ``TokenBudgetExhausted`` once it does not fit with none in flight."""
+        below their estimates); ``TokenBudgetExhausted`` once it does not fit with none in flight, or at once
+        without ``wait``."""
         budget, needed = self.budget, estimate_tokens(messages) + max_tokens
         if budget.total is None:
             return 0
         with self._reservations.lock:
             while (reason := overrun(budget, stage, needed, *self._committed(budget.scope, stage))) is not None:
-                if not self._reservations.wait():  # a call in flight may settle below its estimate: wait for it
+                if not wait or not self._reservations.wait():  # a call in flight may settle below its estimate
                     raise TokenBudgetExhausted(reason)
             self._reservations.add(budget_stage(stage), needed)
         return needed
@@ -179,42 +180,6 @@ class Teacher:
         s, name = self.settings, self.settings.model.split("/", 1)[1]
         return endpoint_for(name, s.local_threads, s.local_reset_each_call, s.local_idle_timeout_s, s.local_parallel)
 
-    def _completion(self, messages: list[dict], params: dict[str, Any]):
-        import litellm
-
-        kwargs: dict[str, Any] = dict(
-            params, model=self.settings.model, messages=messages, timeout=self.settings.timeout_s
-        )
-        if self.settings.api_base:
-            kwargs["api_base"] = self.settings.api_base
-        if self.settings.api_key:
-            kwargs["api_key"] = self.settings.api_key
-        kwargs["max_retries"] = 0  # the OpenAI SDK's hidden retries off: ours below are the only ones
-        local = self.local_endpoint()
-        if local is not None:  # an OpenAI-compatible server of our own
-            kwargs.update(model=f"openai/{local.model}", api_key="local-teacher")
-        for attempt in range(self.settings.max_retries + 1):
-            if local is not None:
-                kwargs["api_base"] = local.ensure()
-            self.pacer.wait()
-            try:
-                response = litellm.completion(**kwargs)
-                if not getattr(response, "choices", None):
-                    raise MalformedReply(f"the reply has no choices: {str(response)[:200]}")
-                return response
-            except Exception as error:
-                if local is not None and isinstance(error, transient_errors()) and local.gone():
-                    raise local.crashed() from error
-                if not isinstance(error, transient_errors()) or attempt == self.settings.max_retries:
-                    raise
-                delay = retry_after(error) or self.settings.backoff_s * 2**attempt
-                logger.warning("teacher call failed (%s); retry %d in %.1fs", type(error).__name__, attempt + 1, delay)
-                if isinstance(error, rate_limit_error()):
-                    self.pacer.pause(delay)  # every worker waits, not only this one
-                else:
-                    time.sleep(delay)
-        raise AssertionError("unreachable")
-
     def chat(
         self,
         stage: str,
@@ -236,20 +201,47 @@ class Teacher:
             params.update(logprobs=True, top_logprobs=logprobs)
         messages = self.fitted(stage, messages, max_tokens)
         key = cache_key(self.settings.model, prompt_version, messages, params)
+        wave = next_call() if self.decodes_together and not logprobs else None
+        if wave is not None:
+            return self._answer_in_wave(stage, key, messages, params, *wave)
         reserved = self._reserve(stage, messages, max_tokens)
         try:
             with self._in_flight.hold(key):  # an identical request in flight: wait for its cached reply
-                return self._answer(stage, key, messages, params)
+                return self._cached(stage, key) or self._fresh(stage, key, messages, params)
         finally:
             self._reservations.add(budget_stage(stage), -reserved)  # the ledger row, if any, now counts it
 
-    def _answer(self, stage: str, key: str, messages: list[dict], params: dict[str, Any]) -> Reply:
-        """The cached reply for ``key``, else a new completion; either way one ledger row."""
-        model, hit = self.settings.model, self.store.get(key)
-        if hit is not None:
-            self.store.record_call(self.run_id, stage, model, hit, cached=True, cost=0.0, scope=self.scope)
-            return Reply(hit.text, hit.prompt_tokens, hit.completion_tokens, True, hit.logprobs)
-        response = self._completion(messages, params)
+    def _answer_in_wave(
+        self, stage: str, key: str, messages: list[dict], params: dict[str, Any], gate: WaveGate, order: tuple
+    ) -> Reply:
+        """The cached reply for ``key``, else a completion sent in the stage's next wave (``waves``): its tokens
+        are reserved when the wave leaves, in the items' order, and the server decodes the wave together."""
+        cached = self._cached(stage, key)
+        if cached is not None:
+            return cached
+
+        def send(reserved: int, seat: Seat) -> Reply:
+            try:
+                return self._fresh(stage, key, messages, params, seat)
+            finally:
+                self._reservations.add(budget_stage(stage), -reserved)
+
+        return gate.call(order, lambda: self._reserve(stage, messages, params["max_tokens"], wait=False), send)
+
+    def _cached(self, stage: str, key: str) -> Reply | None:
+        """The cached reply for ``key`` (one ledger row, at no cost), else ``None``."""
+        hit = self.store.get(key)
+        if hit is None:
+            return None
+        self.store.record_call(self.run_id, stage, self.settings.model, hit, cached=True, cost=0.0, scope=self.scope)
+        return Reply(hit.text, hit.prompt_tokens, hit.completion_tokens, True, hit.logprobs)
+
+    def _fresh(
+        self, stage: str, key: str, messages: list[dict], params: dict[str, Any], seat: Seat | None = None
+    ) -> Reply:
+        """A new completion, stored under ``key`` with its ledger row."""
+        model = self.settings.model
+        response = send_completion(self.settings, self.local_endpoint(), self.pacer, messages, params, seat)
         reply = stored_reply(response)
         self.store.put(key, model, stage, reply)
         self.store.record_call(self.run_id, stage, model, reply, cached=False, cost=cost_of(response), scope=self.scope)
