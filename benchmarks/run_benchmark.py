@@ -104,6 +104,8 @@ def comparison_rows(report, target: str) -> dict[str, dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from embpipe.llm.local_endpoint import LOCAL_PARALLEL
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="techqa")
     parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
@@ -112,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--description", default="", help="what this variant changes, for the experiment ledger")
     parser.add_argument("--teacher", default="local/qwen2.5-coder-1.5b")
     parser.add_argument("--token-budget", type=int, help="override the setting's teacher-token budget")
-    parser.add_argument("--teacher-parallel", type=int, default=1, help="local teacher replies decoded together")
+    parser.add_argument("--teacher-parallel", type=int, default=LOCAL_PARALLEL,
+                        help="local teacher replies decoded together (default: embpipe run's)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--set", action="append", default=[], help="extra stage config: op.field=value")
     parser.add_argument("--no-lmar", action="store_true", help="without LMAR's stages (the no-cluster ablation)")

@@ -1,6 +1,6 @@
 """Waves: a stage's teacher calls leave the gate in the items' order whatever the threads' timing, the server's
 queue decodes each wave as one batch in that order, and a parallel local teacher gives a fresh run the same
-replies as another fresh run."""
+replies and judgements as another fresh run."""
 
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def test_a_wave_is_answered_in_seat_order_in_batches_of_max_size_and_a_loose_ite
 
 @pytest.mark.local_llm
 @pytest.mark.skipif(not model_path("smollm2-135m").is_file(), reason="run scripts/install.sh to fetch SmolLM2")
-def test_fresh_runs_of_a_parallel_local_teacher_write_the_same_replies_in_waves(tmp_path):
+def test_fresh_runs_of_a_parallel_local_teacher_write_the_same_replies_and_judgements_in_waves(tmp_path):
     from embpipe.core.synthesis.questions import question_messages, question_schema
     from embpipe.llm.teacher import Teacher, TeacherSettings
     from embpipe.llm.teacher_store import TeacherStore
@@ -115,17 +115,19 @@ def test_fresh_runs_of_a_parallel_local_teacher_write_the_same_replies_in_waves(
         "Set RETRY_MAX=5 in agent.cfg to retry.",
     ]
 
-    def fresh_run(name: str, seed: int) -> tuple[list[str], dict]:
+    def fresh_run(name: str, seed: int) -> tuple[list[tuple[str, list]], dict]:
         settings = TeacherSettings(model="local/smollm2-135m", local_parallel=3)
         teacher = Teacher(settings, TeacherStore(tmp_path / f"{name}.sqlite"), name)
         teacher.local_endpoint().stop()  # a fresh server, as a fresh machine has
         rng = random.Random(seed)
         delays = [rng.uniform(0, 0.3) for _ in passages]
 
-        def ask(index: int) -> str:
+        def ask(index: int) -> tuple[str, list]:
             time.sleep(delays[index])  # without waves these calls would share batches by timing
             messages = question_messages(f"KV-{index}", passages[index], 2)
-            return teacher.chat("questions", messages, json_schema=question_schema(2), max_tokens=64).text
+            reply = teacher.chat("questions", messages, json_schema=question_schema(2), max_tokens=64)
+            judge = [{"role": "user", "content": f"Is this a question? Answer yes or no.\n{reply.text}"}]
+            return reply.text, teacher.chat("judge", judge, max_tokens=1, logprobs=5).logprobs
 
         texts, _ = ordered_map(range(len(passages)), ask, workers=3, stop_on=KeyError)
         port = json.loads(teacher.local_endpoint().state_path.read_text())["port"]
@@ -135,6 +137,6 @@ def test_fresh_runs_of_a_parallel_local_teacher_write_the_same_replies_in_waves(
         return texts, health
 
     first, health = fresh_run("a", seed=1)
-    assert health["waves"] == 2 and health["loose_batches"] == 0  # six calls, three workers: two waves
+    assert health["waves"] == 4 and health["loose_batches"] == 0  # 3 workers: 2 waves of replies, 2 of judgements
     second, _ = fresh_run("b", seed=2)
     assert second == first

@@ -140,7 +140,8 @@ class Reservations:
 
 class KeyedLocks:
     """One lock per key while some thread holds it: identical requests in flight together are sent once (the
-    second waits, then finds the first one's reply in the cache), as in a sequential run."""
+    second waits, then finds the first one's reply in the cache), as in a sequential run. Calls sent in waves
+    (``waves``) do not take it: a call waiting here would hold its wave back, so both are sent."""
 
     def __init__(self):
         self._lock = threading.Lock()

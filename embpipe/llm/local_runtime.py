@@ -30,6 +30,7 @@ from embpipe.llm.model_weights import require_model, spec_for
 from embpipe.llm.parallel_decoding import Decoded, DecodeRequest, ParallelDecoder, decode_request
 from embpipe.llm.waves import Seat
 
+JUDGEMENTS_PER_BATCH = 64  # seated judgements are answered one by one: a batch only fixes their order
 PASSED_PARAMS = ("temperature", "max_tokens", "seed", "response_format", "logprobs", "top_logprobs", "stop")
 
 
@@ -42,7 +43,7 @@ class LocalRuntime:
     parallel: int = 1  # replies decoded together (llama.cpp parallel sequences); 1 = one at a time
     models: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    queues: dict[str, BatchQueue] = field(default_factory=dict)
+    queues: dict[tuple[str, str], BatchQueue] = field(default_factory=dict)
     decoders: dict[str, ParallelDecoder] = field(default_factory=dict)
 
     def model(self, name: str):
@@ -79,13 +80,18 @@ class LocalRuntime:
             self.queues.clear(), self.decoders.clear(), self.models.clear()
 
     def chat(self, name: str, messages: list[dict], params: dict[str, Any], seat: Seat | None = None) -> dict:
-        """An OpenAI-style chat completion dict from the local model; with ``parallel`` > 1 a generation request
-        with a ``seat`` is decoded with the rest of its wave (``batch_queue``)."""
+        """An OpenAI-style chat completion dict from the local model. With ``parallel`` > 1 a generation request
+        with a ``seat`` is decoded with the rest of its wave (``batch_queue``), and a next-token judgement with a
+        ``seat`` is answered after the judgements ordered before it in its wave: the model's context reuses the
+        previous prompt's prefix, so the order of judgements is part of their arithmetic."""
+        next_token = bool(params.get("top_logprobs")) and params.get("max_tokens") == 1
+        if next_token and seat is not None and not self.reset_each_call:
+            return self.queue(name, "judgements").submit((messages, int(params["top_logprobs"])), seat)
         with self.lock:
             llama = self.model(name)
             if self.reset_each_call:
                 llama.reset()
-            if params.get("top_logprobs") and params.get("max_tokens") == 1:
+            if next_token:
                 return next_token_completion(llama, messages, int(params["top_logprobs"]))
             if self.parallel > 1 and not params.get("logprobs") and not self.reset_each_call:
                 request = decode_request(chat_prompt_tokens(llama, messages), params, llama.n_ctx())
@@ -93,25 +99,34 @@ class LocalRuntime:
                 return llama.create_chat_completion(messages=messages, **params)
         if len(request.tokens) >= llama.n_ctx():
             raise ValueError(f"Requested tokens ({len(request.tokens)}) exceed context window of {llama.n_ctx()}")
-        return decoded_completion(self.batches(name).submit(request, seat))
+        return decoded_completion(self.queue(name, "replies").submit(request, seat))
 
     def answered(self) -> dict[str, int]:
         """Waves and loose batches the parallel decoders answered so far (all models)."""
         counts = [queue.answered for queue in self.queues.values()]
         return {kind: sum(c[kind] for c in counts) for kind in ("waves", "loose_batches")}
 
-    def batches(self, name: str) -> BatchQueue:
-        """The queue whose worker decodes ``name``'s pending requests together (made on first use)."""
+    def queue(self, name: str, kind: str) -> BatchQueue:
+        """The queue whose worker answers ``name``'s pending ``replies`` (decoded together) or seated
+        ``judgements`` (one after another, in seat order); made on first use."""
         with self.lock:
-            if name not in self.queues:
+            if (name, kind) not in self.queues:
                 llama = self.model(name)
-                self.decoders[name] = ParallelDecoder(llama, self.parallel, llama.n_ctx())
-                self.queues[name] = BatchQueue(lambda requests: self.decode(name, requests), self.parallel)
-            return self.queues[name]
+                if kind == "replies":
+                    self.decoders[name] = ParallelDecoder(llama, self.parallel, llama.n_ctx())
+                    answer, size = (lambda requests: self.decode(name, requests)), self.parallel
+                else:
+                    answer, size = (lambda asks: [self.judge(name, *ask) for ask in asks]), JUDGEMENTS_PER_BATCH
+                self.queues[(name, kind)] = BatchQueue(answer, size)
+            return self.queues[(name, kind)]
 
     def decode(self, name: str, requests: list[DecodeRequest]) -> list[Decoded]:
         with self.lock:
             return self.decoders[name].complete(requests)
+
+    def judge(self, name: str, messages: list[dict], top: int) -> dict:
+        with self.lock:
+            return next_token_completion(self.model(name), messages, top)
 
 
 def decoded_completion(decoded: Decoded) -> dict:

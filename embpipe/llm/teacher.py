@@ -201,7 +201,7 @@ class Teacher:
             params.update(logprobs=True, top_logprobs=logprobs)
         messages = self.fitted(stage, messages, max_tokens)
         key = cache_key(self.settings.model, prompt_version, messages, params)
-        wave = next_call() if self.decodes_together and not logprobs else None
+        wave = next_call() if self.decodes_together else None
         if wave is not None:
             return self._answer_in_wave(stage, key, messages, params, *wave)
         reserved = self._reserve(stage, messages, max_tokens)
