@@ -11,21 +11,29 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from embpipe.llm.concurrency import Pacer, retry_after
 from embpipe.llm.failure_policy import MalformedReply, rate_limit_error, transient_errors
 from embpipe.llm.local_endpoint import LocalEndpoint
 from embpipe.llm.waves import WAVE_FIELD, Seat
 
-if TYPE_CHECKING:
-    from embpipe.llm.teacher import TeacherSettings
-
 logger = logging.getLogger(__name__)
 
 
+class CompletionSettings(Protocol):
+    """What sending needs of the teacher's settings (``teacher.TeacherSettings`` has it)."""
+
+    model: str
+    api_base: str | None
+    api_key: str | None
+    max_retries: int
+    backoff_s: float
+    timeout_s: float
+
+
 def send_completion(
-    settings: TeacherSettings,
+    settings: CompletionSettings,
     local: LocalEndpoint | None,
     pacer: Pacer,
     messages: list[dict],
