@@ -64,7 +64,6 @@ class WaveGate:
         self._live = workers
         self._waiting: list[Waiting] = []
         self.refused: BaseException | None = None  # what refused a call: no later call is admitted
-        self.waves = 0
 
     def leave(self) -> None:
         """A worker finished: the calls waiting no longer wait for it."""
@@ -102,7 +101,6 @@ class WaveGate:
         wave = uuid.uuid4().hex[:12]
         for position, waiting in enumerate(admitted):
             waiting.seat = Seat(wave, len(admitted), position)
-        self.waves += 1 if admitted else 0
         for waiting in members:
             waiting.done.set()
 
