@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seq-length", type=int, default=256)
     args = parser.parse_args(argv)
 
-    from embpipe.core.embedding import encode, load_model
+    from embpipe.core.embedding import load_model, role_encoder
     from embpipe.core.evaluation.beir import load_beir
     from embpipe.core.evaluation.report import compare_models
 
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     encoders = {}
     for variant in (args.before, args.after):
         model = load_model(str(model_folder(args.dataset, variant)), args.max_seq_length, "auto")
-        encoders[variant] = lambda texts, model=model: encode(model, texts, 32)
+        encoders[variant] = role_encoder(model, 32)
     table = compare_models(target, encoders, reference=args.before).table
     rows = table[table["metric"].isin(METRICS) & (table["model"] != "bm25")]
     result = {

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     args = parser.parse_args(argv)
 
-    from embpipe.core.embedding import encode, load_model, packaged_base_model
+    from embpipe.core.embedding import load_model, packaged_base_model, role_encoder
     from embpipe.core.evaluation.beir import load_beir
     from embpipe.core.evaluation.report import compare_models
     from embpipe.core.training.examples import labelled_examples, queries_in_split
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
     target = load_beir(str(Path(args.data_root) / args.dataset), "test")
     models = {"base": base, "loop": loop_model, "trainer": trainer_model}
-    encoders = {name: (lambda texts, m=model: encode(m, texts)) for name, model in models.items()}
+    encoders = {name: role_encoder(model) for name, model in models.items()}
     table = compare_models(target, encoders, reference="loop").table
     rows = table[table.metric.isin(["ndcg@10", "recall@100", "mrr@5"])]
     result = {

@@ -75,7 +75,7 @@ def command_ui(args: argparse.Namespace) -> int:
 
 
 def command_eval(args: argparse.Namespace) -> int:
-    from embpipe.core.embedding import encode, load_model
+    from embpipe.core.embedding import load_model, role_encoder
     from embpipe.core.evaluation.beir import load_beir
     from embpipe.core.evaluation.report import compare_models
     from embpipe.core.evaluation.report_render import markdown_report, save_report
@@ -84,10 +84,10 @@ def command_eval(args: argparse.Namespace) -> int:
     embedder = EmbedderResource(max_seq_length=args.max_seq_length)
     dataset = load_beir(args.beir, args.split)
     base = embedder.load()
-    encoders = {"base": lambda texts: encode(base, texts, embedder.batch_size)}
+    encoders = {"base": role_encoder(base, embedder.batch_size)}
     if args.model:
         tuned = load_model(args.model, args.max_seq_length, "auto")
-        encoders["tuned"] = lambda texts: encode(tuned, texts, embedder.batch_size)
+        encoders["tuned"] = role_encoder(tuned, embedder.batch_size)
     comparison = compare_models(dataset, encoders, top_k=100)
     markdown = markdown_report(comparison.table, f"{dataset.name}: {len(dataset.corpus)} documents")
     print(markdown)

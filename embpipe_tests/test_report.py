@@ -67,10 +67,10 @@ def test_report_compares_models_and_renders(tmp_path):
     target = BeirDataset("toy", corpus, queries, {"q1": {"d1": 1}, "q2": {"d2": 1}, "q3": {"d3": 1}})
     vectors = {"fan": [1, 0, 0], "relay": [0, 1, 0], "login": [0, 1, 0], "mail": [0, 1, 0], "rebuild": [0, 0, 1]}
 
-    def keyword_encoder(texts):
+    def keyword_encoder(texts, role):
         return np.array([np.sum([vectors.get(w, [0, 0, 0]) for w in t.split()], axis=0) + 1e-3 for t in texts])
 
-    def constant_encoder(texts):
+    def constant_encoder(texts, role):
         return np.ones((len(texts), 3))
 
     comparison = compare_models(target, {"base": constant_encoder, "tuned": keyword_encoder}, top_k=3)

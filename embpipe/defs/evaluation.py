@@ -4,7 +4,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
 
-from embpipe.core.embedding import encode_with_progress, stack_embeddings
+from embpipe.core.embedding import role_encoder, stack_embeddings
 from embpipe.core.evaluation.beir import BeirDataset, load_beir
 from embpipe.core.evaluation.report import TargetComparison, compare_models, headline_metrics
 from embpipe.core.evaluation.report_render import delta_histogram_figure, markdown_report, metric_curve_figure
@@ -28,10 +28,7 @@ def compare_base_and_tuned(
     target: BeirDataset, base, tuned, batch_size: int, top_k: int, log, base_vectors=None
 ) -> TargetComparison:
     """BM25, base and tuned on one target (encoding progress goes to ``log``)."""
-    encoders = {
-        "base": lambda texts: encode_with_progress(base, texts, batch_size, log),
-        "tuned": lambda texts: encode_with_progress(tuned, texts, batch_size, log),
-    }
+    encoders = {"base": role_encoder(base, batch_size, log), "tuned": role_encoder(tuned, batch_size, log)}
     precomputed = {"base": base_vectors} if base_vectors is not None else {}
     return compare_models(target, encoders, top_k, precomputed)
 
@@ -49,7 +46,7 @@ def log_comparisons(mlflow_api, comparisons: list[TargetComparison], markdown: s
     mlflow_api.log_text(markdown, "report/report.md")
 
 
-@asset(dagster_type=RetrievalReportFrame, code_version="3", group_name="evaluation")
+@asset(dagster_type=RetrievalReportFrame, code_version="4", group_name="evaluation")
 def retrieval_report(
     context: AssetExecutionContext,
     config: ReportConfig,

@@ -100,7 +100,7 @@ class TripletTuningConfig(Config):
         return TripletParams(**self.model_dump())
 
 
-@asset(io_manager_key="model_io_manager", code_version="2", group_name="lmar")
+@asset(io_manager_key="model_io_manager", code_version="3", group_name="lmar")
 def triplet_tuned_model(
     context: AssetExecutionContext,
     config: TripletTuningConfig,
@@ -141,7 +141,7 @@ class ClusterConfig(Config):
     seed: int = Field(default=42, description="Seed of the seed order.")
 
 
-@asset(dagster_type=ChunkClustersFrame, code_version="1", group_name="lmar")
+@asset(dagster_type=ChunkClustersFrame, code_version="2", group_name="lmar")
 def chunk_clusters(
     context: AssetExecutionContext,
     config: ClusterConfig,
@@ -155,7 +155,7 @@ def chunk_clusters(
     histogram: dict[int, int] = {}
     if methods.lmar and len(chunks):
         vectors = encode_with_progress(
-            triplet_tuned_model, chunk_passages(chunks), embedder.batch_size, context.log.info
+            triplet_tuned_model, chunk_passages(chunks), embedder.batch_size, context.log.info, role="document"
         )
         labels = knn_clusters(vectors, config.neighbours, config.min_similarity, config.seed)
         frame = pd.DataFrame({"chunk_id": chunks["chunk_id"].astype(str), "cluster_id": labels})

@@ -66,7 +66,7 @@ class HardNegativeConfig(Config):
         return NegativeParams(self.count, self.margin, self.depth, self.exclude_same_document)
 
 
-@asset(dagster_type=HardNegativesFrame, code_version="2", group_name="training")
+@asset(dagster_type=HardNegativesFrame, code_version="3", group_name="training")
 def hard_negatives(
     context: AssetExecutionContext,
     config: HardNegativeConfig,
@@ -79,7 +79,7 @@ def hard_negatives(
     """Per training query: base-model hard negatives below the margin, positives and their copies excluded."""
     train = queries_in_split(synthetic_queries, query_splits, Split.TRAIN)
     mined = mine_for_chunks(
-        encode(embedder.load(), train["text"].tolist(), embedder.batch_size),
+        encode(embedder.load(), train["text"].tolist(), embedder.batch_size, "query"),
         chunks,
         chunk_embeddings,
         [flatten_ids(p) for p in train["positive_chunk_ids"]],
@@ -156,7 +156,7 @@ def previous_labels(context: AssetExecutionContext, fingerprint: str) -> pd.Data
         return None
 
 
-@asset(dagster_type=TrainingLabelsFrame, code_version="3", group_name="training")
+@asset(dagster_type=TrainingLabelsFrame, code_version="4", group_name="training")
 def mining_rounds(
     context: AssetExecutionContext,
     config: MiningConfig,

@@ -4,7 +4,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, MetadataValue, asset
 from pydantic import Field
 
-from embpipe.core.embedding import encode, encode_with_progress
+from embpipe.core.embedding import encode, role_encoder
 from embpipe.core.synthesis.passage_pairs import PairParams, held_out_documents, teacher_free_pairs
 from embpipe.core.synthesis.questions import (
     ROUND_TRIP_K,
@@ -27,11 +27,11 @@ from embpipe.resources.methods import MethodsResource
 from embpipe.resources.teacher import TeacherResource
 
 
-@asset(dagster_type=ChunkEmbeddingsFrame, code_version="1", group_name="synthesis")
+@asset(dagster_type=ChunkEmbeddingsFrame, code_version="2", group_name="synthesis")
 def chunk_embeddings(context: AssetExecutionContext, embedder: EmbedderResource, chunks: pd.DataFrame):
     """One L2-normalised base-model vector per chunk (title + text); the base model's retrieval index."""
-    model = embedder.load()
-    vectors = encode_with_progress(model, chunk_passages(chunks), embedder.batch_size, context.log.info)
+    encoder = role_encoder(embedder.load(), embedder.batch_size, context.log.info)
+    vectors = encoder(chunk_passages(chunks), "document")
     frame = pd.DataFrame({"chunk_id": chunks["chunk_id"].astype(str), "embedding": list(vectors)})
     context.log.info(f"embedded {len(frame)} chunks with {embedder.model_id()}")
     return table_output(
@@ -70,7 +70,7 @@ class QuestionConfig(Config):
         return Screening(self.dedup_threshold, self.round_trip_k, self.round_trip_filter)
 
 
-@asset(dagster_type=SyntheticQueriesFrame, code_version="5", group_name="synthesis")
+@asset(dagster_type=SyntheticQueriesFrame, code_version="6", group_name="synthesis")
 def synthetic_queries(
     context: AssetExecutionContext,
     config: QuestionConfig,
@@ -93,7 +93,7 @@ def synthetic_queries(
         client, sample, config.questions_per_chunk, progress, config.question_style
     )
     frame = combined_questions(own, cluster_queries, embgen_queries)
-    vectors = encode(embedder.load(), frame["text"].tolist())
+    vectors = encode(embedder.load(), frame["text"].tolist(), role="query")
     frame, round_trip = screen_questions(frame, vectors, chunk_embeddings, config.screening())
     failures = client.store.failures(client.run_id, "synthetic_queries")
     usage = [u for u in client.store.usage(client.run_id) if u.stage == "synthetic_queries"]
@@ -149,7 +149,7 @@ class PassagePairConfig(Config):
         return PairParams(self.max_pairs, self.titles, self.cloze, self.weight, self.min_sentence_words, seed=self.seed)
 
 
-@asset(dagster_type=PassagePairsFrame, code_version="1", group_name="synthesis")
+@asset(dagster_type=PassagePairsFrame, code_version="2", group_name="synthesis")
 def passage_pairs(
     context: AssetExecutionContext,
     config: PassagePairConfig,
@@ -163,7 +163,7 @@ def passage_pairs(
     held_out = held_out_documents(synthetic_queries, query_splits)
     frame = teacher_free_pairs(chunks, held_out, config.params())
     if len(frame):
-        vectors = encode(embedder.load(), frame["query"].tolist(), embedder.batch_size)
+        vectors = encode(embedder.load(), frame["query"].tolist(), embedder.batch_size, "query")
         mined = mine_for_chunks(vectors, chunks, chunk_embeddings, [[c] for c in frame["chunk_id"]], NegativeParams())
         frame["negative_chunk_ids"] = [m.chunk_ids for m in mined]
     counts = frame["strategy"].value_counts()

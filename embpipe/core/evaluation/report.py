@@ -19,7 +19,7 @@ from embpipe.core.evaluation.report_render import curve_metrics
 from embpipe.core.evaluation.retrieval import SearchBackend, normalize, top_k
 from embpipe.core.evaluation.significance import bootstrap_interval, win_loss
 
-Encoder = Callable[[list[str]], np.ndarray]
+Encoder = Callable[[list[str], str], np.ndarray]  # texts and their role ("query" or "document") → vectors
 
 
 def dense_run(
@@ -30,11 +30,11 @@ def dense_run(
     corpus_vectors: np.ndarray | None = None,
     backend: SearchBackend = SearchBackend.AUTO,
 ) -> Run:
-    """Top-k run of a dense encoder (corpus vectors may be passed in when already computed)."""
+    """Top-k run of a dense encoder (corpus vectors, encoded as documents, may be passed in when already computed)."""
     doc_ids = list(corpus)
-    vectors = corpus_vectors if corpus_vectors is not None else encode([corpus[d] for d in doc_ids])
+    vectors = corpus_vectors if corpus_vectors is not None else encode([corpus[d] for d in doc_ids], "document")
     query_ids = list(queries)
-    result = top_k(normalize(encode([queries[q] for q in query_ids])), normalize(vectors), k, backend)
+    result = top_k(normalize(encode([queries[q] for q in query_ids], "query")), normalize(vectors), k, backend)
     return run_from_search(query_ids, doc_ids, result)
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embpipe.core.embedding import column_prompts
 from embpipe.core.evaluation.retrieval import top_k
 from embpipe.core.training.losses import WeightedTripletLoss
 from embpipe.core.training.trainer import TrainingParams, trainer_arguments
@@ -83,7 +84,13 @@ def train_triplets(model, triplets: Sequence[TextTriplet], params: TripletParams
     )
     with tempfile.TemporaryDirectory() as scratch:
         args = trainer_arguments(
-            training, Path(scratch), model, seed=params.seed, lr_scheduler_type="constant", save_strategy="no"
+            training,
+            Path(scratch),
+            model,
+            seed=params.seed,
+            lr_scheduler_type="constant",
+            save_strategy="no",
+            prompts=column_prompts(model, [], ["anchor", "positive", "negative"]),  # three chunks
         )
         trainer = SentenceTransformerTrainer(
             model=model,

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from embpipe.core.embedding import encode, stack_embeddings
+from embpipe.core.embedding import encode, role_encoder, stack_embeddings
 from embpipe.core.evaluation.report import dense_run
 from embpipe.core.evaluation.retrieval import top_k
 from embpipe.core.synthesis.questions import flatten_ids
@@ -38,7 +38,7 @@ def candidate_pool(
     corpus = chunk_corpus(chunks)
     if len(corpus) <= full_search_max_chunks:
         return corpus
-    query_vectors = encode(base_model, train["text"].astype(str).tolist())
+    query_vectors = encode(base_model, train["text"].astype(str).tolist(), role="query")
     chunk_ids = chunk_embeddings["chunk_id"].astype(str).tolist()
     result = top_k(query_vectors, stack_embeddings(chunk_embeddings), pool_depth)
     pool = {chunk_ids[i] for row in result.indices for i in row}
@@ -72,7 +72,7 @@ def student_retriever(
     """student → each training query's top-``k`` pool chunks, best first."""
 
     def retrieve(student) -> dict[str, list[str]]:
-        run = dense_run(lambda t: encode(student, t, batch_size), pool, texts, k=k)
+        run = dense_run(role_encoder(student, batch_size), pool, texts, k=k)
         return {q: sorted(found, key=found.get, reverse=True) for q, found in run.items()}
 
     return retrieve

@@ -40,6 +40,7 @@ import torch
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 from transformers import PrinterCallback, TrainerCallback
 
+from embpipe.core.embedding import column_prompts
 from embpipe.core.training.interpolation import mix_with_base
 from embpipe.core.training.losses import WeightedMultipleNegativesRankingLoss, embed_texts, weighted_info_nce
 from embpipe.core.training.rows import TrainingExample, training_dataset
@@ -211,6 +212,8 @@ def train_contrastive(
             (folder / BASE_SCORE_FILE).write_text(json.dumps(base_score))
         if resume_from:
             logger.info("resuming training from %s", resume_from)
+        dataset = training_dataset(examples)
+        documents = [column for column in dataset.column_names if column not in ("anchor", "label")]
         args = trainer_arguments(
             params,
             folder,
@@ -223,11 +226,12 @@ def train_contrastive(
             metric_for_best_model=EVAL_METRIC,
             greater_is_better=True,
             batch_sampler=distinct_query_and_positive_batches,
+            prompts=column_prompts(model, ["anchor"], documents),  # a prompted base's query and document prompts
         )
         trainer = SentenceTransformerTrainer(
             model=model,
             args=args,
-            train_dataset=training_dataset(examples),
+            train_dataset=dataset,
             loss=WeightedMultipleNegativesRankingLoss(
                 model, params.scale, params.distill_weight, params.guide_scale, params.guide_mask
             ),

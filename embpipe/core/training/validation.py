@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
-from embpipe.core.embedding import encode
+from embpipe.core.embedding import role_encoder
 from embpipe.core.evaluation.beir import BeirDataset
 from embpipe.core.evaluation.metrics import evaluate
 from embpipe.core.evaluation.report import dense_run
@@ -43,7 +43,7 @@ def validation_scorer(validation: BeirDataset, batch_size: int = 32) -> Callable
     def score(model) -> float:
         if not validation.queries:
             return 0.0
-        run = dense_run(lambda texts: encode(model, texts, batch_size), validation.corpus, validation.queries)
+        run = dense_run(role_encoder(model, batch_size), validation.corpus, validation.queries)
         return evaluate(validation.qrels, run, [VALIDATION_METRIC])[VALIDATION_METRIC]
 
     return score
