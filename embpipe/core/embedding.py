@@ -48,6 +48,12 @@ def load_model(name_or_path: str, max_seq_length: int, device: str):
     return model
 
 
+def embedding_dimension(model) -> int:
+    """The model's output dimension (``get_embedding_dimension`` since sentence-transformers 6, the old name before)."""
+    dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(dimension())
+
+
 Role = Literal["query", "document"]
 RoleEncoder = Callable[[list[str], Role], np.ndarray]  # texts and their role → L2-normalised vectors
 DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")  # as ``SentenceTransformer.encode_document`` picks one
@@ -57,7 +63,7 @@ def encode(model, texts: list[str], batch_size: int = 32, role: Role | None = No
     """L2-normalised float32 embeddings of ``texts``; with ``role`` ``query`` or ``document``, through the model's
     prompt for that role when it has one (EmbeddingGemma's; all-MiniLM-L6-v2 has none and encodes plainly)."""
     if not texts:
-        return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
+        return np.zeros((0, embedding_dimension(model)), dtype=np.float32)
     encoder = {"query": model.encode_query, "document": model.encode_document}.get(role, model.encode)
     vectors = encoder(
         texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False

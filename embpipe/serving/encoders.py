@@ -59,13 +59,13 @@ def onnx_encoder(folder: Path, name: str, variant: str | None = None) -> Serving
 
 def pytorch_encoder(path: str, name: str) -> ServingEncoder:
     """A sentence-transformers model folder (or id) on PyTorch."""
-    from embpipe.core.embedding import encode, load_model
+    from embpipe.core.embedding import embedding_dimension, encode, load_model
 
     model = load_model(path, 256, "auto")
     return ServingEncoder(
         name,
         f"pytorch-{model.device}",
-        model.get_sentence_embedding_dimension(),
+        embedding_dimension(model),
         model.max_seq_length,
         lambda texts: encode(model, texts),
         model.tokenizer,
