@@ -79,7 +79,7 @@ def hard_negatives(
     """Per training query: base-model hard negatives below the margin, positives and their copies excluded."""
     train = queries_in_split(synthetic_queries, query_splits, Split.TRAIN)
     mined = mine_for_chunks(
-        encode(embedder.load(), train["text"].tolist(), embedder.batch_size, "query"),
+        encode(embedder.load(), train["text"].tolist(), embedder.batch_size, role="query"),
         chunks,
         chunk_embeddings,
         [flatten_ids(p) for p in train["positive_chunk_ids"]],

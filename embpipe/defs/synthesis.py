@@ -163,7 +163,7 @@ def passage_pairs(
     held_out = held_out_documents(synthetic_queries, query_splits)
     frame = teacher_free_pairs(chunks, held_out, config.params())
     if len(frame):
-        vectors = encode(embedder.load(), frame["query"].tolist(), embedder.batch_size, "query")
+        vectors = encode(embedder.load(), frame["query"].tolist(), embedder.batch_size, role="query")
         mined = mine_for_chunks(vectors, chunks, chunk_embeddings, [[c] for c in frame["chunk_id"]], NegativeParams())
         frame["negative_chunk_ids"] = [m.chunk_ids for m in mined]
     counts = frame["strategy"].value_counts()

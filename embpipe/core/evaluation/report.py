@@ -6,12 +6,13 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from embpipe.core.embedding import RoleEncoder
 from embpipe.core.evaluation.beir import BeirDataset, Qrels
 from embpipe.core.evaluation.bm25 import Bm25Index
 from embpipe.core.evaluation.metrics import DEFAULT_METRICS, Run, evaluate, paired_test, per_query, run_from_search
@@ -19,11 +20,9 @@ from embpipe.core.evaluation.report_render import curve_metrics
 from embpipe.core.evaluation.retrieval import SearchBackend, normalize, top_k
 from embpipe.core.evaluation.significance import bootstrap_interval, win_loss
 
-Encoder = Callable[[list[str], str], np.ndarray]  # texts and their role ("query" or "document") → vectors
-
 
 def dense_run(
-    encode: Encoder,
+    encode: RoleEncoder,
     corpus: dict[str, str],
     queries: dict[str, str],
     k: int = 100,
@@ -97,7 +96,7 @@ class TargetComparison:
 
 def compare_models(
     target: BeirDataset,
-    encoders: dict[str, Encoder],
+    encoders: dict[str, RoleEncoder],
     top_k: int = 100,
     precomputed: dict[str, np.ndarray] | None = None,
     reference: str = "base",
