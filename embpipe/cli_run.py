@@ -71,8 +71,11 @@ def resources_from(args: argparse.Namespace) -> dict:
         teacher["local_parallel"] = args.teacher_parallel
     if teacher:
         resources["teacher"] = TeacherResource(**teacher)
-    if getattr(args, "no_lmar", False) or getattr(args, "embgen", False):
-        resources["methods"] = MethodsResource(lmar=not args.no_lmar, embgen=args.embgen)
+    resources["methods"] = MethodsResource(
+        lmar=not getattr(args, "no_lmar", False),
+        embgen=getattr(args, "embgen", False),
+        mining=not getattr(args, "no_mining", False),
+    )
     return resources
 
 

@@ -262,3 +262,41 @@ def test_editing_one_document_changes_no_other_document_s_training_rows(tmp_path
 
     assert len(others(before)) > 20 and (before["source"] == "teacher").any()
     assert others(after) == others(before)
+
+
+@pytest.mark.slow  # the pipeline up to mining_rounds with the fake teacher
+def test_with_mining_switched_off_no_judgement_is_paid_and_switching_it_on_makes_the_stage_stale(data_dir):
+    from dagster import AssetKey
+
+    from embpipe.definitions import all_assets, all_checks, default_resources
+    from embpipe.orchestration.instance import dagster_instance
+    from embpipe.orchestration.runner import run_stale, switches_changed
+    from embpipe.resources.methods import MethodsResource
+    from embpipe.resources.teacher import TeacherResource
+    from embpipe_tests.conftest import GRAPH_SAMPLE_DIR
+
+    teacher = TeacherResource(model="fake/teacher", token_budget=20_000)
+    resources = {**default_resources(), "teacher": teacher, "methods": MethodsResource(lmar=False, mining=False)}
+    run_config = {
+        "ops": {
+            "read_documents": {"config": {"folder": str(GRAPH_SAMPLE_DIR)}},
+            "synthetic_queries": {"config": {"max_chunks": 12}},
+            "mining_rounds": {"config": {"rounds": 1, "student_epochs": 1, "top_k": 3}},
+        }
+    }
+    instance = dagster_instance()
+    outcome = run_stale(all_assets, all_checks, resources, run_config, instance, targets={AssetKey("mining_rounds")})
+    assert not outcome.failed
+    store = teacher.store()
+    stages = {u.stage for run_id in outcome.run_ids for u in store.usage(run_id)}
+    assert "synthetic_queries" in stages and not {s for s in stages if s.startswith("mining")}
+    labels = pd.read_parquet(data_dir / "assets" / "mining_rounds.parquet")
+    assert len(labels) and set(labels["source"]) <= {"synthetic", "margin"}
+    event = instance.get_latest_materialization_event(AssetKey("mining_rounds"))
+    assert event.asset_materialization.metadata["mining"].value is False
+    mining_asset = next(a for a in all_assets if AssetKey("mining_rounds") in a.keys)
+    questions_asset = next(a for a in all_assets if AssetKey("synthetic_queries") in a.keys)
+    switched_on = {**resources, "methods": MethodsResource(lmar=False)}
+    assert not switches_changed(instance, mining_asset, resources)
+    assert switches_changed(instance, mining_asset, switched_on)  # the runner rebuilds it with the rounds
+    assert switches_changed(instance, questions_asset, switched_on)  # and the questions, whose share shrinks

@@ -10,7 +10,7 @@ from embpipe.cli import main
 from embpipe.cli_plan import PLAN_TAG, plan_settings, plan_versus_spent
 from embpipe.core.plan import StageSettings, plan_calls, plan_run, question_calls
 from embpipe.core.synthesis.questions import SYSTEM_PROMPTS, generate_single_chunk_questions, select_chunks
-from embpipe.llm.budget import RunBudget
+from embpipe.llm.budget import STAGE_SHARES, RunBudget
 from embpipe.llm.teacher_store import UsageRow
 from embpipe_tests.conftest import make_teacher
 from embpipe_tests.test_teacher_concurrency import sample_chunks
@@ -55,6 +55,22 @@ def test_a_stage_plan_stops_where_its_budget_share_would_be_passed():
     assert plans["synthetic_queries"].capped and 0 < plans["synthetic_queries"].calls < 40
     idle = frozenset({"entity_descriptions", "embgen_queries"})
     assert not {p.stage for p in plan_run(chunks, settings(idle_stages=idle), budget)} & idle
+
+
+def test_without_mining_the_plan_asks_no_judgement_and_gives_mining_s_share_to_the_questions():
+    from embpipe.resources.methods import MethodsResource
+
+    chunks = chunk_table(200)
+    plans = {}
+    for mining in (True, False):
+        idle = MethodsResource(lmar=False, mining=mining).idle_teacher_stages()
+        budget = RunBudget(total=20_000, scope="plan", idle_stages=idle)
+        plans[mining] = {p.stage: p for p in plan_run(chunks, settings(max_chunks=200, idle_stages=idle), budget)}
+    assert "mining_rounds" in plans[True] and plans[True]["mining_rounds"].calls > 0
+    assert set(plans[False]) == {"synthetic_queries"}
+    with_mining, without = plans[True]["synthetic_queries"], plans[False]["synthetic_queries"]
+    assert without.tokens - with_mining.tokens == 20_000 * STAGE_SHARES["mining_rounds"]
+    assert without.calls > with_mining.calls
 
 
 def test_embpipe_plan_prints_every_teacher_stage_and_calls_nothing(data_dir, capsys):

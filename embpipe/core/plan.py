@@ -28,7 +28,7 @@ from embpipe.core.embgen.entities import entity_messages
 from embpipe.core.embgen.questions import QUESTION_MAX_TOKENS, quality_messages, selection_messages
 from embpipe.core.lmar.cluster_questions import MAX_PASSAGES, cluster_question_messages, profile_messages
 from embpipe.core.synthesis.questions import QuestionStyle, question_messages, select_chunks
-from embpipe.llm.budget import RunBudget, estimate_tokens
+from embpipe.llm.budget import MINING_STAGE, RunBudget, estimate_tokens
 from embpipe.llm.closer_passage import closer_messages, same_topic_messages
 from embpipe.llm.judge import relevance_messages
 
@@ -165,8 +165,10 @@ def plan_run(chunks: pd.DataFrame, s: StageSettings, budget: RunBudget) -> list[
     left = sum((allowance(p.stage) or 0) - p.tokens for p in earlier)  # flows to the question stage
     carried = RunBudget(budget.total, budget.scope, budget.idle_stages, left if budget.total is not None else 0)
     question_plan = plan_calls("synthetic_queries", question_calls(chunks, s), carried.allowance("synthetic_queries"))
+    if MINING_STAGE in s.idle_stages:
+        return [*earlier, question_plan]
     mining = mining_calls(passage, question_plan.calls * s.questions_per_chunk, s)
-    return [*earlier, question_plan, plan_calls("mining_rounds", mining, allowance("mining_rounds"))]
+    return [*earlier, question_plan, plan_calls(MINING_STAGE, mining, allowance(MINING_STAGE))]
 
 
 def seconds_per_call(gaps: Sequence[float]) -> float | None:

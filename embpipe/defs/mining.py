@@ -14,6 +14,7 @@ from embpipe.core.tables import Split
 from embpipe.core.training.examples import chunk_corpus, queries_in_split
 from embpipe.core.training.mining import (
     Label,
+    MiningOutcome,
     MiningParams,
     RoundRecord,
     earlier_judgements,
@@ -38,6 +39,7 @@ from embpipe.llm.budget import BudgetStop
 from embpipe.orchestration.fingerprints import CONFIG_FINGERPRINT, config_fingerprint
 from embpipe.resources.embedder import EmbedderResource
 from embpipe.resources.io_managers import read_table
+from embpipe.resources.methods import MethodsResource
 from embpipe.resources.teacher import TeacherResource
 from embpipe.resources.tracking import MlflowResource
 
@@ -156,10 +158,21 @@ def previous_labels(context: AssetExecutionContext, fingerprint: str) -> pd.Data
         return None
 
 
+LABEL_COLUMNS = ["query_id", "chunk_id", "role", "source", "round"]
+
+
+def margin_labels_output(config: MiningConfig, train: pd.DataFrame, hard_negatives: pd.DataFrame, chunks: pd.DataFrame):
+    """With mining switched off: the synthetic positives and margin-mined negatives alone, no teacher call."""
+    outcome = MiningOutcome(labels=starting_labels(train, hard_negatives))
+    frame = labels_frame(outcome.labels, outcome.judgements, chunks)
+    return table_output(frame, config, {**mining_summary(frame, outcome, 0, 0, 0), "mining": False}, LABEL_COLUMNS)
+
+
 @asset(dagster_type=TrainingLabelsFrame, code_version="4", group_name="training")
 def mining_rounds(
     context: AssetExecutionContext,
     config: MiningConfig,
+    methods: MethodsResource,
     teacher: TeacherResource,
     embedder: EmbedderResource,
     mlflow: MlflowResource,
@@ -169,8 +182,11 @@ def mining_rounds(
     query_splits: pd.DataFrame,
     hard_negatives: pd.DataFrame,
 ):
-    """Training labels after student–teacher rounds: extra positives and hard negatives judged by the teacher."""
+    """Training labels after student–teacher rounds: extra positives and hard negatives judged by the teacher
+    (with ``methods.mining`` off, the synthetic positives and margin negatives alone)."""
     train = queries_in_split(synthetic_queries, query_splits, Split.TRAIN)
+    if not methods.mining:
+        return margin_labels_output(config, train, hard_negatives, chunks)
     texts, corpus = dict(zip(train["query_id"].astype(str), train["text"], strict=True)), chunk_corpus(chunks)
     base, client, stop = embedder.load(), teacher.client(), BudgetStop()
     pool = candidate_pool(train, chunks, chunk_embeddings, base, config.pool_depth, config.full_search_max_chunks)
@@ -196,8 +212,9 @@ def mining_rounds(
         **mining_summary(frame, outcome, len(reused[0]), len(reused[1]), failures),
         "budget_stop": budget_stop(context, stop.message),
         "mlflow_run_id": run.info.run_id,
+        "mining": True,
     }
-    return table_output(frame, config, metadata, ["query_id", "chunk_id", "role", "source", "round"])
+    return table_output(frame, config, metadata, LABEL_COLUMNS)
 
 
 def round_logger(context: AssetExecutionContext) -> Callable[[RoundRecord], None]:

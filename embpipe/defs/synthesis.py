@@ -106,6 +106,7 @@ def synthetic_queries(
         "max_failure_rate": config.max_failure_rate,
         "budget_stop": budget_stop(context, stats.budget_message),
         "teacher": teacher.model,
+        "mining": methods.mining,  # off, mining's budget share is spent here (the runner reruns on a change)
     }
     return table_output(frame, config, metadata, ["query_id", "text", "strategy"])
 

@@ -29,6 +29,7 @@ R = TypeVar("R")
 BUDGET_SCOPE_TAG = "embpipe/budget_scope"
 DEFAULT_RUN_TOKEN_BUDGET = 400_000
 QUESTION_STAGE = "synthetic_queries"
+MINING_STAGE = "mining_rounds"  # after the question stage: switched off, its share goes to the questions
 
 # Fraction of a run's token budget each teacher stage may use (they sum to 1). The question stage also gets the
 # shares of stages that are switched off.

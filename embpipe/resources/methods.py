@@ -1,9 +1,9 @@
-"""Which synthesis methods run: the one place for the LMAR and EmbGen switches (ablations when off)."""
+"""Which methods run: the one place for the LMAR, EmbGen and mining switches (ablations when off)."""
 
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from embpipe.llm.budget import METHOD_STAGES
+from embpipe.llm.budget import METHOD_STAGES, MINING_STAGE
 
 
 class MethodsResource(ConfigurableResource):
@@ -20,8 +20,14 @@ class MethodsResource(ConfigurableResource):
         description="Run EmbGen's stages (entity extraction, entity clusters, proximity / intra-cluster / "
         "inter-cluster questions with answers under a token budget); off, they store empty tables.",
     )
+    mining: bool = Field(
+        default=True,
+        description="Run the student-teacher mining rounds (the teacher judges the student's top results); off, "
+        "mining_rounds keeps the margin-mined negatives alone and its token-budget share goes to the questions.",
+    )
 
     def idle_teacher_stages(self) -> frozenset[str]:
         """The teacher stages of the methods switched off (their token-budget shares go to the question stage)."""
         switched_off = [method for method, on in (("lmar", self.lmar), ("embgen", self.embgen)) if not on]
-        return frozenset(stage for method in switched_off for stage in METHOD_STAGES[method])
+        idle = {stage for method in switched_off for stage in METHOD_STAGES[method]}
+        return frozenset(idle if self.mining else idle | {MINING_STAGE})
