@@ -35,7 +35,8 @@ from embpipe.core.training.trainer import TrainingParams
 from embpipe.core.training.validation import validation_scorer, validation_target
 from embpipe.defs.metadata import budget_stop, progress_logger, table_output
 from embpipe.defs.types import HardNegativesFrame, TrainingLabelsFrame
-from embpipe.llm.budget import BudgetStop
+from embpipe.llm.budget import MINING_STAGE, BudgetStop
+from embpipe.llm.teacher import Teacher
 from embpipe.orchestration.fingerprints import CONFIG_FINGERPRINT, config_fingerprint
 from embpipe.resources.embedder import EmbedderResource
 from embpipe.resources.io_managers import read_table
@@ -207,14 +208,18 @@ def mining_rounds(
             workers=client.concurrency,
         )
     frame = labels_frame(outcome.labels, outcome.judgements, chunks)
-    failures = len(client.store.failures(client.run_id, "mining_rounds"))
-    metadata = {
-        **mining_summary(frame, outcome, len(reused[0]), len(reused[1]), failures),
-        "budget_stop": budget_stop(context, stop.message),
-        "mlflow_run_id": run.info.run_id,
-        "mining": True,
-    }
+    metadata = mined_metadata(frame, outcome, reused, client, budget_stop(context, stop.message), run.info.run_id)
     return table_output(frame, config, metadata, LABEL_COLUMNS)
+
+
+def mined_metadata(
+    frame: pd.DataFrame, outcome: MiningOutcome, reused: tuple, client: Teacher, stop: str, run_id: str
+) -> dict:
+    """The metadata of a mined label table: the summary with the run's failed judgements, the budget stop, the
+    MLflow run and the switch."""
+    failures = len(client.store.failures(client.run_id, MINING_STAGE))
+    summary = mining_summary(frame, outcome, len(reused[0]), len(reused[1]), failures)
+    return {**summary, "budget_stop": stop, "mlflow_run_id": run_id, "mining": True}
 
 
 def round_logger(context: AssetExecutionContext) -> Callable[[RoundRecord], None]:

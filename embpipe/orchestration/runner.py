@@ -105,7 +105,8 @@ def config_changed(instance: DagsterInstance, asset: AssetsDefinition, run_confi
 
 
 def switches_changed(instance: DagsterInstance, asset: AssetsDefinition, resources: dict) -> bool:
-    """Whether a method switch (``methods.lmar``, ``methods.embgen``) differs from the one the asset recorded.
+    """Whether a method switch (every field of ``methods``: ``lmar``, ``embgen``, ``mining``) differs from the one the
+    asset recorded.
 
     Dagster does not mark an asset stale when a resource changes, so an LMAR stage built with LMAR off would
     stay an empty table after LMAR is switched on; the stages record their switch and the runner compares it.

@@ -19,11 +19,9 @@ from embpipe.core.tables import Role
 from embpipe.core.training.examples import chunk_corpus, labelled_examples
 from embpipe.core.training.mining import Label, MiningOutcome, RoundRecord, StopMining, labels_frame
 from embpipe.core.training.trainer import NEGATIVES_PER_EXAMPLE, TrainingParams, train_contrastive
-from embpipe.llm.budget import BudgetStop, TokenBudgetExhausted
+from embpipe.llm.budget import MINING_STAGE, BudgetStop, TokenBudgetExhausted
 from embpipe.llm.judge import judge_relevance
 from embpipe.llm.teacher import Teacher
-
-STAGE = "mining_rounds"
 
 
 def candidate_pool(
@@ -85,7 +83,7 @@ def teacher_judge(
 
     def judge(query_id: str, chunk_id: str) -> float | None:
         try:
-            return judge_relevance(teacher, STAGE, f"{query_id}:{chunk_id}", texts[query_id], corpus[chunk_id])
+            return judge_relevance(teacher, MINING_STAGE, f"{query_id}:{chunk_id}", texts[query_id], corpus[chunk_id])
         except TokenBudgetExhausted as error:
             stop.message = str(error)
             raise StopMining(str(error)) from error
