@@ -196,7 +196,7 @@ def parity_table(path: Path, metrics: tuple[str, ...]) -> str:
 def lever_section(results: Path = RESULTS) -> str:
     """Each lever against the variant it changes (``compare_variants.py``): same queries, paired per query."""
     lines = [
-        "| before → after | queries | nDCG@10 before → after | Δ (95% CI), p "
+        "| scored on: before → after | queries | nDCG@10 before → after | Δ (95% CI), p "
         "| Recall@100 before → after | Δ (95% CI), p | paid? |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -211,9 +211,8 @@ def lever_section(results: Path = RESULTS) -> str:
             ]
         ndcg, recall = result["metrics"]["ndcg@10"], result["metrics"]["recall@100"]
         paid = verdict(ndcg, recall, base_kept=False)
-        lines.append(
-            f"| `{result['before']}` → `{result['after']}` | {result['queries']} | {' | '.join(cells)} | {paid} |"
-        )
+        pair = f"{result.get('scored_on', result['dataset'])}: `{result['before']}` → `{result['after']}`"
+        lines.append(f"| {pair} | {result['queries']} | {' | '.join(cells)} | {paid} |")
     if len(lines) == 2:
         return ""
     return (

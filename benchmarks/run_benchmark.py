@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], help="extra stage config: op.field=value")
     parser.add_argument("--no-lmar", action="store_true", help="without LMAR's stages (the no-cluster ablation)")
     parser.add_argument("--embgen", action="store_true", help="with EmbGen's stages (entities, strategy questions)")
-    parser.add_argument("--no-mining", action="store_true", help="without mining rounds (their share to questions)")
+    parser.add_argument("--mining", action="store_true", help="with the mining rounds (off: their share to questions)")
     parser.add_argument("--annotate", action="store_true", help="only add stage metadata to an existing result")
     parser.add_argument(
         "--reuse-from",
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     documents = corpus_only(dataset_dir, Path(os.environ["EMBPIPE_DATA_DIR"]))
     run_config = benchmark_run_config(dataset_dir, documents, setting, args.seed, parse_overrides(args.set))
     teacher = TeacherResource(model=args.teacher, token_budget=budget, local_parallel=args.teacher_parallel)
-    methods = MethodsResource(lmar=not args.no_lmar, embgen=args.embgen, mining=not args.no_mining)
+    methods = MethodsResource(lmar=not args.no_lmar, embgen=args.embgen, mining=args.mining)
     resources = {**default_resources(), "teacher": teacher, "methods": methods}
     instance = dagster_instance()
     started = time.perf_counter()

@@ -74,7 +74,7 @@ def resources_from(args: argparse.Namespace) -> dict:
     resources["methods"] = MethodsResource(
         lmar=not getattr(args, "no_lmar", False),
         embgen=getattr(args, "embgen", False),
-        mining=not getattr(args, "no_mining", False),
+        mining=getattr(args, "mining", False),
     )
     return resources
 

@@ -104,7 +104,9 @@ def test_a_run_whose_teacher_stages_sit_in_different_passes_never_pays_past_the_
     store = teacher.store()
     assert 0 < store.scope_tokens(scope) <= cap
     spent = {stage: store.scope_tokens(scope, stage) for stage in STAGE_SHARES}
-    budget = Teacher(TeacherSettings(model="fake/teacher", token_budget=cap, budget_scope=scope), store, "x").budget
+    idle = resources["methods"].idle_teacher_stages()  # mining, off by default: its share went to the questions
+    settings = TeacherSettings(model="fake/teacher", token_budget=cap, budget_scope=scope, idle_stages=idle)
+    budget = Teacher(settings, store, "x").budget
     assert budget.carried > 0  # what the earlier stages left went to the question stage
     assert all(spent[stage] <= budget.allowance(stage) for stage in spent), spent
     assert spent["labeled_triplets"] > 0.8 * budget.allowance("labeled_triplets")  # it did hit its share

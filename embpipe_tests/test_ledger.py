@@ -84,8 +84,11 @@ def test_a_lever_is_judged_against_the_variant_it_changes(ledger, tmp_path):
         },
     }
     (tmp_path / "compare-toy-plain-vs-lever.json").write_text(json.dumps(compare))
+    elsewhere = {**compare, "after": "lever-elsewhere", "scored_on": "other"}  # the forgetting check
+    (tmp_path / "compare-toy-plain-vs-lever-on-other.json").write_text(json.dumps(elsewhere))
     section = ledger.lever_section(tmp_path)
-    assert "| `plain` → `lever` | 100 | 0.7000 → 0.7400 | +0.0400 (+0.0200, +0.0600), p 0.001 |" in section
+    assert "| toy: `plain` → `lever` | 100 | 0.7000 → 0.7400 | +0.0400 (+0.0200, +0.0600), p 0.001 |" in section
+    assert "| other: `plain` → `lever-elsewhere` | 100 |" in section
     assert section.rstrip().endswith("gain, but Recall@100 fell |")
     assert ledger.lever_section(tmp_path / "empty") == ""
 

@@ -225,7 +225,7 @@ def test_editing_one_document_changes_no_other_document_s_training_rows(tmp_path
     resources = {
         **default_resources(),
         "teacher": TeacherResource(model="fake/teacher"),
-        "methods": MethodsResource(lmar=False),
+        "methods": MethodsResource(lmar=False, mining=True),
     }
     run_config = {
         "ops": {
@@ -296,7 +296,7 @@ def test_with_mining_switched_off_no_judgement_is_paid_and_switching_it_on_makes
     assert event.asset_materialization.metadata["mining"].value is False
     mining_asset = next(a for a in all_assets if AssetKey("mining_rounds") in a.keys)
     questions_asset = next(a for a in all_assets if AssetKey("synthetic_queries") in a.keys)
-    switched_on = {**resources, "methods": MethodsResource(lmar=False)}
+    switched_on = {**resources, "methods": MethodsResource(lmar=False, mining=True)}
     assert not switches_changed(instance, mining_asset, resources)
     assert switches_changed(instance, mining_asset, switched_on)  # the runner rebuilds it with the rounds
     assert switches_changed(instance, questions_asset, switched_on)  # and the questions, whose share shrinks

@@ -74,9 +74,8 @@ def test_without_mining_the_plan_asks_no_judgement_and_gives_mining_s_share_to_t
 
 
 def test_embpipe_plan_prints_every_teacher_stage_and_calls_nothing(data_dir, capsys):
-    assert (
-        main(["plan", "--teacher", "fake/teacher", "--token-budget", "30000", "--set", "mining_rounds.rounds=1"]) == 0
-    )
+    mining_on = ["--mining", "--set", "mining_rounds.rounds=1"]  # off by default
+    assert main(["plan", "--teacher", "fake/teacher", "--token-budget", "30000", *mining_on]) == 0
     out = capsys.readouterr().out
     for stage in ("labeled_triplets", "cluster_profiles", "cluster_queries", "synthetic_queries", "mining_rounds"):
         assert stage in out
