@@ -6,8 +6,11 @@ two results files cannot give. This script loads both variants' trained models f
 (``data/benchmarks/<dataset>-<variant>/models/embedding_model``) and scores them side by side.
 
     python benchmarks/compare_variants.py --dataset techqa --before quick-tie --after quick-pairs
+    python benchmarks/compare_variants.py --dataset techqa --before base --after no-mining --on pubmedqa
 
-Writes ``benchmarks/results/compare-<dataset>-<before>-vs-<after>.json``; ``benchmarks/ledger.py`` lists it.
+``base`` names the packaged base model; ``--on`` scores the models on another BEIR dataset than the one they were
+adapted to (the forgetting check). Writes ``benchmarks/results/compare-<dataset>-<before>-vs-<after>.json``
+(``…-on-<dataset>.json`` with ``--on``); ``benchmarks/ledger.py`` lists it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,11 @@ METRICS = ("ndcg@10", "recall@100", "mrr@5")
 
 
 def model_folder(dataset: str, variant: str) -> Path:
+    """A variant's trained model, or the packaged base model for ``base``."""
+    if variant == "base":
+        from embpipe.core.embedding import packaged_base_model
+
+        return Path(packaged_base_model())
     folder = REPO / "data" / "benchmarks" / f"{dataset}-{variant}" / "models" / "embedding_model"
     if not folder.is_dir():
         raise SystemExit(f"{folder} is missing: run benchmarks/run_benchmark.py --variant {variant} first")
@@ -35,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--before", required=True, help="the variant the lever changes")
     parser.add_argument("--after", required=True, help="the variant with the lever")
+    parser.add_argument("--on", default="", help="the BEIR dataset to score on (default: --dataset)")
     parser.add_argument("--max-seq-length", type=int, default=256)
     args = parser.parse_args(argv)
 
@@ -43,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     from embpipe.core.evaluation.report import compare_models
 
     started = time.perf_counter()
-    target = load_beir(Path(args.data_root) / args.dataset)
+    scored_on = args.on or args.dataset
+    target = load_beir(Path(args.data_root) / scored_on)
     encoders = {}
     for variant in (args.before, args.after):
         model = load_model(str(model_folder(args.dataset, variant)), args.max_seq_length, "auto")
@@ -54,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         "dataset": args.dataset,
         "before": args.before,
         "after": args.after,
+        "scored_on": scored_on,
         "queries": len(target.queries),
         "metrics": {
             metric: {
@@ -68,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         },
         "wall_s": round(time.perf_counter() - started, 1),
     }
-    path = RESULTS / f"compare-{args.dataset}-{args.before}-vs-{args.after}.json"
+    suffix = f"-on-{scored_on}" if scored_on != args.dataset else ""
+    path = RESULTS / f"compare-{args.dataset}-{args.before}-vs-{args.after}{suffix}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["metrics"], indent=2))
     return 0

@@ -108,6 +108,17 @@ TEACHER_SETTINGS = tuple(
     )
     for seed in (42, 43, 44)
 )
+# The teacher's labels with fewer hard negatives and larger batches (more in-batch negatives), two seeds each: on
+# techqa's near-duplicate technotes a mined "negative" is often another answer to the question.
+NEGATIVE_SETTINGS = tuple(
+    Variant(f"{name}-seed{seed}", about, teacher=True, epochs=3, negatives=negatives, batch_size=batch, seed=seed)
+    for name, about, negatives, batch in (
+        ("teacher-neg4-b8", "teacher labels, 4 hard negatives, batch 8 (the default training settings)", 4, 8),
+        ("teacher-neg1-b16", "teacher labels, 1 hard negative, batch 16", 1, 16),
+        ("teacher-neg0-b32", "teacher labels, in-batch negatives only, batch 32", 0, 32),
+    )
+    for seed in (42, 43)
+)
 GUIDED_PAIRS = 1000  # the pairs ``prepare --guide`` scores (the first ones: the guide encodes ~7x slower than MiniLM)
 # The guide embedder (``prepare --guide``): its soft labels on the teacher's examples and on teacher-free pairs.
 GUIDE_VARIANTS = (
@@ -127,6 +138,7 @@ GUIDE_VARIANTS = (
     Variant("pairs-guide-soft20", "pairs-guide with softer soft labels: the guide's softmax at scale 20 (the "
             "student's stays 50)", pairs=GUIDED_PAIRS, guide=True, pairs_hard_labels=False, guide_scale=20.0),
 )  # fmt: skip
+ALL_VARIANTS = VARIANTS + TEACHER_SETTINGS + GUIDE_VARIANTS + NEGATIVE_SETTINGS
 SOUP_ALPHA = 0.5  # every trained variant is also scored halfway back to the base weights
 
 
@@ -261,13 +273,15 @@ def shrunk(target, size: int):
 
 
 def chosen(variant: Variant, only: list[str]) -> bool:
-    """Whether ``--only`` picks ``variant``: by name, ``teacher-settings`` for that group, none for the first list."""
+    """Whether ``--only`` picks ``variant``: by name, ``teacher-settings``, ``guide`` or ``negatives`` for that
+    group, none for the first list."""
     if not only:
         return variant in VARIANTS
     return (
         variant.name in only
         or ("teacher-settings" in only and variant in TEACHER_SETTINGS)
         or ("guide" in only and variant in GUIDE_VARIANTS)
+        or ("negatives" in only and variant in NEGATIVE_SETTINGS)
     )
 
 
@@ -292,7 +306,7 @@ def train(inputs: Path, out: Path, device: str, only: list[str], smoke: int = 0)
     ranked, log = earlier_runs(out)  # a later call adds its variants to the same folder
     ranked |= {f"base/{d}": r for d, r in rankings(base, targets).items()}
     log["device"] = str(base.device)
-    for variant in VARIANTS + TEACHER_SETTINGS + GUIDE_VARIANTS:
+    for variant in ALL_VARIANTS:
         if not chosen(variant, only):
             continue
         examples = variant_examples(variant, teacher, pairs)
@@ -339,7 +353,7 @@ def ranked_run(query_ids: list[str], doc_ids: list[str], rows: np.ndarray) -> di
 
 def described(variants: dict[str, dict]) -> dict[str, dict]:
     """The trained variants' records with their descriptions as this script words them now."""
-    about = {v.name: v.about for v in VARIANTS + TEACHER_SETTINGS + GUIDE_VARIANTS}
+    about = {v.name: v.about for v in ALL_VARIANTS}
     return {name: {**record, "about": about.get(name, record["about"])} for name, record in variants.items()}
 
 
@@ -400,7 +414,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--half", action="store_true", help="store the base model's weights in float16")
     parser.add_argument("--guide", default="", help="prepare: a guide model (fetched name or path) scores examples")
     parser.add_argument(
-        "--only", nargs="*", default=[], help="variant names, teacher-settings or guide (default: the first list)"
+        "--only",
+        nargs="*",
+        default=[],
+        help="variant names; teacher-settings, guide, negatives: a group (default: the first list)",
     )
     parser.add_argument("--tag", default="", help="results file suffix (a second sweep of the same dataset)")
     parser.add_argument(
