@@ -152,11 +152,7 @@ def run_settings_parser() -> argparse.ArgumentParser:
     settings.add_argument("--epochs", type=positive_int, help="most training epochs")
     settings.add_argument("--no-lmar", action="store_true", help="skip LMAR's stages (triplets, cluster questions)")
     settings.add_argument("--embgen", action="store_true", help="run EmbGen's stages (entities, strategy questions)")
-    settings.add_argument(
-        "--mining",
-        action="store_true",
-        help="run the student-teacher mining rounds (off: their tokens go to questions)",
-    )
+    settings.add_argument("--mining", action="store_true", help="run the student-teacher mining rounds (default: off)")
     settings.add_argument(
         "--set",
         dest="settings",
