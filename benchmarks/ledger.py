@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from ledger_sweep import sweep_section, yield_section  # noqa: E402
+from ledger_sweep import probe_section, sweep_section, yield_section  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 SUMMARY = RESULTS / "SUMMARY.md"
@@ -234,6 +234,7 @@ def summary_markdown(rows: list[Row], results: Path = RESULTS) -> str:
         + parity_section(results)
         + sweep_section(results)
         + yield_section(results)
+        + probe_section(results)
     )
 
 

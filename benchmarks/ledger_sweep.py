@@ -103,3 +103,34 @@ def yield_table(path: Path) -> str:
 def yield_section(results: Path) -> str:
     """One table per question-yield benchmark."""
     return "".join(yield_table(path) for path in sorted(results.glob("question-yield-*.json")))
+
+
+def probe_table(path: Path) -> str:
+    result = json.loads(path.read_text())
+    lines = [
+        "| recipe | epoch | validation nDCG@10 (chunks, the pipeline's) | validation nDCG@10 (documents) "
+        "| hand set nDCG@10, Δ (95% CI), p |",
+        "|---|---|---|---|---|",
+    ]
+    for name, run in result["runs"].items():
+        for row in run["epochs"]:
+            hand = {"value": row["hand_value"], "delta": row["hand_delta"], "ci_low": row["hand_ci_low"],
+                    "ci_high": row["hand_ci_high"], "p_value": row["hand_p_value"]}  # fmt: skip
+            lines.append(
+                f"| `{name}` ({run['examples']} examples) | {row['epoch']} | {row['validation_chunks']:.4f} "
+                f"| {row['validation_documents']:.4f} | {cell(hand)} |"
+            )
+    return (
+        f"\n## The pipeline's validation against a hand-labelled set (`{path.name}`)\n\n"
+        "`benchmarks/validation_probe.py`: fixed-epoch training from the base (epoch 0) on a finished run's "
+        f"examples; after each epoch, the {result['validation_queries']} validation questions against "
+        f"{result['validation_chunks']} chunks (the figure `embedding_model` selects by), the same questions scored "
+        f"by document, and the {result['hand_queries']} human-labelled questions of `{result['hand_set']}`.\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+
+
+def probe_section(results: Path) -> str:
+    """One table per validation probe."""
+    return "".join(probe_table(path) for path in sorted(results.glob("validation-probe-*.json")))

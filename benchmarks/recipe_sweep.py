@@ -53,7 +53,7 @@ class Variant:
     name: str
     about: str
     teacher: bool = False
-    pairs: int = 0  # teacher-free pairs (0 = none, -1 = all)
+    pairs: int = 0  # teacher-free pairs (0 = none, -1 = all, -2 = as many as the teacher's examples)
     strategies: tuple[str, ...] = ("title", "inverse_cloze")
     negatives: int = 4
     batch_size: int = 8
@@ -74,6 +74,11 @@ VARIANTS = (
     Variant("teacher", "the teacher's training labels alone (the current default recipe)", teacher=True, epochs=3),
     Variant("teacher+pairs-default", "teacher labels + every pair at the default training settings (4 negatives, "
             "batch 8, 3 epochs)", teacher=True, pairs=-1, epochs=3),
+    Variant("teacher+pairs-default-seed43", "teacher+pairs-default with another seed", teacher=True, pairs=-1,
+            epochs=3, seed=43),
+    Variant("teacher+pairs-matched", "teacher labels + as many teacher-free pairs as there are teacher examples "
+            "(weight 0.5), 4 negatives, batch 8, 3 epochs (on the sample corpus every pair is about that many)",
+            teacher=True, pairs=-2, epochs=3),
     Variant("pairs-1k", "1,000 teacher-free pairs, 1 hard negative, batch 32", pairs=1000, negatives=1, batch_size=32),
     Variant("pairs-inbatch", "every teacher-free pair, in-batch negatives only, batch 32", pairs=-1, negatives=0,
             batch_size=32),
@@ -227,7 +232,7 @@ def variant_examples(variant: Variant, teacher: pd.DataFrame, pairs: pd.DataFram
     from embpipe.core.training.trainer import TrainingExample
 
     chosen = pairs[pairs["strategy"].isin(variant.strategies)]
-    chosen = chosen if variant.pairs < 0 else chosen.head(variant.pairs)
+    chosen = chosen if variant.pairs == -1 else chosen.head(len(teacher) if variant.pairs == -2 else variant.pairs)
     frames = [teacher] if variant.teacher else []
     frames += [chosen.assign(weight=variant.pair_weight if variant.pairs_hard_labels else 0.0)] if variant.pairs else []
     examples = []

@@ -123,3 +123,23 @@ def test_the_sweep_sections_show_each_variant_against_the_base_and_each_setting_
     )
     assert "| 3 | 1 | 4 | 40.0 | 10.0 | 12 | 10 | 900 | 70% (40%–90%) |" in yield_section(tmp_path)
     assert "| 3 | 4 | 4 | 20.0 | 5.0 | 12 | 10 | 1,800 | 70% (40%–90%) |" in yield_section(tmp_path)
+
+
+def test_the_validation_probe_section_shows_each_epoch_beside_the_hand_set(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from ledger_sweep import probe_section
+
+    def epoch(number: int, chunks: float, hand: float, delta: float | None) -> dict:
+        low, high, p = (None, None, None) if delta is None else (delta - 0.01, delta + 0.01, 0.03)
+        test = {"hand_delta": delta, "hand_ci_low": low, "hand_ci_high": high, "hand_p_value": p}
+        return {"epoch": number, "validation_chunks": chunks, "validation_documents": 0.9, "hand_value": hand, **test}
+
+    probe = {"hand_set": "toy-eval", "hand_queries": 60, "validation_queries": 16, "validation_chunks": 141,
+             "runs": {"teacher-seed42": {"examples": 59, "epochs": [epoch(0, 0.85, 0.90, None),
+                                                                    epoch(1, 0.78, 0.94, 0.04)]}}}  # fmt: skip
+    (tmp_path / "validation-probe-toy.json").write_text(json.dumps(probe))
+    text = probe_section(tmp_path)
+    assert "| `teacher-seed42` (59 examples) | 0 | 0.8500 | 0.9000 | 0.9000 |" in text
+    tuned = "| `teacher-seed42` (59 examples) | 1 | 0.7800 | 0.9000 | 0.9400, +0.0400 (+0.0300, +0.0500), p 0.03 |"
+    assert tuned in text
+    assert "16 validation questions against 141 chunks" in text and "60 human-labelled questions of `toy-eval`" in text
