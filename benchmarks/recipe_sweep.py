@@ -46,6 +46,10 @@ TOP_K = 100
 SEQ_LENGTH = 256  # the benchmark's evaluation length
 
 
+ALL_PAIRS = -1  # every teacher-free pair
+MATCHED_PAIRS = -2  # as many teacher-free pairs as the teacher's examples
+
+
 @dataclass(frozen=True)
 class Variant:
     """One training recipe: which examples, how many negatives each keeps, batch size, epochs, length."""
@@ -53,7 +57,7 @@ class Variant:
     name: str
     about: str
     teacher: bool = False
-    pairs: int = 0  # teacher-free pairs (0 = none, -1 = all, -2 = as many as the teacher's examples)
+    pairs: int = 0  # teacher-free pairs: 0 = none, a count, ALL_PAIRS or MATCHED_PAIRS
     strategies: tuple[str, ...] = ("title", "inverse_cloze")
     negatives: int = 4
     batch_size: int = 8
@@ -78,7 +82,7 @@ VARIANTS = (
             epochs=3, seed=43),
     Variant("teacher+pairs-matched", "teacher labels + as many teacher-free pairs as there are teacher examples "
             "(weight 0.5), 4 negatives, batch 8, 3 epochs (on the sample corpus every pair is about that many)",
-            teacher=True, pairs=-2, epochs=3),
+            teacher=True, pairs=MATCHED_PAIRS, epochs=3),
     Variant("pairs-1k", "1,000 teacher-free pairs, 1 hard negative, batch 32", pairs=1000, negatives=1, batch_size=32),
     Variant("pairs-inbatch", "every teacher-free pair, in-batch negatives only, batch 32", pairs=-1, negatives=0,
             batch_size=32),
@@ -232,7 +236,8 @@ def variant_examples(variant: Variant, teacher: pd.DataFrame, pairs: pd.DataFram
     from embpipe.core.training.trainer import TrainingExample
 
     chosen = pairs[pairs["strategy"].isin(variant.strategies)]
-    chosen = chosen if variant.pairs == -1 else chosen.head(len(teacher) if variant.pairs == -2 else variant.pairs)
+    if variant.pairs != ALL_PAIRS:
+        chosen = chosen.head(len(teacher) if variant.pairs == MATCHED_PAIRS else variant.pairs)
     frames = [teacher] if variant.teacher else []
     frames += [chosen.assign(weight=variant.pair_weight if variant.pairs_hard_labels else 0.0)] if variant.pairs else []
     examples = []

@@ -28,10 +28,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 RESULTS = REPO / "benchmarks" / "results"
 METRIC = "ndcg@10"
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from recipe_sweep import ALL_PAIRS, Variant, variant_examples  # noqa: E402
+
 RECIPES = {
-    "teacher": "the teacher's training labels (the default recipe: 4 hard negatives, batch 8)",
-    "teacher+pairs": "teacher labels + every teacher-free pair (weight 0.5), 4 hard negatives, batch 8",
-}
+    "teacher": Variant("teacher", "the teacher's training labels (the default recipe: 4 hard negatives, batch 8)",
+                       teacher=True),
+    "teacher+pairs": Variant("teacher+pairs", "teacher labels + every teacher-free pair (weight 0.5), 4 hard "
+                             "negatives, batch 8", teacher=True, pairs=ALL_PAIRS),
+}  # fmt: skip
 
 
 def by_document(run: dict, document_of: dict[str, str]) -> dict:
@@ -81,7 +87,7 @@ def probe(data: Path, inputs: Path, beir: Path, recipes: list[str], seeds: list[
     """Every recipe at every seed: its examples and per-epoch figures."""
     from embpipe.core.embedding import load_model
     from embpipe.core.evaluation.beir import load_beir
-    from embpipe.core.training.trainer import TrainingExample, TrainingParams, train_contrastive
+    from embpipe.core.training.trainer import TrainingParams, train_contrastive
     from embpipe.core.training.validation import validation_target
 
     assets = data / "assets"
@@ -90,23 +96,19 @@ def probe(data: Path, inputs: Path, beir: Path, recipes: list[str], seeds: list[
                                    pd.read_parquet(assets / "query_splits.parquet"), chunks)  # fmt: skip
     document_of = dict(zip(chunks["chunk_id"].astype(str), chunks["doc_id"].astype(str), strict=True))
     hand = load_beir(beir)
-    frames = {part: pd.read_parquet(inputs / f"{part}.parquet") for part in ("teacher", "pairs")}
+    teacher, pairs = pd.read_parquet(inputs / "teacher.parquet"), pd.read_parquet(inputs / "pairs.parquet")
     runs = {}
     for recipe in recipes:
-        chosen = [frames[part] for part in recipe.split("+")]
-        examples = [
-            TrainingExample(q, p, tuple(n)[:4], float(w))
-            for f in chosen
-            for q, p, n, w in zip(f["query"], f["positive"], f["negatives"], f["weight"], strict=True)
-        ]
+        examples = variant_examples(RECIPES[recipe], teacher, pairs)
         for seed in seeds:
             rows: list[dict] = []
             model = load_model(str(inputs / "base-model"), 256, "cpu").float()
             started = time.perf_counter()
             train_contrastive(model, examples, epoch_scorer(validation, document_of, hand, rows),
-                              TrainingParams(epochs=epochs, batch_size=8, patience=epochs, seed=seed))  # fmt: skip
+                              TrainingParams(epochs=epochs, batch_size=RECIPES[recipe].batch_size, patience=epochs,
+                                             seed=seed))  # fmt: skip
             seconds = round(time.perf_counter() - started, 1)
-            runs[f"{recipe}-seed{seed}"] = {"about": RECIPES[recipe], "examples": len(examples), "seed": seed,
+            runs[f"{recipe}-seed{seed}"] = {"about": RECIPES[recipe].about, "examples": len(examples), "seed": seed,
                                             "seconds": seconds, "epochs": rows}  # fmt: skip
     return {"data": str(data), "hand_set": beir.name, "hand_queries": len(hand.queries),
             "validation_queries": len(validation.queries), "validation_chunks": len(validation.corpus),
