@@ -1,7 +1,8 @@
 """Does the pipeline's validation agree with a hand-labelled set? Epoch by epoch, on a finished run's data.
 
-``embedding_model`` picks its epoch, and keeps the base weights when no epoch beats them, by nDCG@10 on the
-teacher's held-out validation questions against the run's chunks (``validation_target``). On a small corpus those
+``embedding_model`` picked its epoch, and kept the base weights when no epoch beat them, by nDCG@10 on the
+teacher's held-out validation questions against the run's chunks (``validation_target``); since this probe it
+scores them by document. On a small corpus those
 questions are few and copy their chunk's words. This script trains the pipeline's trainer for fixed epochs from
 the base model on a recipe sweep's prepared examples (``recipe_sweep.py prepare``) and, after every epoch (the
 base as epoch 0), scores three things: the pipeline's validation figure, the same validation questions scored by
@@ -40,26 +41,15 @@ RECIPES = {
 }  # fmt: skip
 
 
-def by_document(run: dict, document_of: dict[str, str]) -> dict:
-    """A chunk run as a document run: each document scored by its best chunk."""
-    documents: dict = {}
-    for query, hits in run.items():
-        best: dict[str, float] = {}
-        for chunk, score in hits.items():
-            doc = document_of[chunk]
-            best[doc] = max(best.get(doc, float("-inf")), float(score))
-        documents[query] = best
-    return documents
-
-
 def epoch_scorer(validation, document_of: dict[str, str], hand, rows: list[dict]):
     """A trainer score function that records every epoch's three figures in ``rows``; it rises with each call,
     so training runs its fixed epochs."""
     from embpipe.core.embedding import role_encoder
     from embpipe.core.evaluation.metrics import evaluate
     from embpipe.core.evaluation.report import compare_runs, dense_run
+    from embpipe.core.training.validation import by_document, document_qrels
 
-    document_qrels = {q: {document_of[c]: 1 for c in rel} for q, rel in validation.qrels.items()}
+    qrels_by_document = document_qrels(validation.qrels, document_of)
     hand_runs: dict = {}
 
     def score(model) -> float:
@@ -70,7 +60,7 @@ def epoch_scorer(validation, document_of: dict[str, str], hand, rows: list[dict]
         row = {
             "epoch": len(rows),
             "validation_chunks": evaluate(validation.qrels, run, [METRIC])[METRIC],
-            "validation_documents": evaluate(document_qrels, by_document(run, document_of), [METRIC])[METRIC],
+            "validation_documents": evaluate(qrels_by_document, by_document(run, document_of), [METRIC])[METRIC],
         }
         table = compare_runs(hand.qrels, hand_runs, [METRIC])
         hand_row = table[table["model"] == name].iloc[0]
@@ -88,13 +78,13 @@ def probe(data: Path, inputs: Path, beir: Path, recipes: list[str], seeds: list[
     from embpipe.core.embedding import load_model
     from embpipe.core.evaluation.beir import load_beir
     from embpipe.core.training.trainer import TrainingParams, train_contrastive
-    from embpipe.core.training.validation import validation_target
+    from embpipe.core.training.validation import chunk_documents, validation_target
 
     assets = data / "assets"
     chunks = pd.read_parquet(assets / "chunks.parquet")
     validation = validation_target(pd.read_parquet(assets / "synthetic_queries.parquet"),
                                    pd.read_parquet(assets / "query_splits.parquet"), chunks)  # fmt: skip
-    document_of = dict(zip(chunks["chunk_id"].astype(str), chunks["doc_id"].astype(str), strict=True))
+    document_of = chunk_documents(chunks)
     hand = load_beir(beir)
     teacher, pairs = pd.read_parquet(inputs / "teacher.parquet"), pd.read_parquet(inputs / "pairs.parquet")
     runs = {}

@@ -22,6 +22,7 @@ from embpipe.core.training.trainer import (
     distinct_query_and_positive_batches,
     train_contrastive,
 )
+from embpipe.core.training.validation import chunk_documents, validation_scorer, validation_target
 
 
 def test_info_nce_matches_hand_computation():
@@ -232,6 +233,26 @@ def test_an_epoch_that_ties_the_base_on_validation_is_kept_and_one_below_it_is_n
     kept = train_contrastive(worse, examples, lambda model: next(scores), params)
     assert kept.best_epoch == 0 and kept.best_score == 1.0
     assert all(torch.equal(t, worse.state_dict()[n]) for n, t in base_model.state_dict().items())
+
+
+def test_validation_credits_a_question_whose_positive_s_own_document_ranks_first_through_another_chunk(base_model):
+    chunks = pd.DataFrame(
+        {
+            "chunk_id": ["e217-cause", "e217-fix", "fan"],
+            "doc_id": ["kv-0101", "kv-0101", "kv-0113"],
+            "title": ["Error E217: replication stalls"] * 2 + ["Fan failure on the KV-400"],
+            "text": [
+                "Replication to the target vault stops at the same percentage every night.",
+                "Restart the replication service with `repl restart` and raise the WAN timeout to 120 seconds.",
+                "The chassis fan reports zero RPM and the unit raises a thermal alarm.",
+            ],
+        }
+    )
+    question = pd.DataFrame({"query_id": ["q"], "text": [chunks["text"][1]], "positive_chunk_ids": [["e217-cause"]]})
+    validation = validation_target(question, pd.DataFrame({"query_id": ["q"], "split": ["validation"]}), chunks)
+    by_chunk = validation_scorer(validation, {c: c for c in chunks["chunk_id"]})(base_model)
+    by_document = validation_scorer(validation, chunk_documents(chunks))(base_model)
+    assert by_chunk < 0.99 and by_document == pytest.approx(1.0)
 
 
 def test_the_mix_with_the_base_that_scores_best_on_validation_is_kept():

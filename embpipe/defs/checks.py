@@ -109,10 +109,15 @@ def model_not_worse_than_base(
     query_splits: pd.DataFrame,
     embedder: EmbedderResource,
 ) -> AssetCheckResult:
-    from embpipe.core.training.validation import VALIDATION_SEED, validation_scorer, validation_target
+    from embpipe.core.training.validation import (
+        VALIDATION_SEED,
+        chunk_documents,
+        validation_scorer,
+        validation_target,
+    )
 
     validation = validation_target(synthetic_queries, query_splits, chunks, seed=VALIDATION_SEED + 1)
-    score = validation_scorer(validation, embedder.batch_size)
+    score = validation_scorer(validation, chunk_documents(chunks), embedder.batch_size)
     base, tuned = score(embedder.load()), score(embedding_model)
     return AssetCheckResult(
         passed=tuned >= base - 1e-9,

@@ -32,7 +32,7 @@ from embpipe.core.training.mining_steps import (
 )
 from embpipe.core.training.negatives import NegativeParams, mine_for_chunks, negatives_table
 from embpipe.core.training.trainer import TrainingParams
-from embpipe.core.training.validation import validation_scorer, validation_target
+from embpipe.core.training.validation import chunk_documents, validation_scorer, validation_target
 from embpipe.defs.metadata import budget_stop, progress_logger, table_output
 from embpipe.defs.types import HardNegativesFrame, TrainingLabelsFrame
 from embpipe.llm.budget import MINING_STAGE, BudgetStop
@@ -169,7 +169,7 @@ def margin_labels_output(config: MiningConfig, train: pd.DataFrame, hard_negativ
     return table_output(frame, config, {**mining_summary(frame, outcome, 0, 0, 0), "mining": False}, LABEL_COLUMNS)
 
 
-@asset(dagster_type=TrainingLabelsFrame, code_version="4", group_name="training")
+@asset(dagster_type=TrainingLabelsFrame, code_version="5", group_name="training")
 def mining_rounds(
     context: AssetExecutionContext,
     config: MiningConfig,
@@ -191,7 +191,8 @@ def mining_rounds(
     texts, corpus = dict(zip(train["query_id"].astype(str), train["text"], strict=True)), chunk_corpus(chunks)
     base, client, stop = embedder.load(), teacher.client(), BudgetStop()
     pool = candidate_pool(train, chunks, chunk_embeddings, base, config.pool_depth, config.full_search_max_chunks)
-    score = validation_scorer(validation_target(synthetic_queries, query_splits, chunks), embedder.batch_size)
+    validation = validation_target(synthetic_queries, query_splits, chunks)
+    score = validation_scorer(validation, chunk_documents(chunks), embedder.batch_size)
     reused = reused_judgements(context, config, set(texts), set(corpus))  # (judgements, settled queries)
     params = {**config.model_dump(), "train_queries": len(train), "pool": len(pool)}
     base_metric = {"base_val_ndcg_at_10": score(base)}

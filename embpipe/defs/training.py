@@ -19,6 +19,7 @@ from embpipe.core.training.trainer import NEGATIVES_PER_EXAMPLE, EpochRecord, Tr
 from embpipe.core.training.validation import (
     VALIDATION_CORPUS_SIZE,
     VALIDATION_METRIC,
+    chunk_documents,
     epoch_metrics,
     model_card,
     outcome_metrics,
@@ -100,7 +101,7 @@ def checkpoint_path(config: TrainingConfig, base_model: str, *data: pd.DataFrame
     return folder
 
 
-@asset(io_manager_key="model_io_manager", code_version="5", group_name="training")
+@asset(io_manager_key="model_io_manager", code_version="6", group_name="training")
 def embedding_model(
     context: AssetExecutionContext,
     config: TrainingConfig,
@@ -132,7 +133,7 @@ def embedding_model(
         context.log.info(
             f"training on {len(examples)} examples on {model.device}, {len(validation.queries)} validation queries"
         )
-        score = validation_scorer(validation, embedder.batch_size)
+        score = validation_scorer(validation, chunk_documents(chunks), embedder.batch_size)
         outcome = train_contrastive(model, examples, score, config.params(), epoch_logger(context), checkpoint)
         log_trained_model(
             model, model_card(config.model_dump(mode="json"), embedder.model_id(), len(examples), outcome), outcome
