@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
@@ -77,12 +78,14 @@ def test_malformed_html_keeps_paragraphs():
     assert text.split("\n\n") == ["Head", "One bold", "Two"]
 
 
-def test_beir_corpus_lines_become_documents(tmp_path):
+def test_beir_corpus_lines_become_documents_and_an_untitled_one_takes_its_first_line(tmp_path):
     (tmp_path / "corpus.jsonl").write_text(
-        '{"_id": "p1", "title": "T", "text": "alpha"}\n{"_id": "p2", "text": "beta"}\n'
+        '{"_id": "p1", "title": "T", "text": "alpha"}\n'
+        '{"_id": "p2", "title": " ", "text": "\\nFan alert H-052\\nbeta"}\n'
     )
     result = read_folder(tmp_path)
-    assert [(d.doc_id, d.title, d.text) for d in result.documents] == [("p1", "T", "alpha"), ("p2", "", "beta")]
+    assert [(d.doc_id, d.title) for d in result.documents] == [("p1", "T"), ("p2", "Fan alert H-052")]
+    assert [d.text for d in result.documents] == ["alpha", "\nFan alert H-052\nbeta"]
 
 
 def test_missing_folder_error_names_the_setting(tmp_path):
@@ -97,6 +100,8 @@ def test_ids_and_manifest_are_stable_and_content_sensitive(tmp_path):
     assert manifest_hash(first) == manifest_hash(read_folder(tmp_path).documents)
     (tmp_path / "a.txt").write_text("alpha text, edited")
     assert manifest_hash(first) != manifest_hash(read_folder(tmp_path).documents)
+    retitled = [dataclasses.replace(first[0], title="another title")]
+    assert manifest_hash(first) != manifest_hash(retitled)  # chunks are embedded behind their title
 
 
 def test_beir_folder_yields_only_its_corpus(tmp_path):

@@ -38,7 +38,7 @@ class DocumentsConfig(Config):
     outs={
         "documents": AssetOut(
             dagster_type=DocumentsFrame,
-            code_version="1",
+            code_version="2",
             description=("One row per readable document: id (hash of relative path), path, content hash, title, text."),
         ),
         "rejected_documents": AssetOut(

@@ -117,7 +117,9 @@ def documents_from_file(path: Path, relative: str, max_bytes: int) -> list[Docum
 
 
 def documents_from_jsonl(content: str, relative: str) -> list[Document]:
-    """Documents of a BEIR ``corpus.jsonl``: ``_id``, optional ``title``, ``text``."""
+    """Documents of a BEIR ``corpus.jsonl``: ``_id``, optional ``title``, ``text``. A row without a title takes its
+    text's first line, as a text file does: every chunk is embedded behind its document's title, and a corpus
+    whose titles sit in the text's first line (techqa's) would otherwise give its later chunks no title at all."""
     documents = []
     for number, line in enumerate(content.splitlines(), start=1):
         if not line.strip():
@@ -129,7 +131,8 @@ def documents_from_jsonl(content: str, relative: str) -> list[Document]:
             raise ValueError(f"line {number} is not a BEIR corpus row with _id and text: {error}") from error
         if text.strip():
             digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-            documents.append(Document(doc_id, f"{relative}#{doc_id}", digest, str(row.get("title") or ""), text))
+            title = str(row.get("title") or "").strip() or title_of(".txt", b"", text, decode_text)
+            documents.append(Document(doc_id, f"{relative}#{doc_id}", digest, title, text))
     return documents
 
 
@@ -170,10 +173,11 @@ def read_folder(folder: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Folde
 
 
 def manifest_hash(documents: list[Document]) -> str:
-    """A content hash of the document manifest (path + content hash): the ``documents`` data version."""
+    """A content hash of the document manifest (path, content hash, title): the ``documents`` data version. The title
+    is in it because every chunk is embedded behind it: a changed title is a changed document downstream."""
     digest = hashlib.sha256()
     for document in sorted(documents, key=lambda d: d.path):
-        digest.update(f"{document.path}\0{document.content_sha256}\n".encode())
+        digest.update(f"{document.path}\0{document.content_sha256}\0{document.title}\n".encode())
     return digest.hexdigest()[:24]
 
 
