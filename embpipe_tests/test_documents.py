@@ -81,11 +81,11 @@ def test_malformed_html_keeps_paragraphs():
 def test_beir_corpus_lines_become_documents_and_an_untitled_one_takes_its_first_line(tmp_path):
     (tmp_path / "corpus.jsonl").write_text(
         '{"_id": "p1", "title": "T", "text": "alpha"}\n'
-        '{"_id": "p2", "title": " ", "text": "\\nFan alert H-052\\nbeta"}\n'
+        '{"_id": "p2", "title": " ", "text": "\\n* \\n * Fan alert H-052\\nbeta"}\n'
     )
     result = read_folder(tmp_path)
     assert [(d.doc_id, d.title) for d in result.documents] == [("p1", "T"), ("p2", "Fan alert H-052")]
-    assert [d.text for d in result.documents] == ["alpha", "\nFan alert H-052\nbeta"]
+    assert [d.text for d in result.documents] == ["alpha", "\n* \n * Fan alert H-052\nbeta"]
 
 
 def test_missing_folder_error_names_the_setting(tmp_path):

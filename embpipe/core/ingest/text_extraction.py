@@ -60,12 +60,14 @@ def extract_text(suffix: str, raw: bytes, decode: Decoder) -> str:
 
 
 def title_of(suffix: str, raw: bytes, text: str, decode: Decoder) -> str:
-    """A document title: HTML ``<title>``, a Markdown ``# heading``, else the first line of text."""
+    """A document title: HTML ``<title>``, a Markdown ``# heading``, else the first line of text with a word in it
+    (a line of bullets or rules alone is skipped, and a heading's or bullet's marks are cut)."""
     if suffix in {".html", ".htm"}:
         match = re.search(r"<title[^>]*>(.*?)</title>", decode(raw), re.IGNORECASE | re.DOTALL)
         if match and match.group(1).strip():
             return re.sub(r"\s+", " ", match.group(1)).strip()
     for line in text.splitlines():
-        if line.strip():
-            return line.strip().lstrip("#").strip()[:200]
+        candidate = line.strip().lstrip("#*-•").strip()
+        if re.search(r"[^\W_]{2}", candidate):
+            return candidate[:200]
     return ""
