@@ -108,8 +108,8 @@ def yield_section(results: Path) -> str:
 def probe_table(path: Path) -> str:
     result = json.loads(path.read_text())
     lines = [
-        "| recipe | epoch | validation nDCG@10 (chunks, the pipeline's) | validation nDCG@10 (documents) "
-        "| hand set nDCG@10, Δ (95% CI), p |",
+        "| recipe | epoch | validation nDCG@10 (chunks, the pipeline's until 7a287db) "
+        "| validation nDCG@10 (documents, the pipeline's since) | hand set nDCG@10, Δ (95% CI), p |",
         "|---|---|---|---|---|",
     ]
     for name, run in result["runs"].items():
@@ -124,10 +124,9 @@ def probe_table(path: Path) -> str:
         f"\n## The pipeline's validation against a hand-labelled set (`{path.name}`)\n\n"
         "`benchmarks/validation_probe.py`: fixed-epoch training from the base (epoch 0) on a finished run's "
         f"examples; after each epoch, the {result['validation_queries']} validation questions against "
-        f"{result['validation_chunks']} chunks (the figure `embedding_model` selects by), the same questions scored "
-        f"by document, and the {result['hand_queries']} human-labelled questions of `{result['hand_set']}`.\n\n"
-        + "\n".join(lines)
-        + "\n"
+        f"{result['validation_chunks']} chunks (the figure `embedding_model` selected by until 7a287db), the same "
+        f"questions scored by document (its figure since), and the {result['hand_queries']} human-labelled "
+        f"questions of `{result['hand_set']}`.\n\n" + "\n".join(lines) + "\n"
     )
 
 
