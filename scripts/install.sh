@@ -41,8 +41,10 @@ case "$FAISS" in
 esac
 locked=$(mktemp); trap 'rm -f "$locked"' EXIT
 without $excluded > "$locked"
-echo "[install] $(grep -c '^[A-Za-z0-9]' "$locked") locked packages (requirements.lock, hashes required)"
-$PIP --require-hashes -r "$locked"
+# --no-deps: the lock already holds every dependency, so pip resolves nothing and a release newer than a pin
+# can never enter (`pip check` below proves the set complete).
+echo "[install] $(grep -oE '^[A-Za-z0-9._-]+==' "$locked" | sort -u | wc -l) locked packages (requirements.lock, hashes required)"
+$PIP --no-deps --require-hashes -r "$locked"
 
 # llama-cpp-python: the locked sdist, built per variant, cached by version and flags. The baseline (AVX2)
 # is the environment's llama_cpp and runs on any x86-64 CPU with AVX2; the avx512 variant (AVX-512 with
