@@ -97,6 +97,8 @@ def test_openai_client_gets_embeddings_for_a_list_and_a_string(server):
     assert response.usage.prompt_tokens == encoder.count_tokens(TEXTS[:2]) > 10
     single = client.embeddings.create(model="embpipe-test", input=TEXTS[2], encoding_format="float")
     assert len(single.data) == 1 and np.allclose(single.data[0].embedding, encoder.encode(TEXTS[2:3])[0], atol=1e-6)
+    typed = client.embeddings.create(model="embpipe-test", input=TEXTS[2], extra_body={"input_type": "passage"})
+    assert typed.data[0].embedding == single.data[0].embedding  # a model without prompts ignores the role
 
 
 def test_base64_is_little_endian_float32(server):
@@ -122,6 +124,7 @@ def test_base64_is_little_endian_float32(server):
         ({"model": "embpipe-test", "input": "\ud800"}, 400, "input"),
         ({"model": "embpipe-test", "input": ["ok", "half \udfff pair"]}, 400, "input"),
         ({"model": "gpt-4o", "input": "hi"}, 404, "model"),
+        ({"model": "embpipe-test", "input": "hi", "input_type": "search_document"}, 400, "input_type"),
     ],
 )
 def test_bad_requests_get_openai_style_errors(server, payload, status, param):
@@ -145,6 +148,7 @@ def test_invalid_json_oversized_bodies_and_unknown_routes_are_refused(server):
     assert httpx.get(f"{url}/v1/embeddings").status_code == 405
     health = httpx.get(f"{url}/health").json()
     assert health["status"] == "ok" and health["backend"].startswith("onnx-") and health["dimension"] == 384
+    assert health["input_type_required"] is False
 
 
 def random_json(rng: random.Random, depth: int = 0):
@@ -175,7 +179,7 @@ def random_request(rng: random.Random) -> bytes:
     kind = rng.random()
     if kind < 0.6:
         body = {"model": "embpipe-test", "input": ["a valid text"], "encoding_format": "float"}
-        body[rng.choice(["model", "input", "encoding_format", "dimensions", "extra"])] = random_json(rng)
+        body[rng.choice(["model", "input", "encoding_format", "dimensions", "input_type", "extra"])] = random_json(rng)
         return json.dumps(body).encode()
     if kind < 0.85:
         return json.dumps(random_json(rng)).encode()

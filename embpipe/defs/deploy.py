@@ -33,7 +33,7 @@ class OnnxExport:
         shutil.move(self.folder, target)
 
 
-@asset(io_manager_key="model_io_manager", code_version="1", group_name="deploy")
+@asset(io_manager_key="model_io_manager", code_version="2", group_name="deploy")
 def onnx_model(
     context: AssetExecutionContext,
     config: OnnxConfig,

@@ -2,7 +2,10 @@
 
 Requests follow OpenAI's schema: ``input`` is a string or a list of strings, ``model`` names the model,
 ``encoding_format`` is ``float`` (default) or ``base64`` (little-endian float32, what the official client
-asks for), ``dimensions`` may only repeat the model's own. Bad requests get 4xx answers with OpenAI-style
+asks for), ``dimensions`` may only repeat the model's own. ``input_type`` (``query``, or ``passage`` /
+``document``), an extension NVIDIA's embedding servers share, says what the texts are: a model with query and
+document prompts (EmbeddingGemma and models adapted from it) encodes each through its prompt and requires it,
+a model without prompts accepts and ignores it. Bad requests get 4xx answers with OpenAI-style
 bodies ``{"error": {"message", "type", "param", "code"}}``; the limits on body size, batch size and input
 length are settings of ``ServerLimits``.
 
@@ -24,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from embpipe.core.embedding import Role
 from embpipe.serving.encoders import ServingEncoder
 
 
@@ -89,8 +93,29 @@ def encoded(vector: np.ndarray, encoding_format: str) -> list[float] | str:
     return vector.astype(float).tolist()
 
 
-def parse_request(raw: bytes, encoder: ServingEncoder, limits: ServerLimits) -> tuple[dict, list[str], str]:
-    """The body, its input texts and its encoding format; a ``RequestError`` naming the fault otherwise."""
+INPUT_TYPES: dict[str, Role] = {"query": "query", "passage": "document", "document": "document"}
+
+
+def parse_role(body: dict, encoder: ServingEncoder) -> Role | None:
+    """The role ``input_type`` names; required when the model encodes queries and documents differently."""
+    input_type = body.get("input_type")
+    if input_type is None:
+        if encoder.prompts:
+            raise RequestError(
+                400, f"'{encoder.name}' encodes queries and documents differently: give 'input_type' "
+                "'query' for search queries or 'passage' for the texts searched", "input_type", "missing_input_type",
+            )  # fmt: skip
+        return None
+    if not isinstance(input_type, str) or input_type not in INPUT_TYPES:
+        raise RequestError(400, f"'input_type' must be one of {', '.join(map(repr, INPUT_TYPES))}", "input_type")
+    return INPUT_TYPES[input_type]
+
+
+def parse_request(
+    raw: bytes, encoder: ServingEncoder, limits: ServerLimits
+) -> tuple[dict, list[str], str, Role | None]:
+    """The body, its input texts, its encoding format and the texts' role; a ``RequestError`` naming the fault
+    otherwise."""
     if len(raw) > limits.max_body_bytes:
         raise RequestError(413, f"request body over {limits.max_body_bytes} bytes", None, "body_too_large")
     try:
@@ -114,7 +139,7 @@ def parse_request(raw: bytes, encoder: ServingEncoder, limits: ServerLimits) -> 
     dimensions = body.get("dimensions")
     if dimensions is not None and (type(dimensions) is not int or dimensions != encoder.dimension):
         raise RequestError(400, f"this model has {encoder.dimension} dimensions only", "dimensions")
-    return body, parse_inputs(body, limits), fmt
+    return body, parse_inputs(body, limits), fmt, parse_role(body, encoder)
 
 
 def create_app(encoder: ServingEncoder, limits: ServerLimits = ServerLimits()) -> Starlette:
@@ -122,10 +147,10 @@ def create_app(encoder: ServingEncoder, limits: ServerLimits = ServerLimits()) -
 
     async def embeddings(request: Request) -> JSONResponse:
         try:
-            body, texts, fmt = parse_request(await request.body(), encoder, limits)
+            body, texts, fmt, role = parse_request(await request.body(), encoder, limits)
         except RequestError as error:
             return error_response(error)
-        vectors = await run_in_threadpool(encoder.encode, texts)
+        vectors = await run_in_threadpool(encoder.encode, texts, role)
         tokens = await run_in_threadpool(encoder.count_tokens, texts)
         return JSONResponse(
             {
@@ -145,7 +170,13 @@ def create_app(encoder: ServingEncoder, limits: ServerLimits = ServerLimits()) -
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse(
-            {"status": "ok", "model": encoder.name, "backend": encoder.backend, "dimension": encoder.dimension}
+            {
+                "status": "ok",
+                "model": encoder.name,
+                "backend": encoder.backend,
+                "dimension": encoder.dimension,
+                "input_type_required": bool(encoder.prompts),
+            }
         )
 
     async def not_found(request: Request, exc) -> JSONResponse:

@@ -10,30 +10,34 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from embpipe.core.deploy.onnx_export import SETTINGS_FILE, OnnxEncoder
+from embpipe.core.embedding import Role
 
 
 @dataclass
 class ServingEncoder:
-    """A named encoder with its tokenizer (for usage counts) and its backend description."""
+    """A named encoder with its tokenizer (for usage counts), its backend description and the query and
+    document prompts it puts before a text of that role (none for a model without prompts)."""
 
     name: str
     backend: str
     dimension: int
     max_seq_length: int
-    _encode: object
+    prompts: dict[str, str]
+    _encode: Callable[[list[str], Role | None], np.ndarray]
     _tokenizer: object
     _lock: threading.Lock
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
+    def encode(self, texts: Sequence[str], role: Role | None = None) -> np.ndarray:
+        """Embeddings of ``texts``; a ``role`` the model has a prompt for puts that prompt before each text."""
         with self._lock:
-            return self._encode(list(texts))
+            return self._encode(list(texts), role)
 
     def count_tokens(self, texts: Sequence[str]) -> int:
         """Tokens the model reads for ``texts`` (after truncation), reported as ``usage``."""
@@ -51,7 +55,8 @@ def onnx_encoder(folder: Path, name: str, variant: str | None = None) -> Serving
         f"onnx-{chosen}",
         encoder.dimension(),
         settings["max_seq_length"],
-        encoder.encode,
+        encoder.prompts,
+        lambda texts, role: encoder.encode(texts, role=role),
         encoder.tokenizer,
         threading.Lock(),
     )
@@ -59,6 +64,7 @@ def onnx_encoder(folder: Path, name: str, variant: str | None = None) -> Serving
 
 def pytorch_encoder(path: str, name: str) -> ServingEncoder:
     """A sentence-transformers model folder (or id) on PyTorch."""
+    from embpipe.core.deploy.onnx_export import role_prompts
     from embpipe.core.embedding import embedding_dimension, encode, load_model
 
     model = load_model(path, 256, "auto")
@@ -67,7 +73,8 @@ def pytorch_encoder(path: str, name: str) -> ServingEncoder:
         f"pytorch-{model.device}",
         embedding_dimension(model),
         model.max_seq_length,
-        lambda texts: encode(model, texts),
+        role_prompts(model),
+        lambda texts, role: encode(model, texts, role=role),
         model.tokenizer,
         threading.Lock(),
     )

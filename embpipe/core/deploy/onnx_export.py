@@ -1,8 +1,11 @@
 """ONNX export of a sentence-transformers model (fp32 and dynamic int8), an ONNX encoder, parity and speed.
 
 The transformer is exported with ``torch.onnx.export`` (token ids → last hidden state, dynamic batch and
-sequence axes); pooling (mean or CLS, read from the model's pooling module) and L2 normalisation run in
-numpy, so the ONNX encoder returns what ``SentenceTransformer.encode(normalize_embeddings=True)`` returns.
+sequence axes); pooling (mean or CLS, read from the model's pooling module), the ``Dense`` layers after it
+(EmbeddingGemma's two projections; their weights go to ``head.npz``) and L2 normalisation run in numpy, so the
+ONNX encoder returns what ``SentenceTransformer.encode(normalize_embeddings=True)`` returns. The model's query
+and document prompts are kept with the export, and ``OnnxEncoder.encode(texts, role=...)`` puts them before
+the texts as ``encode_query`` / ``encode_document`` do.
 The int8 variant is onnxruntime's dynamic quantization of the fp32 graph (per-channel weights), except the
 feed-forward down-projections (``FP32_NODES``): they read the GELU's outliers, and quantizing them too costs
 the packaged MiniLM its parity (min cosine 0.982 against 0.992 with them kept in fp32).
@@ -25,7 +28,9 @@ from pathlib import Path
 import numpy as np
 
 SETTINGS_FILE = "embpipe_onnx.json"
+HEAD_FILE = "head.npz"  # the Dense layers after pooling: weight_<i>, bias_<i>
 VARIANT_FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx"}
+HEAD_ACTIVATIONS = {"Identity": lambda x: x, "Tanh": np.tanh}
 OPSET = 17
 FP32_NODES = re.compile(r"/layer\.\d+/output/dense/")  # BERT-style names of the FFN down-projection
 
@@ -44,10 +49,44 @@ def pooling_mode(model) -> str:
         if mode is None and hasattr(module, "get_pooling_mode_str"):  # sentence-transformers before 6
             mode = module.get_pooling_mode_str()
         if mode is not None:
-            if mode in {"mean", "cls"}:
-                return mode
-            raise ValueError(f"ONNX export supports mean or CLS pooling, not {mode!r}")
+            if mode not in {"mean", "cls"}:
+                raise ValueError(f"ONNX export supports mean or CLS pooling, not {mode!r}")
+            if not getattr(module, "include_prompt", True):
+                raise ValueError("ONNX export pools over every token; this model's pooling leaves its prompt out")
+            return mode
     raise ValueError("the model has no pooling module; ONNX export needs a sentence-transformers model")
+
+
+def tensor_array(tensor) -> np.ndarray:
+    return tensor.detach().cpu().float().numpy()
+
+
+HeadLayer = tuple[np.ndarray, np.ndarray | None, str]  # weight (out × in), bias, activation name
+
+
+def head_layers(model) -> list[HeadLayer]:
+    """The ``Dense`` layers after pooling; a ``ValueError`` naming any other module there but ``Normalize``
+    (the encoder always normalises)."""
+    modules = list(model)
+    pooling = next(i for i, m in enumerate(modules) if hasattr(m, "pooling_mode") or hasattr(m, "get_pooling_mode_str"))
+    layers: list[HeadLayer] = []
+    for module in [m for m in modules[pooling + 1 :] if type(m).__name__ != "Normalize"]:
+        activation = type(getattr(module, "activation_function", None)).__name__
+        if not hasattr(module, "linear") or activation not in HEAD_ACTIVATIONS:
+            supported = ", ".join(HEAD_ACTIVATIONS)
+            raise ValueError(
+                f"ONNX export supports Dense layers ({supported}) after pooling, not {type(module).__name__}"
+            )
+        weight, bias = module.linear.weight, module.linear.bias
+        layers.append((tensor_array(weight), None if bias is None else tensor_array(bias), activation))
+    return layers
+
+
+def role_prompts(model) -> dict[str, str]:
+    """The model's query and document prompts, by role (empty for a model without prompts)."""
+    from embpipe.core.embedding import role_prompt
+
+    return {role: prompt for role in ("query", "document") if (prompt := role_prompt(model, role))}
 
 
 def export_onnx(model, folder: Path) -> Path:
@@ -89,7 +128,17 @@ def export_onnx(model, folder: Path) -> Path:
         nodes_to_exclude=quantization_exclusions(folder / VARIANT_FILES["fp32"]),
     )
     tokenizer.save_pretrained(str(folder))
-    settings = {"pooling": pooling_mode(model), "max_seq_length": int(model.max_seq_length), "inputs": names}
+    head = head_layers(model)
+    arrays = {f"weight_{i}": weight for i, (weight, _, _) in enumerate(head)}
+    arrays |= {f"bias_{i}": bias for i, (_, bias, _) in enumerate(head) if bias is not None}
+    np.savez(folder / HEAD_FILE, **arrays)
+    settings = {
+        "pooling": pooling_mode(model),
+        "max_seq_length": int(model.max_seq_length),
+        "inputs": names,
+        "head": [activation for _, _, activation in head],
+        "prompts": role_prompts(model),
+    }
     (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
     return folder
 
@@ -110,15 +159,30 @@ class OnnxEncoder:
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
         self.session = ort.InferenceSession(str(folder / VARIANT_FILES[variant]), options, providers=providers)
         self.variant = variant
+        self.prompts: dict[str, str] = self.settings.get("prompts", {})
+        self.head = self.load_head(folder)
+
+    def load_head(self, folder: Path) -> list[HeadLayer]:
+        """The Dense layers after pooling recorded by the export (none for an export without them)."""
+        activations = self.settings.get("head", [])
+        if not activations:
+            return []
+        with np.load(folder / HEAD_FILE) as arrays:
+            return [(arrays[f"weight_{i}"], arrays.get(f"bias_{i}"), name) for i, name in enumerate(activations)]
 
     def dimension(self) -> int:
+        if self.head:
+            return int(self.head[-1][0].shape[0])
         return int(self.session.get_outputs()[0].shape[-1])
 
-    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """L2-normalised float32 embeddings, pooled like the source model, in the order of ``texts``.
+    def encode(self, texts: Sequence[str], batch_size: int = 32, role: str | None = None) -> np.ndarray:
+        """L2-normalised float32 embeddings, pooled like the source model, in the order of ``texts``; with ``role``
+        ``query`` or ``document``, after the model's prompt for it (when it has one).
 
         Texts are batched longest first (as sentence-transformers does), so each batch pads to similar lengths.
         """
+        prompt = self.prompts.get(role or "", "")
+        texts = [prompt + text for text in texts]
         order = np.argsort([-len(t) for t in texts], kind="stable")
         vectors = np.zeros((len(texts), self.dimension()), np.float32)
         for start in range(0, len(texts), batch_size):
@@ -138,6 +202,8 @@ class OnnxEncoder:
         else:
             mask = batch["attention_mask"][..., None].astype(np.float32)
             pooled = (states * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+        for weight, bias, activation in self.head:
+            pooled = HEAD_ACTIVATIONS[activation](pooled @ weight.T + (0.0 if bias is None else bias))
         return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
 
 
