@@ -64,6 +64,31 @@ def test_the_export_applies_the_dense_layers_and_each_role_s_prompt_as_sentence_
     assert np.max(np.sum(encoder.encode(TEXTS, role="query") * encoder.encode(TEXTS), axis=1)) < 0.999
 
 
+def test_a_bidirectional_sliding_window_encoder_exports_with_the_masks_transformers_would_build(tmp_path):
+    """EmbeddingGemma's shape in miniature: full and sliding-window layers attending both ways, a window of 3
+    tokens that the texts (padded to the longest) outgrow; transformers builds these masks with vmap."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import AutoTokenizer, Gemma3TextConfig, Gemma3TextModel
+
+    from embpipe.core.embedding import packaged_base_model
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(packaged_base_model())
+    config = Gemma3TextConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=3, max_position_embeddings=128,
+        layer_types=["sliding_attention", "full_attention"], use_bidirectional_attention=True,
+    )  # fmt: skip
+    Gemma3TextModel(config).save_pretrained(tmp_path / "tiny")
+    tokenizer.save_pretrained(tmp_path / "tiny")
+    modules = [models.Transformer(str(tmp_path / "tiny"), max_seq_length=64), models.Pooling(32, "mean")]
+    model = SentenceTransformer(modules=modules, device="cpu")
+    folder = export_onnx(model, tmp_path / "onnx_model")
+    report = verify_export(model, folder, TEXTS, TEXTS, min_cosine=0.999)
+    assert report.variants["fp32"]["min_cosine"] > 0.999
+
+
 def test_a_module_after_pooling_the_encoder_cannot_run_is_refused(tmp_path):
     import torch
 

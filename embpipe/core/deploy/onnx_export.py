@@ -27,12 +27,21 @@ from pathlib import Path
 
 import numpy as np
 
+from embpipe.core.deploy.attention_masks import bidirectional_masks, bidirectional_windows
+
 SETTINGS_FILE = "embpipe_onnx.json"
 HEAD_FILE = "head.npz"  # the Dense layers after pooling: weight_<i>, bias_<i>
 VARIANT_FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx"}
 HEAD_ACTIVATIONS = {"Identity": lambda x: x, "Tanh": np.tanh}
 OPSET = 17
 FP32_NODES = re.compile(r"/layer\.\d+/output/dense/")  # BERT-style names of the FFN down-projection
+
+
+def graph_inputs(path: Path) -> list[str]:
+    """The inputs the exported graph kept (the tracer drops a tokenizer output the model never reads)."""
+    import onnx
+
+    return [i.name for i in onnx.load(str(path), load_external_data=False).graph.input]
 
 
 def quantization_exclusions(fp32_path: Path) -> list[str]:
@@ -106,7 +115,10 @@ def export_onnx(model, folder: Path) -> Path:
             self.inner = inner
 
         def forward(self, *inputs):
-            return self.inner(**dict(zip(names, inputs, strict=True))).last_hidden_state
+            feeds = dict(zip(names, inputs, strict=True))
+            if bidirectional_windows(self.inner.config):
+                feeds["attention_mask"] = bidirectional_masks(self.inner.config, feeds["attention_mask"])
+            return self.inner(**feeds).last_hidden_state
 
     axes = {n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]}
     with torch.no_grad():
@@ -135,7 +147,7 @@ def export_onnx(model, folder: Path) -> Path:
     settings = {
         "pooling": pooling_mode(model),
         "max_seq_length": int(model.max_seq_length),
-        "inputs": names,
+        "inputs": graph_inputs(folder / VARIANT_FILES["fp32"]),  # a model that ignores token_type_ids loses it
         "head": [activation for _, _, activation in head],
         "prompts": role_prompts(model),
     }
