@@ -107,6 +107,7 @@ def test_the_server_requires_input_type_for_a_prompted_model_and_encodes_each_ro
         body = client.post("/v1/embeddings", json={"model": "tiny", "input": TEXTS, "input_type": input_type}).json()
         vectors = np.array([d["embedding"] for d in body["data"]], dtype=np.float32)
         assert np.allclose(vectors, encoder.encode(TEXTS, role), atol=1e-6)
+        assert body["usage"]["prompt_tokens"] == encoder.count_tokens(TEXTS, role) > encoder.count_tokens(TEXTS)
     wrong = client.post("/v1/embeddings", json={"model": "tiny", "input": TEXTS, "input_type": "search_query"})
     assert wrong.status_code == 400 and wrong.json()["error"]["param"] == "input_type"
     assert client.get("/health").json()["input_type_required"] is True

@@ -151,7 +151,7 @@ def create_app(encoder: ServingEncoder, limits: ServerLimits = ServerLimits()) -
         except RequestError as error:
             return error_response(error)
         vectors = await run_in_threadpool(encoder.encode, texts, role)
-        tokens = await run_in_threadpool(encoder.count_tokens, texts)
+        tokens = await run_in_threadpool(encoder.count_tokens, texts, role)
         return JSONResponse(
             {
                 "object": "list",

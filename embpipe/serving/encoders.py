@@ -39,9 +39,11 @@ class ServingEncoder:
         with self._lock:
             return self._encode(list(texts), role)
 
-    def count_tokens(self, texts: Sequence[str]) -> int:
-        """Tokens the model reads for ``texts`` (after truncation), reported as ``usage``."""
-        ids = self._tokenizer(list(texts), truncation=True, max_length=self.max_seq_length)["input_ids"]
+    def count_tokens(self, texts: Sequence[str], role: Role | None = None) -> int:
+        """Tokens the model reads for ``texts`` (the role's prompt included, after truncation), reported as
+        ``usage``."""
+        prompt = self.prompts.get(role or "", "")
+        ids = self._tokenizer([prompt + t for t in texts], truncation=True, max_length=self.max_seq_length)["input_ids"]
         return sum(len(i) for i in ids)
 
 
