@@ -2,11 +2,12 @@
 
     python benchmarks/serving_speed.py                          # the packaged base model
     python benchmarks/serving_speed.py --model data/models/embedding_model
+    python benchmarks/serving_speed.py --model embeddinggemma-300m --tag embeddinggemma   # a fetched base
 
 Exports the model to a temporary folder, checks parity, times encoding of ``--texts`` chunk-sized passages
 (batch 32) with each backend, then starts ``embpipe serve``'s app with the served variant and sends
-``--requests`` single short-text requests over HTTP, one at a time. Writes
-``benchmarks/results/serving-speed.json``.
+``--requests`` single short-text requests over HTTP, one at a time (as queries, for a model with prompts). Writes
+``benchmarks/results/serving-speed[-<tag>].json``.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def server_latencies(folder: Path, requests: int) -> dict[str, float]:
     with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
         for number in range(requests + 10):
             body = {"model": "embpipe", "input": SHORT_TEXTS[number % len(SHORT_TEXTS)]}
+            if encoder.prompts:  # a model with query and document prompts is asked for queries, as a search does
+                body["input_type"] = "query"
             started = time.perf_counter()
             response = client.post("/v1/embeddings", json=body)
             elapsed = (time.perf_counter() - started) * 1000
@@ -88,12 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="sentence-transformers folder (default: the packaged base model)")
     parser.add_argument("--texts", type=int, default=256)
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--tag", default="", help="results file suffix (another model than the packaged base)")
     args = parser.parse_args(argv)
 
+    from embpipe.core.base_models import base_model_path
     from embpipe.core.deploy.onnx_export import export_onnx, verify_export
     from embpipe.core.embedding import load_model, packaged_base_model
 
-    model_path = args.model or packaged_base_model()
+    model_path = base_model_path(args.model) if args.model else packaged_base_model()
     model = load_model(model_path, 256, "cpu")
     texts = passages(args.texts)
     with tempfile.TemporaryDirectory() as staging:
@@ -107,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "served_variant": report.served,
         "server_single_text": latency,
     }
-    out = REPO / "benchmarks" / "results" / "serving-speed.json"
+    out = REPO / "benchmarks" / "results" / f"serving-speed{'-' + args.tag if args.tag else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
