@@ -96,6 +96,11 @@ def role_prompt(model, role: Role) -> str | None:
     return next((prompts[name] for name in names if prompts.get(name)), None)
 
 
+def role_prompts(model) -> dict[str, str]:
+    """The model's query and document prompts, by role (empty for a model without prompts)."""
+    return {role: prompt for role in ("query", "document") if (prompt := role_prompt(model, role))}
+
+
 def column_prompts(model, query_columns: Iterable[str], document_columns: Iterable[str]) -> dict[str, str] | None:
     """The trainer's ``prompts`` for a dataset of these text columns, or ``None`` when ``model`` has no prompts.
 

@@ -66,8 +66,7 @@ def onnx_encoder(folder: Path, name: str, variant: str | None = None) -> Serving
 
 def pytorch_encoder(path: str, name: str) -> ServingEncoder:
     """A sentence-transformers model folder (or id) on PyTorch."""
-    from embpipe.core.deploy.onnx_export import role_prompts
-    from embpipe.core.embedding import embedding_dimension, encode, load_model
+    from embpipe.core.embedding import embedding_dimension, encode, load_model, role_prompts
 
     model = load_model(path, 256, "auto")
     return ServingEncoder(

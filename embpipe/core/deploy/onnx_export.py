@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from embpipe.core.deploy.attention_masks import bidirectional_masks, bidirectional_windows
+from embpipe.core.embedding import Role, role_prompts
 
 SETTINGS_FILE = "embpipe_onnx.json"
 HEAD_FILE = "head.npz"  # the Dense layers after pooling: weight_<i>, bias_<i>
@@ -51,19 +52,23 @@ def quantization_exclusions(fp32_path: Path) -> list[str]:
     return [n.name for n in onnx.load(str(fp32_path), load_external_data=False).graph.node if FP32_NODES.search(n.name)]
 
 
+def pooling_position(model) -> int:
+    """Where the model's pooling module is in its module list."""
+    for position, module in enumerate(model):
+        if hasattr(module, "pooling_mode") or hasattr(module, "get_pooling_mode_str"):  # the latter before 6
+            return position
+    raise ValueError("the model has no pooling module; ONNX export needs a sentence-transformers model")
+
+
 def pooling_mode(model) -> str:
     """``mean`` or ``cls``: how the model turns token states into one vector."""
-    for module in model:
-        mode = getattr(module, "pooling_mode", None)
-        if mode is None and hasattr(module, "get_pooling_mode_str"):  # sentence-transformers before 6
-            mode = module.get_pooling_mode_str()
-        if mode is not None:
-            if mode not in {"mean", "cls"}:
-                raise ValueError(f"ONNX export supports mean or CLS pooling, not {mode!r}")
-            if not getattr(module, "include_prompt", True):
-                raise ValueError("ONNX export pools over every token; this model's pooling leaves its prompt out")
-            return mode
-    raise ValueError("the model has no pooling module; ONNX export needs a sentence-transformers model")
+    module = model[pooling_position(model)]
+    mode = getattr(module, "pooling_mode", None) or module.get_pooling_mode_str()
+    if mode not in {"mean", "cls"}:
+        raise ValueError(f"ONNX export supports mean or CLS pooling, not {mode!r}")
+    if not getattr(module, "include_prompt", True):
+        raise ValueError("ONNX export pools over every token; this model's pooling leaves its prompt out")
+    return mode
 
 
 def tensor_array(tensor) -> np.ndarray:
@@ -76,10 +81,8 @@ HeadLayer = tuple[np.ndarray, np.ndarray | None, str]  # weight (out × in), bia
 def head_layers(model) -> list[HeadLayer]:
     """The ``Dense`` layers after pooling; a ``ValueError`` naming any other module there but ``Normalize``
     (the encoder always normalises)."""
-    modules = list(model)
-    pooling = next(i for i, m in enumerate(modules) if hasattr(m, "pooling_mode") or hasattr(m, "get_pooling_mode_str"))
     layers: list[HeadLayer] = []
-    for module in [m for m in modules[pooling + 1 :] if type(m).__name__ != "Normalize"]:
+    for module in [m for m in list(model)[pooling_position(model) + 1 :] if type(m).__name__ != "Normalize"]:
         activation = type(getattr(module, "activation_function", None)).__name__
         if not hasattr(module, "linear") or activation not in HEAD_ACTIVATIONS:
             supported = ", ".join(HEAD_ACTIVATIONS)
@@ -89,13 +92,6 @@ def head_layers(model) -> list[HeadLayer]:
         weight, bias = module.linear.weight, module.linear.bias
         layers.append((tensor_array(weight), None if bias is None else tensor_array(bias), activation))
     return layers
-
-
-def role_prompts(model) -> dict[str, str]:
-    """The model's query and document prompts, by role (empty for a model without prompts)."""
-    from embpipe.core.embedding import role_prompt
-
-    return {role: prompt for role in ("query", "document") if (prompt := role_prompt(model, role))}
 
 
 def export_onnx(model, folder: Path) -> Path:
@@ -143,7 +139,8 @@ def export_onnx(model, folder: Path) -> Path:
     head = head_layers(model)
     arrays = {f"weight_{i}": weight for i, (weight, _, _) in enumerate(head)}
     arrays |= {f"bias_{i}": bias for i, (_, bias, _) in enumerate(head) if bias is not None}
-    np.savez(folder / HEAD_FILE, **arrays)
+    if head:
+        np.savez(folder / HEAD_FILE, **arrays)
     settings = {
         "pooling": pooling_mode(model),
         "max_seq_length": int(model.max_seq_length),
@@ -187,7 +184,7 @@ class OnnxEncoder:
             return int(self.head[-1][0].shape[0])
         return int(self.session.get_outputs()[0].shape[-1])
 
-    def encode(self, texts: Sequence[str], batch_size: int = 32, role: str | None = None) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int = 32, role: Role | None = None) -> np.ndarray:
         """L2-normalised float32 embeddings, pooled like the source model, in the order of ``texts``; with ``role``
         ``query`` or ``document``, after the model's prompt for it (when it has one).
 
