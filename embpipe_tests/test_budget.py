@@ -115,3 +115,39 @@ def test_a_run_whose_teacher_stages_sit_in_different_passes_never_pays_past_the_
     assert {"labeled_triplets", "entity_descriptions", QUESTION_STAGE} <= stages
     queries = pd.read_parquet(data_dir / "assets" / "synthetic_queries.parquet")
     assert set(queries["strategy"]) >= {"single_chunk"}
+
+
+@pytest.mark.slow
+def test_raising_the_budget_continues_a_stopped_stage_and_pays_only_for_the_new_calls(data_dir):
+    from dagster import AssetKey, DagsterInstance
+
+    from embpipe.definitions import all_assets, all_checks, default_resources
+    from embpipe.orchestration.runner import run_stale
+    from embpipe.resources.methods import MethodsResource
+    from embpipe.resources.teacher import TeacherResource
+    from embpipe_tests.conftest import GRAPH_SAMPLE_DIR
+
+    run_config = {"ops": {"read_documents": {"config": {"folder": str(GRAPH_SAMPLE_DIR)}}}}
+    instance = DagsterInstance.ephemeral()
+    questions = data_dir / "assets" / "synthetic_queries.parquet"
+
+    def run(budget: int) -> tuple[list[str], int]:
+        teacher = TeacherResource(model="fake/teacher", token_budget=budget)
+        resources = {**default_resources(), "teacher": teacher, "methods": MethodsResource(lmar=False)}
+        outcome = run_stale(
+            all_assets, all_checks, resources, run_config, instance, targets={AssetKey("synthetic_queries")}
+        )
+        assert not outcome.failed
+        read_every_run = {"documents", "rejected_documents"}
+        built = [name for summary in outcome.passes for name in summary.assets if name not in read_every_run]
+        return built, sum(teacher.store().paid_tokens(run_id) for run_id in outcome.run_ids)
+
+    built, paid_first = run(3_000)
+    stopped = len(pd.read_parquet(questions))
+    assert "synthetic_queries" in built and 0 < paid_first <= 3_000
+    assert run(3_000) == ([], 0)  # the same budget: nothing is stale, nothing is paid
+    built, paid_second = run(6_000)
+    assert "synthetic_queries" in built
+    assert len(pd.read_parquet(questions)) > stopped
+    assert 0 < paid_second <= 6_000 - paid_first  # the first run's calls came from the cache
+    assert run(5_000) == ([], 0)  # a lower budget does not rebuild

@@ -21,7 +21,7 @@ from embpipe.core.embgen.questions import (
 )
 from embpipe.core.synthesis.questions import near_duplicate_mask, select_chunks
 from embpipe.core.tables import EMBGEN_QUERIES, ENTITY_DESCRIPTIONS, SYNTHETIC_QUERIES
-from embpipe.defs.metadata import budget_stop, progress_logger, table_output
+from embpipe.defs.metadata import budget_metadata, progress_logger, table_output
 from embpipe.defs.types import EmbGenQueriesFrame, EntityClustersFrame, EntityDescriptionsFrame
 from embpipe.llm.budget import BudgetStop
 from embpipe.resources.embedder import EmbedderResource
@@ -61,7 +61,7 @@ def entity_descriptions(
             "entities": len(frame),
             "pairs_before_deduplication": len(pairs),
             "chunks_failed": failed,
-            "budget_stop": budget_stop(context, stop.message),
+            **budget_metadata(context, stop.message),
         },
         ["entity_id", "entity", "description"],
     )
@@ -157,6 +157,6 @@ def embgen_queries(
     metadata = {
         "embgen": methods.embgen,
         **{k: MetadataValue.json(v) if isinstance(v, dict) else v for k, v in summary.items()},
-        "budget_stop": budget_stop(context, stats.budget_message),
+        **budget_metadata(context, stats.budget_message),
     }
     return table_output(frame, config, metadata, ["query_id", "text", "strategy", "hops"])

@@ -25,7 +25,7 @@ from embpipe.core.lmar.clustering import knn_clusters, size_histogram
 from embpipe.core.lmar.triplet_labels import empty_triplets, label_triplets, text_triplets
 from embpipe.core.lmar.triplets import TripletParams, candidate_triplets, train_triplets
 from embpipe.core.training.examples import chunk_passages
-from embpipe.defs.metadata import budget_stop, progress_logger, table_output
+from embpipe.defs.metadata import budget_metadata, progress_logger, table_output
 from embpipe.defs.types import ChunkClustersFrame, ClusterProfilesFrame, LabeledTripletsFrame, SyntheticQueriesFrame
 from embpipe.llm.budget import BudgetStop
 from embpipe.orchestration.fingerprints import CONFIG_FINGERPRINT, config_fingerprint
@@ -82,7 +82,7 @@ def labeled_triplets(
             "lmar": methods.lmar,
             "triplets": len(frame),
             **{f"verdicts_{k}": v for k, v in verdicts.items()},
-            "budget_stop": budget_stop(context, stop.message),
+            **budget_metadata(context, stop.message),
         },
     )
 
@@ -203,7 +203,7 @@ def cluster_profiles(
         {
             "lmar": methods.lmar,
             "profiles": len(frame),
-            "budget_stop": budget_stop(context, stop.message),
+            **budget_metadata(context, stop.message),
         },
     )
 
@@ -246,6 +246,6 @@ def cluster_queries(
         "lmar": methods.lmar,
         **summary,
         "hops": MetadataValue.json(summary["hops"]),
-        "budget_stop": budget_stop(context, stats.budget_message),
+        **budget_metadata(context, stats.budget_message),
     }
     return table_output(frame, config, metadata, ["query_id", "text", "hops", "validator_score"])

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pandas as pd
 from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output
 
-from embpipe.orchestration.fingerprints import CONFIG_FINGERPRINT, config_fingerprint
+from embpipe.orchestration.fingerprints import BUDGET_STOP, CONFIG_FINGERPRINT, TOKEN_BUDGET, config_fingerprint
 
 PROGRESS_SECONDS = 30.0
 
@@ -37,11 +37,12 @@ def progress_logger(context: AssetExecutionContext, what: str) -> Callable[[int,
     return report
 
 
-def budget_stop(context: AssetExecutionContext, message: str) -> str:
-    """A teacher stage's ``budget_stop`` metadata value ("none" when it ran to the end); a stop is logged too."""
+def budget_metadata(context: AssetExecutionContext, message: str) -> dict:
+    """A teacher stage's ``budget_stop`` ("none" when it ran to the end; a stop is logged too) and the run's
+    ``token_budget`` it ran under (0: no cap), so a later run with a larger budget rebuilds a stage it stopped."""
     if message:
         context.log.warning(f"stopped by the token budget, keeping what was made: {message}")
-    return message or "none"
+    return {BUDGET_STOP: message or "none", TOKEN_BUDGET: context.resources.teacher.token_budget or 0}
 
 
 def table_output(

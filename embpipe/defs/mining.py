@@ -33,7 +33,7 @@ from embpipe.core.training.mining_steps import (
 from embpipe.core.training.negatives import NegativeParams, mine_for_chunks, negatives_table
 from embpipe.core.training.trainer import TrainingParams
 from embpipe.core.training.validation import chunk_documents, validation_scorer, validation_target
-from embpipe.defs.metadata import budget_stop, progress_logger, table_output
+from embpipe.defs.metadata import budget_metadata, progress_logger, table_output
 from embpipe.defs.types import HardNegativesFrame, TrainingLabelsFrame
 from embpipe.llm.budget import MINING_STAGE, BudgetStop
 from embpipe.llm.teacher import Teacher
@@ -209,18 +209,18 @@ def mining_rounds(
             workers=client.concurrency,
         )
     frame = labels_frame(outcome.labels, outcome.judgements, chunks)
-    metadata = mined_metadata(frame, outcome, reused, client, budget_stop(context, stop.message), run.info.run_id)
+    metadata = mined_metadata(frame, outcome, reused, client, budget_metadata(context, stop.message), run.info.run_id)
     return table_output(frame, config, metadata, LABEL_COLUMNS)
 
 
 def mined_metadata(
-    frame: pd.DataFrame, outcome: MiningOutcome, reused: tuple, client: Teacher, stop: str, run_id: str
+    frame: pd.DataFrame, outcome: MiningOutcome, reused: tuple, client: Teacher, stop: dict, run_id: str
 ) -> dict:
     """The metadata of a mined label table: the summary with the run's failed judgements, the budget stop, the
     MLflow run and the switch."""
     failures = len(client.store.failures(client.run_id, MINING_STAGE))
     summary = mining_summary(frame, outcome, len(reused[0]), len(reused[1]), failures)
-    return {**summary, "budget_stop": stop, "mlflow_run_id": run_id, "mining": True}
+    return {**summary, **stop, "mlflow_run_id": run_id, "mining": True}
 
 
 def round_logger(context: AssetExecutionContext) -> Callable[[RoundRecord], None]:

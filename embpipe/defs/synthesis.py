@@ -20,7 +20,7 @@ from embpipe.core.synthesis.splits import assign_splits
 from embpipe.core.tables import QUERY_SPLITS, SPLITS
 from embpipe.core.training.examples import chunk_passages
 from embpipe.core.training.negatives import NegativeParams, mine_for_chunks
-from embpipe.defs.metadata import budget_stop, progress_logger, table_output
+from embpipe.defs.metadata import budget_metadata, progress_logger, table_output
 from embpipe.defs.types import ChunkEmbeddingsFrame, PassagePairsFrame, QuerySplitsFrame, SyntheticQueriesFrame
 from embpipe.resources.embedder import EmbedderResource
 from embpipe.resources.methods import MethodsResource
@@ -104,7 +104,7 @@ def synthetic_queries(
         "queries_by_strategy": MetadataValue.json(summary["queries_by_strategy"]),
         "failures": MetadataValue.md(summary["failures"]),
         "max_failure_rate": config.max_failure_rate,
-        "budget_stop": budget_stop(context, stats.budget_message),
+        **budget_metadata(context, stats.budget_message),
         "teacher": teacher.model,
         "mining": methods.mining,  # off, mining's budget share is spent here (the runner reruns on a change)
     }

@@ -1,4 +1,5 @@
-"""Config fingerprints: what each stage records of its resolved config, so the runner sees a changed setting."""
+"""What each stage records so the runner sees a changed setting: its resolved config's fingerprint and, for a teacher
+stage, whether the token budget stopped it and under which budget."""
 
 import hashlib
 import json
@@ -6,6 +7,8 @@ import json
 from dagster import Config
 
 CONFIG_FINGERPRINT = "config_fingerprint"
+BUDGET_STOP = "budget_stop"  # "none" when the stage ran to the end, else why the budget stopped it
+TOKEN_BUDGET = "token_budget"  # the run's token budget the stage ran under (0: no cap)
 
 
 def config_fingerprint(config: Config) -> str:

@@ -29,7 +29,7 @@ from dagster._time import get_current_datetime
 
 from embpipe.llm.budget import BUDGET_SCOPE_TAG
 from embpipe.orchestration.check_gates import failed_check_messages, rebuild_after_failed_checks, step_errors
-from embpipe.orchestration.fingerprints import CONFIG_FINGERPRINT, config_fingerprint
+from embpipe.orchestration.fingerprints import BUDGET_STOP, CONFIG_FINGERPRINT, TOKEN_BUDGET, config_fingerprint
 
 logger = logging.getLogger(__name__)
 ALWAYS_READ = AssetKey("documents")
@@ -123,6 +123,28 @@ def switches_changed(instance: DagsterInstance, asset: AssetsDefinition, resourc
     return False
 
 
+def budget_raised(instance: DagsterInstance, asset: AssetsDefinition, resources: dict) -> bool:
+    """Whether a teacher stage that the token budget stopped last time now runs under a larger budget.
+
+    The budget is a resource, so Dagster would keep the stopped stage fresh and a user who raised the budget, as
+    the stop message asks, would get nothing more; rebuilt, the stage answers its earlier calls from the teacher
+    cache and pays only for the new ones.
+    """
+    teacher = resources.get("teacher")
+    if teacher is None or "teacher" not in asset.required_resource_keys:
+        return False
+    budget = teacher.token_budget or 0  # 0: no cap
+    for key in asset.keys:
+        event = instance.get_latest_materialization_event(key)
+        metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+        if metadata.get(BUDGET_STOP) is None or metadata[BUDGET_STOP].value == "none" or TOKEN_BUDGET not in metadata:
+            continue
+        recorded = metadata[TOKEN_BUDGET].value
+        if recorded and (budget == 0 or budget > recorded):
+            return True
+    return False
+
+
 def stored_output_lost(path: Path) -> bool:
     """Whether a stored output is gone or unreadable: a missing file or folder, an empty model folder, a
     Parquet file whose footer does not read (truncated, overwritten)."""
@@ -158,14 +180,18 @@ def lost_outputs(instance: DagsterInstance, assets: Sequence[AssetsDefinition]) 
 def keys_to_build(
     instance: DagsterInstance, assets: Sequence[AssetsDefinition], run_config: dict, resources: dict | None = None
 ) -> set[AssetKey]:
-    """Asset keys that are missing, stale, configured (or switched) differently than when last built, or whose
-    stored output was deleted or damaged since."""
+    """Asset keys that are missing, stale, configured (or switched) differently than when last built, stopped by
+    a token budget that has since been raised, or whose stored output was deleted or damaged since."""
     resolver = stale_resolver(instance, assets)
     keys: set[AssetKey] = lost_outputs(instance, assets)
     for asset in assets:
         if not asset.is_materializable:
             continue
-        if config_changed(instance, asset, run_config) or switches_changed(instance, asset, resources or {}):
+        if (
+            config_changed(instance, asset, run_config)
+            or switches_changed(instance, asset, resources or {})
+            or budget_raised(instance, asset, resources or {})
+        ):
             keys |= set(asset.keys)
         keys |= {k for k in asset.keys if resolver.get_status(k) in (StaleStatus.STALE, StaleStatus.MISSING)}
     return keys
