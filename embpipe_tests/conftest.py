@@ -13,7 +13,7 @@ import embpipe  # noqa: F401  (sets the offline environment defaults)
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = REPO / "data" / "sample"
-# The whole-graph tests run on the first 20 sample technotes (kv-0101 … kv-0120): the 12 confusable ones added for
+# The whole-graph tests run on the first 20 sample technotes (kv-0101 … kv-0120): the 28 confusable ones added for
 # the hand-written evaluation set only lengthen them.
 GRAPH_SAMPLE_DIR = Path(tempfile.mkdtemp(prefix="embpipe-graph-sample-"))
 for _document in sorted(SAMPLE_DIR.iterdir())[:20]:

@@ -18,7 +18,7 @@ def reasons(result) -> dict[str, str]:
 
 def test_sample_corpus_reads_completely():
     result = read_folder(SAMPLE_DIR)
-    assert len(result.documents) == 32
+    assert len(result.documents) == 48
     assert result.rejected == []
     assert {d.path.rsplit(".", 1)[1] for d in result.documents} == {"md", "txt", "html"}
     assert all(d.title and d.text.strip() for d in result.documents)

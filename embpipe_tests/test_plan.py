@@ -80,7 +80,7 @@ def test_embpipe_plan_prints_every_teacher_stage_and_calls_nothing(data_dir, cap
     for stage in ("labeled_triplets", "cluster_profiles", "cluster_queries", "synthetic_queries", "mining_rounds"):
         assert stage in out
     assert "entity_descriptions" not in out  # EmbGen is off by default
-    assert "32 documents" in out and "total" in out
+    assert "48 documents" in out and "total" in out
     assert not (data_dir / "teacher").exists() or not make_teacher(data_dir / "teacher").store.usage()
 
 
