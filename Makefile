@@ -11,9 +11,9 @@ install:
 	bash scripts/install.sh
 
 # The default recipe on data/sample, scored first on the hand-written questions of data/sample-eval, under a
-# 20,000-token teacher budget.
+# 30,000-token teacher budget.
 demo: install
-	embpipe run --beir data/sample-eval --token-budget 20000
+	embpipe run --beir data/sample-eval --token-budget 30000
 
 test: install
 	python -m pytest -q --durations=30
