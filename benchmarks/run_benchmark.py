@@ -70,7 +70,7 @@ def benchmark_run_config(
     """Run config: ``documents`` (the corpus alone) as the documents, the benchmark as an extra scoring target."""
     ops = {
         "read_documents": {"config": {"folder": str(documents)}},
-        "synthetic_queries": {"config": {"max_chunks": 100_000, "seed": seed}},
+        "synthetic_queries": {"config": {"seed": seed}},
         "query_splits": {"config": {"seed": seed}},
         "embedding_model": {"config": {"epochs": setting["epochs"], "seed": seed}},
         "retrieval_report": {"config": {"beir_folder": str(dataset_dir)}},

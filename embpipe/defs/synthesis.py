@@ -48,7 +48,11 @@ def chunk_embeddings(context: AssetExecutionContext, embedder: EmbedderResource,
 class QuestionConfig(Config):
     """How many questions the teacher writes, and from which chunks."""
 
-    max_chunks: int = Field(default=48, description="Chunks to write questions for (spread over documents).")
+    max_chunks: int = Field(
+        default=100_000,
+        description="Most chunks to write questions for, spread over documents; on most corpora the token budget "
+        "stops the stage first, so the budget alone sets what a run spends.",
+    )
     questions_per_chunk: int = Field(default=3, description="Questions asked per chunk.")
     question_style: QuestionStyle = Field(
         default="terms",
