@@ -303,21 +303,3 @@ def test_a_mix_above_the_base_is_kept_even_when_every_epoch_alone_scored_below_i
     outcome = train_contrastive(kept, examples, lambda model: next(scores), params)
     assert outcome.best_epoch == 0 and outcome.best_score == 1.0
     assert all(torch.equal(t, kept.state_dict()[n]) for n, t in base_model.state_dict().items())
-
-
-def test_the_questions_the_base_misses_are_the_ones_weighted_up(base_model):
-    from embpipe.core.training.examples import base_misses, upweight
-
-    fan_trays = [f"Fan tray fault number {i}: replace the fan tray of the appliance." for i in range(11)]
-    texts = [*fan_trays, "The tape library does not unload tapes.", "SAML login fails with an audience mismatch."]
-    ids = [f"c{i}" for i in range(len(texts))]  # c11: the tape library, c12: SAML
-    chunk_embeddings = pd.DataFrame({"chunk_id": ids, "embedding": list(encode(base_model, texts))})
-    questions = pd.DataFrame(
-        {
-            "text": ["how do I fix the tape library", "how do I fix the fan tray"],
-            "positive_chunk_ids": [["c11"], ["c12"]],  # 11 fan-tray chunks outrank the second one's positive
-        }
-    )
-    assert base_misses(base_model, questions, chunk_embeddings) == {"how do I fix the fan tray"}
-    examples = [TrainingExample("how do I fix the fan tray", "p", weight=0.5), TrainingExample("other", "q")]
-    assert [e.weight for e in upweight(examples, {"how do I fix the fan tray"}, 3.0)] == [1.5, 1.0]

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from embpipe.core.embedding import model_version
 from embpipe.core.tables import Split
-from embpipe.core.training.examples import base_misses, labelled_examples, pair_examples, queries_in_split, upweight
+from embpipe.core.training.examples import labelled_examples, pair_examples, queries_in_split
 from embpipe.core.training.guide import guide_agreement, load_guide, with_guide_scores
 from embpipe.core.training.trainer import NEGATIVES_PER_EXAMPLE, EpochRecord, TrainingParams, train_contrastive
 from embpipe.core.training.validation import (
@@ -61,11 +61,6 @@ class TrainingConfig(Config):
         description="Passages scored per validation (all positives + a seeded sample); 0 = all.",
     )
     resume: bool = Field(default=True, description="Resume an interrupted training from its last epoch checkpoint.")
-    base_miss_weight: float = Field(
-        default=1.0,
-        description="Loss weight multiplier of a training question whose positive the base model leaves out of its "
-        "top 10 over all chunks (a round-trip failure: hard for the base, or off its passage); 1 = all alike.",
-    )
     guide_model: str = Field(
         default="",
         description="A stronger embedder whose scores of each example's positive and negatives the student also "
@@ -91,10 +86,7 @@ class TrainingConfig(Config):
                 "embedding_model.guide_mask and guide_scale act on a guide's scores: set embedding_model.guide_model "
                 "too (a fetched name such as embeddinggemma-300m, or a sentence-transformers path)"
             )
-        pipeline_only = {
-            "negatives_per_example", "max_seq_length", "validation_corpus_size", "resume", "guide_model",
-            "base_miss_weight",
-        }  # fmt: skip
+        pipeline_only = {"negatives_per_example", "max_seq_length", "validation_corpus_size", "resume", "guide_model"}
         settings = self.model_dump(exclude=pipeline_only)
         return TrainingParams(**{**settings, "tuned_shares": tuple(self.tuned_shares)})
 
@@ -116,7 +108,6 @@ def embedding_model(
     embedder: EmbedderResource,
     mlflow: MlflowResource,
     chunks: pd.DataFrame,
-    chunk_embeddings: pd.DataFrame,
     synthetic_queries: pd.DataFrame,
     query_splits: pd.DataFrame,
     mining_rounds: pd.DataFrame,
@@ -132,7 +123,6 @@ def embedding_model(
     )
     validation = validation_target(synthetic_queries, query_splits, chunks, config.validation_corpus_size, config.seed)
     model = embedder.load(config.max_seq_length or None)
-    examples = base_misses_weighted(examples, config.base_miss_weight, model, train, chunk_embeddings, context.log)
     if config.guide_model:
         examples = with_guide_scores(examples, load_guide(config.guide_model, model.max_seq_length, str(model.device)))
     checkpoint = checkpoint_path(config, embedder.model_id(), labels, train, passage_pairs)
@@ -150,17 +140,6 @@ def embedding_model(
         )
     shutil.rmtree(checkpoint, ignore_errors=True)
     return model_output(model, outcome, config, examples, len(passage_pairs), run.info.run_id)
-
-
-def base_misses_weighted(
-    examples: list, factor: float, model, train: pd.DataFrame, chunk_embeddings: pd.DataFrame, log
-) -> list:
-    """``examples`` with the questions the base model misses weighted ``factor`` times (logged); as they are at 1."""
-    if factor == 1.0:
-        return examples
-    missed = base_misses(model, train, chunk_embeddings)
-    log.info(f"{len(missed)} of {len(train)} training questions missed by the base: weight × {factor}")
-    return upweight(examples, missed, factor)
 
 
 def model_output(model, outcome, config: TrainingConfig, examples: list, pairs: int, mlflow_run_id: str) -> Output:

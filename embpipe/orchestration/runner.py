@@ -90,6 +90,12 @@ def op_config(run_config: dict, op_name: str) -> dict:
     return run_config.get("ops", {}).get(op_name, {}).get("config", {})
 
 
+def recorded_metadata(instance: DagsterInstance, key: AssetKey) -> dict:
+    """The metadata of the asset's latest materialization (empty when it was never built)."""
+    event = instance.get_latest_materialization_event(key)
+    return event.asset_materialization.metadata if event and event.asset_materialization else {}
+
+
 def config_changed(instance: DagsterInstance, asset: AssetsDefinition, run_config: dict) -> bool:
     """Whether the asset's resolved config differs from the one its latest materialization recorded."""
     cls = config_class(asset)
@@ -97,8 +103,7 @@ def config_changed(instance: DagsterInstance, asset: AssetsDefinition, run_confi
         return False
     expected = config_fingerprint(cls(**op_config(run_config, asset.op.name)))
     for key in asset.keys:
-        event = instance.get_latest_materialization_event(key)
-        metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+        metadata = recorded_metadata(instance, key)
         if CONFIG_FINGERPRINT in metadata:
             return metadata[CONFIG_FINGERPRINT].value != expected
     return False
@@ -115,8 +120,7 @@ def switches_changed(instance: DagsterInstance, asset: AssetsDefinition, resourc
     if methods is None or "methods" not in asset.required_resource_keys:
         return False
     for key in asset.keys:
-        event = instance.get_latest_materialization_event(key)
-        metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+        metadata = recorded_metadata(instance, key)
         for switch in type(methods).model_fields:
             if switch in metadata and metadata[switch].value != getattr(methods, switch):
                 return True
@@ -124,23 +128,17 @@ def switches_changed(instance: DagsterInstance, asset: AssetsDefinition, resourc
 
 
 def budget_raised(instance: DagsterInstance, asset: AssetsDefinition, resources: dict) -> bool:
-    """Whether a teacher stage that the token budget stopped last time now runs under a larger budget.
-
-    The budget is a resource, so Dagster would keep the stopped stage fresh and a user who raised the budget, as
-    the stop message asks, would get nothing more; rebuilt, the stage answers its earlier calls from the teacher
-    cache and pays only for the new ones.
-    """
+    """Whether a teacher stage that the token budget stopped last time now runs under a larger budget (Dagster
+    keeps it fresh: the budget is a resource); rebuilt, it gets its earlier calls from the teacher cache."""
     teacher = resources.get("teacher")
     if teacher is None or "teacher" not in asset.required_resource_keys:
         return False
     budget = teacher.token_budget or 0  # 0: no cap
     for key in asset.keys:
-        event = instance.get_latest_materialization_event(key)
-        metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
-        if metadata.get(BUDGET_STOP) is None or metadata[BUDGET_STOP].value == "none" or TOKEN_BUDGET not in metadata:
-            continue
-        recorded = metadata[TOKEN_BUDGET].value
-        if recorded and (budget == 0 or budget > recorded):
+        metadata = recorded_metadata(instance, key)
+        stop, recorded = metadata.get(BUDGET_STOP), metadata.get(TOKEN_BUDGET)
+        stopped = stop is not None and stop.value != "none"
+        if stopped and recorded is not None and recorded.value and (budget == 0 or budget > recorded.value):
             return True
     return False
 

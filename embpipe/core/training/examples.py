@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import replace
 
 import pandas as pd
 
-from embpipe.core.embedding import encode, stack_embeddings
 from embpipe.core.evaluation.beir import BeirDataset, passage_text
-from embpipe.core.synthesis.questions import ROUND_TRIP_K, flatten_ids, round_trip_hits
+from embpipe.core.synthesis.questions import flatten_ids
 from embpipe.core.tables import LabelSource, Role
 from embpipe.core.training.trainer import TrainingExample
 
@@ -114,19 +112,3 @@ def subsample_corpus(target: BeirDataset, size: int, seed: int) -> BeirDataset:
 def chunk_passages(chunks: pd.DataFrame) -> list[str]:
     """The text each chunk is embedded as (document title + chunk text)."""
     return [passage_text(t, x) for t, x in zip(chunks["title"], chunks["text"], strict=True)]
-
-
-def base_misses(model, questions: pd.DataFrame, chunk_embeddings: pd.DataFrame, batch_size: int = 32) -> set[str]:
-    """The texts of the questions whose positive the base retriever (``model``, which embedded ``chunk_embeddings``)
-    leaves out of its top ``ROUND_TRIP_K`` over all chunks: the ones the round trip would drop."""
-    vectors = encode(model, questions["text"].tolist(), batch_size, role="query")
-    hits = round_trip_hits(
-        vectors, stack_embeddings(chunk_embeddings), chunk_embeddings["chunk_id"].tolist(),
-        questions["positive_chunk_ids"].tolist(), ROUND_TRIP_K,
-    )  # fmt: skip
-    return set(questions["text"][~hits])
-
-
-def upweight(examples: list[TrainingExample], queries: set[str], factor: float) -> list[TrainingExample]:
-    """The examples of ``queries`` with their loss weight multiplied by ``factor``, the others unchanged."""
-    return [replace(e, weight=e.weight * factor) if e.query in queries else e for e in examples]
