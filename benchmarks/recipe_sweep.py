@@ -72,6 +72,9 @@ class Variant:
     distill_weight: float = 1.0  # weight of the guide's soft labels (0: the guide only masks, see guide_mask)
     guide_scale: float = 0.0  # the guide's softmax scale in its soft labels; 0 = ``scale``
     guide_mask: bool = False  # negatives the guide scores at least as high as the positive leave the softmax
+    view: str = "chunks"  # the teacher's examples on chunks, on whole documents (as a document index embeds
+    # them: title + text cut at the training length) or both
+    soup_of: tuple[str, ...] = ()  # not trained: the uniform average of these variants' weights (trained first)
 
 
 VARIANTS = (
@@ -148,7 +151,28 @@ GUIDE_VARIANTS = (
     Variant("pairs-guide-soft20", "pairs-guide with softer soft labels: the guide's softmax at scale 20 (the "
             "student's stays 50)", pairs=GUIDED_PAIRS, guide=True, pairs_hard_labels=False, guide_scale=20.0),
 )  # fmt: skip
-ALL_VARIANTS = VARIANTS + TEACHER_SETTINGS + GUIDE_VARIANTS + NEGATIVE_SETTINGS
+# The teacher's labels lifted to whole documents (``document_examples``): techqa, as BEIR evaluations do, embeds
+# each document once, cut at 256 tokens, while the teacher's questions come from chunks, a third of them past
+# the first 256 tokens of their document.
+VIEW_SETTINGS = tuple(
+    Variant(f"{name}-seed{seed}", about, teacher=True, epochs=3, view=view, seed=seed)
+    for name, about, view in (
+        ("teacher-chunks", "teacher labels on chunks, the default settings (the control)", "chunks"),
+        ("teacher-documents", "teacher labels lifted to documents: the positive chunk's whole document, the "
+         "negatives' documents, default settings", "documents"),
+        ("teacher-both", "teacher labels on chunks and the same lifted to documents, default settings", "both"),
+    )
+    for seed in (42, 43)
+)  # fmt: skip
+# Three seeds of the default recipe and their uniform weight average (a model soup of runs from one base): the
+# same examples at three times the training time, against the per-query mean of the three alone.
+SOUP_SETTINGS = (
+    Variant("teacher-chunks-seed44", "teacher labels on chunks, the default settings, a third seed", teacher=True,
+            epochs=3, seed=44),
+    Variant("teacher-chunks-soup3", "the uniform average of teacher-chunks-seed42, -seed43 and -seed44's weights",
+            soup_of=("teacher-chunks-seed42", "teacher-chunks-seed43", "teacher-chunks-seed44")),
+)  # fmt: skip
+ALL_VARIANTS = VARIANTS + TEACHER_SETTINGS + GUIDE_VARIANTS + NEGATIVE_SETTINGS + VIEW_SETTINGS + SOUP_SETTINGS
 SOUP_ALPHA = 0.5  # every trained variant is also scored halfway back to the base weights
 
 
@@ -157,7 +181,7 @@ def prepare(data: Path, inputs: Path, data_root: Path, datasets: list[str], half
     both datasets and the base model, in ``inputs``."""
     from embpipe.core.embedding import encode, load_model, packaged_base_model
     from embpipe.core.synthesis.passage_pairs import PairParams, held_out_documents, teacher_free_pairs
-    from embpipe.core.training.examples import labelled_examples, queries_in_split
+    from embpipe.core.training.examples import document_examples, labelled_examples, queries_in_split
     from embpipe.core.training.negatives import NegativeParams, mine_for_chunks
     from embpipe.core.training.trainer import NEGATIVES_PER_EXAMPLE
 
@@ -167,8 +191,10 @@ def prepare(data: Path, inputs: Path, data_root: Path, datasets: list[str], half
     splits = pd.read_parquet(assets / "query_splits.parquet")
     labels = pd.read_parquet(assets / "mining_rounds.parquet")
     inputs.mkdir(parents=True, exist_ok=True)
-    teacher = labelled_examples(labels[labels["used"]], queries_in_split(queries, splits, "train"), chunks,
-                                NEGATIVES_PER_EXAMPLE)  # fmt: skip
+    train_queries = queries_in_split(queries, splits, "train")
+    teacher = labelled_examples(labels[labels["used"]], train_queries, chunks, NEGATIVES_PER_EXAMPLE)
+    documents = pd.read_parquet(assets / "documents.parquet")
+    lifted = document_examples(labels[labels["used"]], train_queries, documents, NEGATIVES_PER_EXAMPLE)
     pairs = teacher_free_pairs(chunks, held_out_documents(queries, splits), PairParams(max_pairs=len(chunks) * 2))
     base = load_model(packaged_base_model(), SEQ_LENGTH, "cpu")
     vectors = encode(base, pairs["query"].tolist(), 64)
@@ -182,6 +208,7 @@ def prepare(data: Path, inputs: Path, data_root: Path, datasets: list[str], half
     if guide:
         teacher_frame, kept = with_guide_scores_column(teacher_frame, kept, guide)
     teacher_frame.to_parquet(inputs / "teacher.parquet")
+    examples_frame(lifted, "teacher-documents").to_parquet(inputs / "teacher-documents.parquet")
     kept.to_parquet(inputs / "pairs.parquet")
     for name in datasets:
         shutil.copytree(data_root / name, inputs / "datasets" / name, dirs_exist_ok=True,
@@ -231,14 +258,15 @@ def store_model(source: str, target: Path, half: bool) -> None:
         save_file({k: v.to(torch.float16) for k, v in weights.items()}, str(target / "model.safetensors"))
 
 
-def variant_examples(variant: Variant, teacher: pd.DataFrame, pairs: pd.DataFrame):
-    """The ``TrainingExample`` list of one variant."""
+def variant_examples(variant: Variant, teacher: pd.DataFrame, pairs: pd.DataFrame, lifted: pd.DataFrame):
+    """The ``TrainingExample`` list of one variant (``lifted``: the teacher's examples on documents)."""
     from embpipe.core.training.trainer import TrainingExample
 
     chosen = pairs[pairs["strategy"].isin(variant.strategies)]
     if variant.pairs != ALL_PAIRS:
         chosen = chosen.head(len(teacher) if variant.pairs == MATCHED_PAIRS else variant.pairs)
-    frames = [teacher] if variant.teacher else []
+    views = {"chunks": [teacher], "documents": [lifted], "both": [teacher, lifted]}[variant.view]
+    frames = views if variant.teacher else []
     frames += [chosen.assign(weight=variant.pair_weight if variant.pairs_hard_labels else 0.0)] if variant.pairs else []
     examples = []
     for frame in frames:
@@ -256,6 +284,18 @@ def soup(base_state: dict, model, alpha: float):
 
     mixed = copy.deepcopy(model)
     mixed.load_state_dict(mixed_weights(base_state, model.state_dict(), alpha))
+    return mixed
+
+
+def uniform_soup(model, states: list[dict]):
+    """A copy of ``model`` holding the element-wise mean of ``states`` (floating tensors; others from the first)."""
+    mixed = copy.deepcopy(model)
+    mixed.load_state_dict(
+        {
+            key: sum(s[key] for s in states) / len(states) if states[0][key].is_floating_point() else states[0][key]
+            for key in states[0]
+        }
+    )
     return mixed
 
 
@@ -293,6 +333,8 @@ def chosen(variant: Variant, only: list[str]) -> bool:
         or ("teacher-settings" in only and variant in TEACHER_SETTINGS)
         or ("guide" in only and variant in GUIDE_VARIANTS)
         or ("negatives" in only and variant in NEGATIVE_SETTINGS)
+        or ("views" in only and variant in VIEW_SETTINGS)
+        or ("soups" in only and variant in SOUP_SETTINGS)
     )
 
 
@@ -309,18 +351,28 @@ def train(inputs: Path, out: Path, device: str, only: list[str], smoke: int = 0)
     out.mkdir(parents=True, exist_ok=True)
     targets = {p.name: load_beir(p, "test") for p in sorted((inputs / "datasets").iterdir())}
     teacher, pairs = pd.read_parquet(inputs / "teacher.parquet"), pd.read_parquet(inputs / "pairs.parquet")
+    lifted_path = inputs / "teacher-documents.parquet"
+    lifted = pd.read_parquet(lifted_path) if lifted_path.is_file() else teacher.head(0)
     if smoke:
         targets = {name: shrunk(target, smoke) for name, target in targets.items()}
-        teacher, pairs = teacher.head(smoke), pairs.head(smoke)
+        teacher, pairs, lifted = teacher.head(smoke), pairs.head(smoke), lifted.head(smoke)
     base = load_model(str(inputs / "base-model"), SEQ_LENGTH, device).float()
     base_state = {k: v.detach().clone() for k, v in base.state_dict().items()}
     ranked, log = earlier_runs(out)  # a later call adds its variants to the same folder
     ranked |= {f"base/{d}": r for d, r in rankings(base, targets).items()}
     log["device"] = str(base.device)
+    trained: dict[str, dict] = {}  # this call's trained weights, for soups
     for variant in ALL_VARIANTS:
         if not chosen(variant, only):
             continue
-        examples = variant_examples(variant, teacher, pairs)
+        if variant.soup_of:
+            mixed = uniform_soup(base, [trained[name] for name in variant.soup_of])
+            ranked |= {f"{variant.name}/{d}": r for d, r in rankings(mixed, targets).items()}
+            log["variants"][variant.name] = {**asdict(variant), "examples": 0, "train_seconds": 0.0}
+            np.savez_compressed(out / "rankings.npz", **ranked)
+            (out / "train-log.json").write_text(json.dumps(log, indent=2))
+            continue
+        examples = variant_examples(variant, teacher, pairs, lifted)
         model = copy.deepcopy(base)
         model.max_seq_length = variant.seq_length
         started = time.perf_counter()
@@ -332,6 +384,7 @@ def train(inputs: Path, out: Path, device: str, only: list[str], smoke: int = 0)
                                                    guide_scale=variant.guide_scale,
                                                    guide_mask=variant.guide_mask))  # fmt: skip
         seconds = time.perf_counter() - started
+        trained[variant.name] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         ranked |= {f"{variant.name}/{d}": r for d, r in rankings(model, targets).items()}
         mixed = rankings(soup(base_state, model, SOUP_ALPHA), targets)
         ranked |= {f"{variant.name}-soup/{d}": r for d, r in mixed.items()}

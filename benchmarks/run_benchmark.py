@@ -31,11 +31,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
+sys.path.insert(0, str(REPO))
+
+from embpipe.llm.budget import DEFAULT_RUN_TOKEN_BUDGET  # noqa: E402  (the repository on the path first)
 
 # Teacher-token budgets: a question request costs about 400 tokens (the budget counts the estimate of prompt plus
-# max_tokens before each call) and 10-12 s with the local teacher on 2 cores.
+# max_tokens before each call) and 10-12 s with the local teacher on 2 cores. The default setting is what
+# ``embpipe run`` spends by default.
 SETTINGS = {
-    "default": {"token_budget": 60_000, "epochs": 4},
+    "default": {"token_budget": DEFAULT_RUN_TOKEN_BUDGET, "epochs": 4},
     "quick": {"token_budget": 15_000, "epochs": 3},
 }
 

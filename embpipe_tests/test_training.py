@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from embpipe.core.embedding import encode
-from embpipe.core.training.examples import labelled_examples
+from embpipe.core.training.examples import document_examples, labelled_examples
 from embpipe.core.training.interpolation import mix_with_base
 from embpipe.core.training.losses import present_documents, weighted_info_nce
 from embpipe.core.training.rows import TrainingExample, padded_negatives, training_dataset
@@ -97,6 +97,28 @@ def test_examples_carry_teacher_negatives_before_margin_negatives_up_to_the_limi
     )
     (example,) = labelled_examples(labels, queries, chunks, 3)
     assert example.positive == "P" and example.negatives == ("C", "A", "B")
+
+
+def test_document_examples_lift_labels_to_whole_documents_each_once():
+    """A positive chunk's document becomes the positive; negatives are the other documents of its negative
+    chunks, teacher-confirmed first, never a positive document and never one document twice."""
+    documents = pd.DataFrame(
+        {"doc_id": ["d1", "d2", "d3"], "title": ["Fans", "Mail", "Disks"], "text": ["F one", "M one", "D one"]}
+    )
+    queries = pd.DataFrame({"query_id": ["q"], "text": ["fan alarm"], "validator_score": [0.5]})
+    rows = [
+        ("q", "c1", "d1", "positive", "synthetic"),
+        ("q", "c2", "d1", "negative", "margin"),  # another chunk of the positive's own document
+        ("q", "c3", "d2", "negative", "margin"),
+        ("q", "c4", "d2", "negative", "margin"),  # the same negative document again
+        ("q", "c5", "d3", "negative", "teacher"),
+    ]
+    labels = pd.DataFrame(rows, columns=["query_id", "chunk_id", "doc_id", "role", "source"]).assign(score=np.nan)
+    (example,) = document_examples(labels, queries, documents, 4)
+    assert example.positive == "Fans\nF one"
+    assert example.negatives == ("Disks\nD one", "Mail\nM one")
+    assert example.weight == 0.5
+    assert document_examples(labels, queries, documents, 1)[0].negatives == ("Disks\nD one",)
 
 
 def test_the_trainer_s_batches_never_repeat_a_query_or_positive():

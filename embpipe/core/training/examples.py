@@ -45,24 +45,46 @@ def labelled_examples(
     ``labels`` has ``query_id``, ``chunk_id``, ``role`` (positive / negative) and ``score``; teacher-confirmed
     negatives come before margin-mined ones, each group in label order. Queries keep their validator weight.
     """
-    corpus = chunk_corpus(chunks)
+    return keyed_examples(labels, queries, chunk_corpus(chunks), "chunk_id", negatives_per_example)
+
+
+def document_corpus(documents: pd.DataFrame) -> dict[str, str]:
+    """doc id → the text a whole document is embedded as (title + text; the model cuts it at its length)."""
+    return {
+        str(d): passage_text(t, x)
+        for d, t, x in zip(documents["doc_id"], documents["title"], documents["text"], strict=True)
+    }
+
+
+def document_examples(
+    labels: pd.DataFrame, queries: pd.DataFrame, documents: pd.DataFrame, negatives_per_example: int
+) -> list[TrainingExample]:
+    """The label table lifted to whole documents, as a document index embeds them: one example per (query,
+    positive document), its negatives the documents of its negative chunks (teacher-confirmed first) that hold
+    none of its positives, each once, up to ``negatives_per_example``."""
+    return keyed_examples(labels, queries, document_corpus(documents), "doc_id", negatives_per_example)
+
+
+def keyed_examples(
+    labels: pd.DataFrame, queries: pd.DataFrame, corpus: dict[str, str], key: str, negatives_per_example: int
+) -> list[TrainingExample]:
+    """Examples whose passages are ``corpus[label[key]]``: each positive once, negatives that are no positive,
+    each once, teacher-confirmed first, up to ``negatives_per_example``; queries keep their validator weight."""
     texts = dict(zip(queries["query_id"].astype(str), queries["text"], strict=True))
     weights = dict(zip(queries["query_id"].astype(str), queries["validator_score"], strict=True))
     examples = []
     for query_id, group in labels.groupby("query_id", sort=True):
         if query_id not in texts:
             continue
-        group = group[group["chunk_id"].isin(corpus)]
-        positives = group.loc[group["role"] == Role.POSITIVE, "chunk_id"].tolist()
-        negative_rows = group[group["role"] == Role.NEGATIVE]
+        group = group[group[key].isin(corpus)]
+        positives = list(dict.fromkeys(group.loc[group["role"] == Role.POSITIVE, key]))
+        negative_rows = group[(group["role"] == Role.NEGATIVE) & ~group[key].isin(positives)]
         negative_rows = negative_rows.assign(teacher=negative_rows["source"] == LabelSource.TEACHER).sort_values(
             "teacher", ascending=False, kind="stable"
         )
-        negatives = tuple(corpus[c] for c in negative_rows["chunk_id"].tolist()[:negatives_per_example])
-        for chunk_id in positives:
-            examples.append(
-                TrainingExample(texts[query_id], corpus[chunk_id], negatives, weight=example_weight(weights[query_id]))
-            )
+        negatives = tuple(corpus[k] for k in list(dict.fromkeys(negative_rows[key]))[:negatives_per_example])
+        weight = example_weight(weights[query_id])
+        examples.extend(TrainingExample(texts[query_id], corpus[k], negatives, weight=weight) for k in positives)
     return examples
 
 
