@@ -33,13 +33,14 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 sys.path.insert(0, str(REPO))
 
-from embpipe.llm.budget import DEFAULT_RUN_TOKEN_BUDGET  # noqa: E402  (the repository on the path first)
+from embpipe.core.training.trainer import TrainingParams  # noqa: E402  (the repository on the path first)
+from embpipe.llm.budget import DEFAULT_RUN_TOKEN_BUDGET  # noqa: E402
 
 # Teacher-token budgets: a question request costs about 400 tokens (the budget counts the estimate of prompt plus
 # max_tokens before each call) and 10-12 s with the local teacher on 2 cores. The default setting is what
-# ``embpipe run`` spends by default.
+# ``embpipe run`` does by default: its budget and its most epochs.
 SETTINGS = {
-    "default": {"token_budget": DEFAULT_RUN_TOKEN_BUDGET, "epochs": 4},
+    "default": {"token_budget": DEFAULT_RUN_TOKEN_BUDGET, "epochs": TrainingParams.epochs},
     "quick": {"token_budget": 15_000, "epochs": 3},
 }
 

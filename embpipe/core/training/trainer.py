@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 class TrainingParams:
     """Optimisation settings."""
 
-    epochs: int = 5
+    epochs: int = 4  # techqa: 5 scored -0.0040 (p 0.054) on the same examples (techqa-epochs-5.json)
     batch_size: int = 8
     learning_rate: float = 2e-5
     warmup_ratio: float = 0.1
