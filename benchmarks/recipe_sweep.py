@@ -288,14 +288,14 @@ def soup(base_state: dict, model, alpha: float):
 
 
 def uniform_soup(model, states: list[dict]):
-    """A copy of ``model`` holding the element-wise mean of ``states`` (floating tensors; others from the first)."""
+    """A copy of ``model`` holding the element-wise mean of ``states``: a running mean of ``mixed_weights``."""
+    from embpipe.core.training.interpolation import mixed_weights
+
+    mean = states[0]
+    for count, state in enumerate(states[1:], start=2):
+        mean = mixed_weights(mean, state, 1.0 / count)
     mixed = copy.deepcopy(model)
-    mixed.load_state_dict(
-        {
-            key: sum(s[key] for s in states) / len(states) if states[0][key].is_floating_point() else states[0][key]
-            for key in states[0]
-        }
-    )
+    mixed.load_state_dict(mean)
     return mixed
 
 
@@ -368,7 +368,9 @@ def train(inputs: Path, out: Path, device: str, only: list[str], smoke: int = 0)
         if variant.soup_of:
             mixed = uniform_soup(base, [trained[name] for name in variant.soup_of])
             ranked |= {f"{variant.name}/{d}": r for d, r in rankings(mixed, targets).items()}
-            log["variants"][variant.name] = {**asdict(variant), "examples": 0, "train_seconds": 0.0}
+            members = [log["variants"][name] for name in variant.soup_of]  # its cost: the members' training
+            log["variants"][variant.name] = {**asdict(variant), "examples": sum(m["examples"] for m in members),
+                                             "train_seconds": sum(m["train_seconds"] for m in members)}  # fmt: skip
             np.savez_compressed(out / "rankings.npz", **ranked)
             (out / "train-log.json").write_text(json.dumps(log, indent=2))
             continue
