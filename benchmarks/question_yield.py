@@ -89,7 +89,7 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from embpipe.core.synthesis.questions import QUESTION_STYLES
+    from embpipe.core.synthesis.question_prompts import QUESTION_STYLES
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(REPO / "data" / "benchmarks" / "techqa-quick-pairs"),

@@ -29,7 +29,8 @@ ENGINES = ("llama_cpp", "decoder")
 
 def question_requests(data: Path, count: int, seed: int) -> list[list[dict]]:
     """The question stage's messages for ``count`` chunks of the run in ``data`` (the corpus notes left out)."""
-    from embpipe.core.synthesis.questions import question_messages, select_chunks
+    from embpipe.core.synthesis.question_prompts import question_messages
+    from embpipe.core.synthesis.questions import select_chunks
 
     chunks = pd.read_parquet(data / "assets" / "chunks.parquet")
     documents = pd.read_parquet(data / "assets" / "documents.parquet")
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
 
-    from embpipe.core.synthesis.questions import question_schema
+    from embpipe.core.synthesis.question_prompts import question_schema
     from embpipe.llm.local_runtime import LocalRuntime
     from embpipe.llm.parallel_decoding import ParallelDecoder
 

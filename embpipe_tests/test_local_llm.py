@@ -12,7 +12,7 @@ import time
 import pandas as pd
 import pytest
 
-from embpipe.core.synthesis.questions import question_messages, question_schema
+from embpipe.core.synthesis.question_prompts import question_messages, question_schema
 from embpipe.llm.model_weights import model_path
 from embpipe.llm.teacher import Teacher, TeacherSettings
 from embpipe.llm.teacher_store import TeacherStore

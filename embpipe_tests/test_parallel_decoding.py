@@ -74,7 +74,7 @@ TOPICS = ("slow restore from tape", "licence key expired after an upgrade", "fan
 @pytest.mark.local_llm
 @local_model
 def test_a_reply_decoded_alone_is_the_one_llama_cpp_python_writes_with_or_without_a_grammar(smollm):
-    from embpipe.core.synthesis.questions import question_schema
+    from embpipe.core.synthesis.question_prompts import question_schema
     from embpipe.llm.local_runtime import chat_prompt_tokens
     from embpipe.llm.parallel_decoding import ParallelDecoder, decode_request
 
@@ -96,7 +96,7 @@ def test_a_reply_decoded_alone_is_the_one_llama_cpp_python_writes_with_or_withou
 @pytest.mark.local_llm
 @local_model
 def test_replies_decoded_together_follow_their_schema_and_share_the_cached_prefix(smollm):
-    from embpipe.core.synthesis.questions import question_schema
+    from embpipe.core.synthesis.question_prompts import question_schema
     from embpipe.llm.local_runtime import chat_prompt_tokens
     from embpipe.llm.parallel_decoding import ParallelDecoder, decode_request
 

@@ -9,7 +9,8 @@ import pandas as pd
 from embpipe.cli import main
 from embpipe.cli_plan import PLAN_TAG, plan_settings, plan_versus_spent
 from embpipe.core.plan import StageSettings, plan_calls, plan_run, question_calls
-from embpipe.core.synthesis.questions import SYSTEM_PROMPTS, generate_single_chunk_questions, select_chunks
+from embpipe.core.synthesis.question_prompts import SYSTEM_PROMPTS
+from embpipe.core.synthesis.questions import generate_single_chunk_questions, select_chunks
 from embpipe.llm.budget import STAGE_SHARES, RunBudget
 from embpipe.llm.teacher_store import UsageRow
 from embpipe_tests.conftest import make_teacher

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from embpipe.core.synthesis.questions import (
+from embpipe.core.synthesis.question_prompts import (
     PROMPT_VERSIONS,
     QUESTION_STYLES,
-    generate_single_chunk_questions,
     parse_questions,
     question_messages,
     question_schema,
 )
+from embpipe.core.synthesis.questions import generate_single_chunk_questions
 from embpipe.llm.budget import TokenBudgetExhausted
 from embpipe.llm.teacher import Teacher, TeacherOutputError
 from embpipe_tests.conftest import make_teacher
@@ -156,3 +156,42 @@ def test_the_context_window_comes_from_the_setting_the_local_model_or_litellm(tm
     assert make_teacher(tmp_path, model="local/qwen2.5-coder-1.5b").context_tokens() == 4096
     assert make_teacher(tmp_path, model="openai/gpt-4o-mini").context_tokens() >= 100_000
     assert make_teacher(tmp_path, model="fake/teacher").context_tokens() is None
+
+
+def test_a_post_is_its_title_then_its_body_and_may_quote_its_own_error():
+    reply = {
+        "posts": [
+            {
+                "title": "Why does replication stall after the upgrade?",
+                "body": "We run KV 5.1. I see E217; this error repeats.",
+            },
+            {"title": "How do I fix this issue?", "body": "We run KV 5.1 and replication stalls every night."},
+            {"title": "Replication stalls on KV 5.1", "body": "The technote says to upgrade, but which firmware?"},
+            {"title": "short", "body": "x"},
+            "Why does replication stall?",
+        ]
+    }
+    assert parse_questions(reply, 5, style="post") == [
+        "Why does replication stall after the upgrade? We run KV 5.1. I see E217; this error repeats."
+    ]
+    with pytest.raises(TeacherOutputError, match="'posts'"):
+        parse_questions({"questions": ["Why does replication stall?"]}, 2, style="post")
+
+
+def test_a_post_reply_has_a_title_and_a_body_in_its_schema_and_more_room():
+    from embpipe.core.synthesis.question_prompts import reply_tokens
+
+    item = question_schema(3, "post")["properties"]["posts"]["items"]
+    assert item["required"] == ["title", "body"] and question_schema(3, "post")["required"] == ["posts"]
+    assert reply_tokens(3, "post") > reply_tokens(3, "terms") == 64 * 3 + 32
+    assert "posts by users" in question_messages("KV-0101", PASSAGE, 3, "post")[1]["content"]
+
+
+def test_the_question_stage_writes_posts_through_the_teacher_in_the_post_style(tmp_path):
+    chunks = pd.DataFrame(
+        {"chunk_id": ["c1"], "doc_id": ["d1"], "title": "KV-0101", "text": [PASSAGE]},
+    )
+    frame, stats = generate_single_chunk_questions(make_teacher(tmp_path), chunks, 2, style="post")
+    assert stats.failed == 0 and len(frame) == 2
+    assert all(text.split("?", 1)[1].startswith(" We run Replication stalls") for text in frame["text"])
+    assert frame["positive_chunk_ids"].map(list).tolist() == [["c1"], ["c1"]]

@@ -5,12 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from embpipe.core.synthesis.questions import (
-    generate_single_chunk_questions,
-    parse_questions,
-    question_messages,
-    question_schema,
-)
+from embpipe.core.synthesis.question_prompts import parse_questions, question_messages, question_schema
+from embpipe.core.synthesis.questions import generate_single_chunk_questions
 from embpipe.llm.concurrency import Pacer
 from embpipe.llm.teacher import Teacher, TeacherSettings
 from embpipe.llm.teacher_store import TeacherStore

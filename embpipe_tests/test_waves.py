@@ -102,7 +102,7 @@ def test_a_wave_is_answered_in_seat_order_in_batches_of_max_size_and_a_loose_ite
 @pytest.mark.local_llm
 @pytest.mark.skipif(not model_path("smollm2-135m").is_file(), reason="run scripts/install.sh to fetch SmolLM2")
 def test_fresh_runs_of_a_parallel_local_teacher_write_the_same_replies_and_judgements_in_waves(tmp_path):
-    from embpipe.core.synthesis.questions import question_messages, question_schema
+    from embpipe.core.synthesis.question_prompts import question_messages, question_schema
     from embpipe.llm.teacher import Teacher, TeacherSettings
     from embpipe.llm.teacher_store import TeacherStore
 

@@ -27,7 +27,8 @@ import pandas as pd
 from embpipe.core.embgen.entities import entity_messages
 from embpipe.core.embgen.questions import QUESTION_MAX_TOKENS, quality_messages, selection_messages
 from embpipe.core.lmar.cluster_questions import MAX_PASSAGES, cluster_question_messages, profile_messages
-from embpipe.core.synthesis.questions import QuestionStyle, question_messages, select_chunks
+from embpipe.core.synthesis.question_prompts import QuestionStyle, question_messages, reply_tokens
+from embpipe.core.synthesis.questions import select_chunks
 from embpipe.llm.budget import MINING_STAGE, RunBudget, estimate_tokens
 from embpipe.llm.closer_passage import closer_messages, same_topic_messages
 from embpipe.llm.judge import relevance_messages
@@ -108,7 +109,10 @@ def question_calls(chunks: pd.DataFrame, s: StageSettings) -> list[Call]:
     """The question stage's calls: one per chunk it will read."""
     sample = select_chunks(chunks, s.max_chunks, s.min_chunk_tokens, s.seed)
     count, style = s.questions_per_chunk, s.question_style
-    return [(question_messages(str(c.title), str(c.text), count, style), 64 * count + 32) for c in sample.itertuples()]
+    return [
+        (question_messages(str(c.title), str(c.text), count, style), reply_tokens(count, style))
+        for c in sample.itertuples()
+    ]
 
 
 def entity_calls(chunks: pd.DataFrame, s: StageSettings) -> list[Call]:

@@ -6,9 +6,9 @@ from pydantic import Field
 
 from embpipe.core.embedding import encode, role_encoder
 from embpipe.core.synthesis.passage_pairs import PairParams, held_out_documents, teacher_free_pairs
+from embpipe.core.synthesis.question_prompts import QuestionStyle
 from embpipe.core.synthesis.questions import (
     ROUND_TRIP_K,
-    QuestionStyle,
     Screening,
     combined_questions,
     generate_single_chunk_questions,
@@ -57,7 +57,8 @@ class QuestionConfig(Config):
     question_style: QuestionStyle = Field(
         default="terms",
         description="'terms': questions in the passage's own terms; 'user': a symptom or goal in a user's words, a "
-        "how-to and a short search on a code or name, as real support searches read.",
+        "how-to and a short search on a code or name, as real support searches read; 'post': a support-forum post (a "
+        "title, then the product and version, what the user did and the error seen), as forum questions read.",
     )
     min_chunk_tokens: int = Field(default=20, description="Chunks shorter than this get no questions.")
     dedup_threshold: float = Field(default=0.9, description="Drop a question whose cosine to a kept one exceeds this.")

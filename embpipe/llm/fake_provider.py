@@ -2,13 +2,14 @@
 
 ``fake/<behaviour>`` replies depend only on the request: question requests (a JSON schema with a
 ``questions`` array) get questions built from the words of the passage after ``PASSAGE:`` (cluster questions
-cite passage 1), summary requests a summary of the passages' words, entity requests one entity per early
-sentence, EmbGen's single cited question cites every passage and answers with passage 1's first sentence;
-any other JSON schema gets its smallest valid instance; relevance judgements ("Yes or No") answer Yes when most content
-words of the question occur in the passage, with log-probabilities from that overlap when they are asked
-for; "same topic" questions likewise by the share of PASSAGE 1's words found in PASSAGE 2; "A or B"
-closeness questions answer by the anchor's word overlap with each passage, leaning towards "A" by
-``POSITION_BIAS`` as small real models do (so position-bias handling is tested); plain chat gets an echo.
+cite passage 1; forum-post requests get those questions as titles, with the passage's opening words as bodies),
+summary requests a summary of the passages' words, entity requests one entity per early sentence, EmbGen's
+single cited question cites every passage and answers with passage 1's first sentence; any other JSON schema
+gets its smallest valid instance; relevance judgements ("Yes or No") answer Yes when most content words of the
+question occur in the passage, with log-probabilities from that overlap when they are asked for; "same topic"
+questions likewise by the share of PASSAGE 1's words found in PASSAGE 2; "A or B" closeness questions answer by
+the anchor's word overlap with each passage, leaning towards "A" by ``POSITION_BIAS`` as small real models do
+(so position-bias handling is tested); plain chat gets an echo.
 Token usage is one token per four characters, so budget tests can predict it.
 
 Faults, for reliability tests, are chosen by the model name ``fake/<fault>``: ``invalid-json``,
@@ -156,6 +157,11 @@ def fake_reply(messages: list[dict], schema: dict[str, Any] | None) -> str:
         passage = last.split("PASSAGE:", 1)[-1]
         count = int(questions.get("maxItems", 2))
         return json.dumps({"questions": fake_questions(passage, count)})
+    if "posts" in properties:  # forum posts: each question as a title, the passage's opening words as the body
+        passage = last.split("PASSAGE:", 1)[-1]
+        body = "We run " + " ".join(passage.split()[:12]) + " and need help."
+        count = int(properties["posts"].get("maxItems", 2))
+        return json.dumps({"posts": [{"title": q, "body": body} for q in fake_questions(passage, count)]})
     if "summary" in properties:
         words = sorted(content_words(last.split("PASSAGES:", 1)[-1]))[:6]
         return json.dumps({"summary": "Passages about " + " ".join(words)})

@@ -25,7 +25,8 @@ import pandas as pd
 
 from embpipe.core.embgen.sampling import ChunkSelection
 from embpipe.core.lmar.cluster_questions import MAX_HOPS, as_queries, numbered_passages
-from embpipe.core.synthesis.questions import CONTEXT_REFERENCES, query_id_for
+from embpipe.core.synthesis.question_prompts import CONTEXT_REFERENCES
+from embpipe.core.synthesis.questions import query_id_for
 from embpipe.llm.budget import BudgetStop, TokenBudgetExhausted, estimate_tokens, within_budget
 from embpipe.llm.teacher import Teacher, TeacherOutputError
 

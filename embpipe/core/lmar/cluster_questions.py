@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from embpipe.core.synthesis.questions import CONTEXT_REFERENCES, query_id_for
+from embpipe.core.synthesis.question_prompts import CONTEXT_REFERENCES
+from embpipe.core.synthesis.questions import query_id_for
 from embpipe.core.tables import CLUSTER_PROFILES, SYNTHETIC_QUERIES
 from embpipe.llm.budget import BudgetStop, within_budget
 from embpipe.llm.teacher import Teacher, TeacherOutputError

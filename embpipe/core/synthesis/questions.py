@@ -1,115 +1,39 @@
-"""Synthetic questions from single chunks: prompt, JSON schema, validation, chunk sampling, deduplication.
+"""Synthetic questions from single chunks: chunk sampling, the teacher pass, deduplication and the round trip.
 
-The teacher is asked for ``n`` search questions that the passage answers, in one of two styles: ``terms``
-(questions in the passage's own terms) or ``user`` (a symptom or goal in a user's everyday words, a how-to, a
-short search on a code or name, as real support searches read). Replies are validated (``parse_questions``):
-each question is a string of 12–300 characters (ending in ``?`` in the ``terms`` style) that does not lean on
-unseen context ("the passage", "this error", "mentioned"); copies of the passage's first sentence are refused, and
-duplicates removed.
+The teacher is asked for ``n`` questions per chunk in a question style (the prompts and the validation of
+replies are in ``question_prompts``); near-duplicates are dropped, and the round trip (does the base retriever
+find a question's chunk) is measured for every kept question.
 
 Example:
-    >>> parse_questions({"questions": ["How do I fix error E217?", "x"]}, 2)
-    ['How do I fix error E217?']
+    >>> import pandas as pd
+    >>> chunks = pd.DataFrame({"chunk_id": ["a", "b", "c"], "doc_id": ["d1", "d1", "d2"], "n_tokens": [30, 40, 5]})
+    >>> select_chunks(chunks, max_chunks=2, min_tokens=20, seed=0)["doc_id"].tolist()
+    ['d1', 'd1']
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
 
 from embpipe.core.embedding import stack_embeddings
 from embpipe.core.evaluation.retrieval import top_k
+from embpipe.core.synthesis.question_prompts import (
+    PROMPT_VERSIONS,
+    QuestionStyle,
+    parse_questions,
+    question_messages,
+    question_schema,
+    reply_tokens,
+)
 from embpipe.core.synthesis.splits import stable_unit
 from embpipe.core.tables import SYNTHETIC_QUERIES, Strategy
 from embpipe.llm.budget import BudgetStop, within_budget
-from embpipe.llm.teacher import Teacher, TeacherOutputError
-
-QuestionStyle = Literal["terms", "user"]
-QUESTION_STYLES: tuple[str, ...] = get_args(QuestionStyle)
-PROMPT_VERSIONS: dict[str, str] = {"terms": "single-chunk-questions-v2", "user": "single-chunk-questions-user-v1"}
-RULES = """Rules:
-- Each question must make sense to someone who has NOT seen the passage. Never refer to "the passage",
-  "the message", "the text", "this error" or "mentioned"."""
-SYSTEM_PROMPTS: dict[str, str] = {
-    "terms": f"""You write realistic search queries for training a document retrieval system.
-Given one passage from a technical document, write questions that a user with a real problem would type
-into a search box, and that this passage answers.
-{RULES}
-- Use the specific terms of the passage: product and model names, error or alert codes, commands,
-  settings, symptoms.
-- Ask about different facts in each question, and do not copy sentences from the passage.
-Example. Passage: "Error 53300 'too many connections' appears when the server reaches max_connections.
-Raise the limit in postgresql.conf or put a connection pooler such as PgBouncer in front."
-Reply: {{"questions": ["How do I fix PostgreSQL error 53300 too many connections?",
-"Where is max_connections configured in PostgreSQL?"]}}
-Reply with JSON only: {{"questions": ["...", "..."]}}.""",
-    "user": f"""You write the searches that real users type when they need one passage of a technical document.
-The users have not read the passage: they describe what they see or what they want, in their own everyday words.
-Given the passage, write searches that it answers, each in a different style:
-- a problem report: the symptom the user sees, in plain words, without naming its cause;
-- a goal: what the user wants to get done ("how do I ...");
-- a short search with the exact code, product, command or setting name, when the passage has one.
-{RULES}
-- Do not copy phrases from the passage, apart from names and codes.
-Example. Passage: "Error 53300 'too many connections' appears when the server reaches max_connections.
-Raise the limit in postgresql.conf or put a connection pooler such as PgBouncer in front."
-Reply: {{"questions": ["our app cannot open new database connections at peak hours, logins are refused",
-"how do I let more clients connect to postgres at the same time", "postgres error 53300"]}}
-Reply with JSON only: {{"questions": ["...", "..."]}}.""",
-}
-
-# Questions that lean on context the searcher does not have are useless as training queries.
-CONTEXT_REFERENCES = re.compile(
-    r"\b(the|this|that) (passage|message|text|document|article|section|context|scenario|alert)\b"
-    r"|\b(this|these) (issue|problem|error|warning|vulnerabilit(y|ies)|option|fix|implementation|report|procedure"
-    r"|technote|note|behaviou?r|change|update|setting|feature|tool|steps?)s?\b"
-    r"|\bmentioned\b|\bdescribed (above|here|in)\b",
-    re.IGNORECASE,
-)
-
-
-def question_schema(count: int) -> dict:
-    """JSON schema of a reply with up to ``count`` questions."""
-    return {
-        "type": "object",
-        "properties": {"questions": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": count}},
-        "required": ["questions"],
-    }
-
-
-def question_messages(title: str, passage: str, count: int, style: QuestionStyle = "terms") -> list[dict]:
-    """Chat messages asking for ``count`` questions in ``style`` about ``passage`` from the document ``title``."""
-    user = f"Document: {title}\nWrite {count} different questions answered by this passage.\nPASSAGE: {passage}"
-    return [{"role": "system", "content": SYSTEM_PROMPTS[style]}, {"role": "user", "content": user}]
-
-
-def parse_questions(reply: dict, count: int, passage: str = "", style: QuestionStyle = "terms") -> list[str]:
-    """Valid, distinct questions from a decoded reply; ``TeacherOutputError`` when none is usable."""
-    raw = reply.get("questions")
-    if not isinstance(raw, list):
-        raise TeacherOutputError("reply has no 'questions' list")
-    lead = passage.strip()[:80].lower()
-    questions: list[str] = []
-    for item in raw:
-        if not isinstance(item, str):
-            continue
-        text = " ".join(item.split())
-        asks = text.endswith("?") or style == "user"  # a user's search need not be a question
-        if not 12 <= len(text) <= 300 or not asks or CONTEXT_REFERENCES.search(text):
-            continue
-        if lead and text.lower().startswith(lead[:60]):
-            continue
-        if text.lower() not in {q.lower() for q in questions}:
-            questions.append(text)
-    if not questions:
-        raise TeacherOutputError(f"no usable question among {raw!r:.200}")
-    return questions[:count]
+from embpipe.llm.teacher import Teacher
 
 
 def select_chunks(chunks: pd.DataFrame, max_chunks: int, min_tokens: int, seed: int) -> pd.DataFrame:
@@ -203,9 +127,9 @@ def generate_single_chunk_questions(
             chunk.chunk_id,
             question_messages(chunk.title, chunk.text, count, style),
             lambda r, c=chunk: parse_questions(r, count, c.text, style),
-            schema=question_schema(count),
+            schema=question_schema(count, style),
             prompt_version=PROMPT_VERSIONS[style],
-            max_tokens=64 * count + 32,
+            max_tokens=reply_tokens(count, style),
         )
         if progress:
             progress(number, len(chunks))
