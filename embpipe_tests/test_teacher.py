@@ -195,3 +195,12 @@ def test_the_question_stage_writes_posts_through_the_teacher_in_the_post_style(t
     assert stats.failed == 0 and len(frame) == 2
     assert all(text.split("?", 1)[1].startswith(" We run Replication stalls") for text in frame["text"])
     assert frame["positive_chunk_ids"].map(list).tolist() == [["c1"], ["c1"]]
+
+
+def test_a_question_that_pastes_the_prompts_worked_example_is_refused_unless_its_passage_says_it_too():
+    post = {"title": "Why are logins refused at noon?", "body": "We run KV 5.1 and the log shows error 53300."}
+    with pytest.raises(TeacherOutputError):
+        parse_questions({"posts": [post]}, 1, PASSAGE, style="post")
+    assert parse_questions({"posts": [post]}, 1, "KV 5.1 refuses logins with error 53300.", style="post")
+    with pytest.raises(TeacherOutputError):
+        parse_questions({"questions": ["How do I raise max_connections on the KV-400?"]}, 1, PASSAGE)

@@ -8,7 +8,8 @@ what they see, as the questions of a support forum such as techqa's read). A pos
 fields of the reply's schema, so even a small teacher keeps the shape; the training query is the title, then
 the body. Replies are validated (``parse_questions``): each question is a string of 12–300 characters (ending in
 ``?`` in the ``terms`` style; a post 40–1,200) that does not lean on unseen context ("the passage", "this
-error", "mentioned"); copies of the passage's first sentence are refused, and duplicates removed.
+error", "mentioned"); copies of the passage's first sentence, and of the prompt's worked example, are refused,
+and duplicates removed.
 
 Example:
     >>> parse_questions({"questions": ["How do I fix error E217?", "x"]}, 2)
@@ -87,6 +88,9 @@ CONTEXT_REFERENCES = re.compile(
 )
 # A post's body may say "this error" of the error it quotes itself; it may not point at the unseen document.
 DOCUMENT_REFERENCES = re.compile(r"\b(the|this) (passage|document|article|technote)\b|\bmentioned\b", re.IGNORECASE)
+# The prompts' worked example is about PostgreSQL; a small teacher sometimes pastes its error into an unrelated
+# question. A question that names one of these without its passage naming it is refused.
+EXAMPLE_MARKERS: tuple[str, ...] = ("53300", "too many clients", "too many connections", "max_connections", "pgbouncer")
 LENGTHS: dict[str, tuple[int, int]] = {"terms": (12, 300), "user": (12, 300), "post": (40, 1_200)}
 
 
@@ -146,6 +150,7 @@ def reply_texts(reply: dict, style: QuestionStyle) -> list[str | None]:
 def parse_questions(reply: dict, count: int, passage: str = "", style: QuestionStyle = "terms") -> list[str]:
     """Valid, distinct questions from a decoded reply; ``TeacherOutputError`` when none is usable."""
     lead = passage.strip()[:80].lower()
+    borrowed = [m for m in EXAMPLE_MARKERS if m not in passage.lower()]
     shortest, longest = LENGTHS[style]
     questions: list[str] = []
     for text in reply_texts(reply, style):
@@ -154,7 +159,7 @@ def parse_questions(reply: dict, count: int, passage: str = "", style: QuestionS
         asks = text.endswith("?") or style != "terms"  # a user's search or post need not end with a question
         if not asks or (style != "post" and CONTEXT_REFERENCES.search(text)):
             continue
-        if lead and text.lower().startswith(lead[:60]):
+        if (lead and text.lower().startswith(lead[:60])) or any(m in text.lower() for m in borrowed):
             continue
         if text.lower() not in {q.lower() for q in questions}:
             questions.append(text)
