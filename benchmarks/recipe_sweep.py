@@ -359,8 +359,10 @@ def train(inputs: Path, out: Path, device: str, only: list[str], smoke: int = 0)
     base = load_model(str(inputs / "base-model"), SEQ_LENGTH, device).float()
     base_state = {k: v.detach().clone() for k, v in base.state_dict().items()}
     ranked, log = earlier_runs(out)  # a later call adds its variants to the same folder
-    ranked |= {f"base/{d}": r for d, r in rankings(base, targets).items()}
+    if not all(f"base/{d}" in ranked for d in targets):  # the base's rankings are kept from an earlier call
+        ranked |= {f"base/{d}": r for d, r in rankings(base, targets).items()}
     log["device"] = str(base.device)
+    saved(out, ranked, log)
     trained: dict[str, dict] = {}  # this call's trained weights, for soups
     for variant in ALL_VARIANTS:
         if not chosen(variant, only):
@@ -371,8 +373,7 @@ def train(inputs: Path, out: Path, device: str, only: list[str], smoke: int = 0)
             members = [log["variants"][name] for name in variant.soup_of]  # its cost: the members' training
             log["variants"][variant.name] = {**asdict(variant), "examples": sum(m["examples"] for m in members),
                                              "train_seconds": sum(m["train_seconds"] for m in members)}  # fmt: skip
-            np.savez_compressed(out / "rankings.npz", **ranked)
-            (out / "train-log.json").write_text(json.dumps(log, indent=2))
+            saved(out, ranked, log)
             continue
         examples = variant_examples(variant, teacher, pairs, lifted)
         model = copy.deepcopy(base)
@@ -387,9 +388,6 @@ def train(inputs: Path, out: Path, device: str, only: list[str], smoke: int = 0)
                                                    guide_mask=variant.guide_mask))  # fmt: skip
         seconds = time.perf_counter() - started
         trained[variant.name] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        ranked |= {f"{variant.name}/{d}": r for d, r in rankings(model, targets).items()}
-        mixed = rankings(soup(base_state, model, SOUP_ALPHA), targets)
-        ranked |= {f"{variant.name}-soup/{d}": r for d, r in mixed.items()}
         log["variants"][variant.name] = {
             **asdict(variant),
             "examples": len(examples),
@@ -397,8 +395,17 @@ def train(inputs: Path, out: Path, device: str, only: list[str], smoke: int = 0)
             "epoch_losses": [round(r.loss, 4) for r in outcome.history],
         }
         print(f"{variant.name}: {len(examples)} examples, {seconds:.0f} s", flush=True)
-        np.savez_compressed(out / "rankings.npz", **ranked)
-        (out / "train-log.json").write_text(json.dumps(log, indent=2))
+        ranked |= {f"{variant.name}/{d}": r for d, r in rankings(model, targets).items()}
+        saved(out, ranked, log)  # each scoring is kept as it lands: a long CPU run stopped early keeps what it scored
+        mixed = rankings(soup(base_state, model, SOUP_ALPHA), targets)
+        ranked |= {f"{variant.name}-soup/{d}": r for d, r in mixed.items()}
+        saved(out, ranked, log)
+
+
+def saved(out: Path, ranked: dict[str, np.ndarray], log: dict) -> None:
+    """Write the rankings and the training log scored so far into ``out``."""
+    np.savez_compressed(out / "rankings.npz", **ranked)
+    (out / "train-log.json").write_text(json.dumps(log, indent=2))
 
 
 def earlier_runs(out: Path) -> tuple[dict[str, np.ndarray], dict]:
