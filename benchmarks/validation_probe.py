@@ -31,7 +31,8 @@ RESULTS = REPO / "benchmarks" / "results"
 METRIC = "ndcg@10"
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from recipe_sweep import ALL_PAIRS, Variant, variant_examples  # noqa: E402
+from recipe_sweep import variant_examples  # noqa: E402
+from sweep_variants import ALL_PAIRS, Variant  # noqa: E402
 
 RECIPES = {
     "teacher": Variant("teacher", "the teacher's training labels (the default recipe: 4 hard negatives, batch 8)",
