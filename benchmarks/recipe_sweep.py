@@ -325,8 +325,19 @@ def score(inputs: Path, runs: Path, dataset: str, smoke: int = 0, versus: tuple[
             rows = paired_rows(target.qrels, as_runs, candidate.split(","), reference.split(","))
             head_to_head.setdefault(f"{candidate} vs {reference}", {})[folder.name] = rows
     variants = described(log["variants"])
+    known_base = fetched_base_name(inputs / "base-model")
     return {"dataset": dataset, "soup_alpha": SOUP_ALPHA, "device": log["device"], "variants": variants,
-            "metrics": tables, **({"head_to_head": head_to_head} if head_to_head else {})}  # fmt: skip
+            "metrics": tables, **({"base_model": known_base} if known_base else {}),
+            **({"head_to_head": head_to_head} if head_to_head else {})}  # fmt: skip
+
+
+def fetched_base_name(folder: Path) -> str:
+    """The name of the ``embpipe fetch-models`` base whose weights ``folder`` holds, else "" (the default base)."""
+    from embpipe.core.base_models import BASE_MODELS, WEIGHTS_FILE
+    from embpipe.llm.model_weights import sha256_of
+
+    digest = sha256_of(folder / WEIGHTS_FILE)
+    return next((spec.name for spec in BASE_MODELS.values() if spec.weights_sha256 == digest), "")
 
 
 def main(argv: list[str] | None = None) -> int:
