@@ -114,6 +114,9 @@ def test_the_sweep_sections_show_each_variant_against_the_base_and_each_setting_
     sweep["head_to_head"] = {"pairs-soup vs pairs": {"toy": [row("pairs-soup", "ndcg@10", 0.69, 0.04)]}}
     (tmp_path / "recipe-sweep-toy.json").write_text(json.dumps(sweep))
     assert "| `pairs-soup vs pairs` | 0.6900, +0.0400 (+0.0300, +0.0500), p 0.02 | – |" in sweep_section(tmp_path)
+    assert "from the same base with" in sweep_section(tmp_path)  # the default base is not named
+    (tmp_path / "recipe-sweep-toy.json").write_text(json.dumps({**sweep, "base_model": "all-mpnet-base-v2"}))
+    assert "from the same base (`all-mpnet-base-v2`) with" in sweep_section(tmp_path)
     kept = {"questions_per_call": 3, "calls": 4, "wall_s": 40.0, "seconds_per_call": 10.0, "questions_written": 12,
             "questions_kept": 10, "questions_per_hour": 900, "round_trip_pass_rate": 0.7,
             "round_trip_ci": [0.4, 0.9]}  # fmt: skip
