@@ -178,8 +178,8 @@ def rankings(model, targets: dict) -> dict[str, np.ndarray]:
     model.max_seq_length = SEQ_LENGTH
     out = {}
     for name, target in targets.items():
-        docs = encode(model, list(target.corpus.values()), 128)
-        queries = encode(model, list(target.queries.values()), 128)
+        docs = encode(model, list(target.corpus.values()), 128, "document")  # a base's prompts, where it has them
+        queries = encode(model, list(target.queries.values()), 128, "query")
         out[name] = top_k(queries, docs, TOP_K).indices.astype(np.int32)
     return out
 
