@@ -215,7 +215,8 @@ def train(inputs: Path, out: Path, device: str, only: list[str], smoke: int = 0)
     base = load_model(str(inputs / "base-model"), SEQ_LENGTH, device).float()
     base_state = {k: v.detach().clone() for k, v in base.state_dict().items()}
     ranked, log = earlier_runs(out)  # a later call adds its variants to the same folder
-    if not all(f"base/{d}" in ranked for d in targets):  # the base's rankings are kept from an earlier call
+    kept = all(len(ranked.get(f"base/{d}", ())) == len(t.queries) for d, t in targets.items())
+    if not kept:  # the base's rankings of these queries are kept from an earlier call (not a smoke run's)
         ranked |= {f"base/{d}": r for d, r in rankings(base, targets).items()}
     log["device"] = str(base.device)
     saved(out, ranked, log)
@@ -357,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         nargs="*",
         default=[],
-        help="variant names; teacher-settings, guide, negatives: a group (default: the first list)",
+        help="variant names; teacher-settings, guide, negatives, views, soups: a group (default: the first list)",
     )
     parser.add_argument("--tag", default="", help="results file suffix (a second sweep of the same dataset)")
     parser.add_argument(

@@ -137,8 +137,8 @@ ALL_VARIANTS = VARIANTS + TEACHER_SETTINGS + GUIDE_VARIANTS + NEGATIVE_SETTINGS 
 
 
 def chosen(variant: Variant, only: list[str]) -> bool:
-    """Whether ``--only`` picks ``variant``: by name, ``teacher-settings``, ``guide`` or ``negatives`` for that
-    group, none for the first list."""
+    """Whether ``--only`` picks ``variant``: by name, or by its group's name (``teacher-settings``, ``guide``,
+    ``negatives``, ``views``, ``soups``); with no names, the first list."""
     if not only:
         return variant in VARIANTS
     return (
