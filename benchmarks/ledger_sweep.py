@@ -47,10 +47,12 @@ def sweep_table(path: Path) -> str:
             f"| {cell(tables[other][name]['ndcg@10']) if other else '–'} |"
         )
     base = f" (`{sweep['base_model']}`)" if sweep.get("base_model") else ""  # a fetched base, else the default's
+    how = sweep.get("intro") or (  # a probe that trains otherwise says how
+        f"`benchmarks/recipe_sweep.py`: every variant trained from the same base{base} with the pipeline's trainer "
+        f"for fixed epochs (no early stopping)"
+    )
     return (
-        f"\n## Training recipes side by side (`{path.name}`)\n\n`benchmarks/recipe_sweep.py`: every variant trained "
-        f"from the same base{base} with the pipeline's trainer for fixed epochs (no early stopping) on "
-        f"`{sweep['device']}`, "
+        f"\n## Training recipes side by side (`{path.name}`)\n\n{how} on `{sweep['device']}`, "
         f"scored on {main}'s real test queries and on {other or 'no other dataset'} (forgetting). *Halfway back* is "
         f"the tuned weights mixed {sweep['soup_alpha']:g} : {1 - sweep['soup_alpha']:g} with the base's.\n\n"
         + "\n".join(lines)

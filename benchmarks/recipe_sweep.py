@@ -329,7 +329,8 @@ def score(inputs: Path, runs: Path, dataset: str, smoke: int = 0, versus: tuple[
     known_base = fetched_base_name(inputs / "base-model")
     return {"dataset": dataset, "soup_alpha": SOUP_ALPHA, "device": log["device"], "variants": variants,
             "metrics": tables, **({"base_model": known_base} if known_base else {}),
-            **({"head_to_head": head_to_head} if head_to_head else {})}  # fmt: skip
+            **({"head_to_head": head_to_head} if head_to_head else {}),
+            **({"intro": log["intro"]} if log.get("intro") else {})}  # fmt: skip
 
 
 def fetched_base_name(folder: Path) -> str:

@@ -117,6 +117,9 @@ def test_the_sweep_sections_show_each_variant_against_the_base_and_each_setting_
     assert "from the same base with" in sweep_section(tmp_path)  # the default base is not named
     (tmp_path / "recipe-sweep-toy.json").write_text(json.dumps({**sweep, "base_model": "all-mpnet-base-v2"}))
     assert "from the same base (`all-mpnet-base-v2`) with" in sweep_section(tmp_path)
+    (tmp_path / "recipe-sweep-toy.json").write_text(json.dumps({**sweep, "intro": "`probe.py`: distilled"}))
+    assert "`probe.py`: distilled on `cuda:0`" in sweep_section(tmp_path)  # a probe that trains otherwise says how
+    assert "pipeline's trainer" not in sweep_section(tmp_path)
     kept = {"questions_per_call": 3, "calls": 4, "wall_s": 40.0, "seconds_per_call": 10.0, "questions_written": 12,
             "questions_kept": 10, "questions_per_hour": 900, "round_trip_pass_rate": 0.7,
             "round_trip_ci": [0.4, 0.9]}  # fmt: skip
