@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from embpipe.core.base_models import base_model_path
-    from embpipe.core.deploy.onnx_export import export_onnx, verify_export
+    from embpipe.core.deploy.export_checks import verify_export
+    from embpipe.core.deploy.onnx_export import export_onnx
     from embpipe.core.embedding import load_model, packaged_base_model
 
     model_path = base_model_path(args.model) if args.model else packaged_base_model()

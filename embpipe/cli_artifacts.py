@@ -60,7 +60,8 @@ def command_export(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from embpipe.core.deploy.onnx_export import export_onnx, verify_export
+    from embpipe.core.deploy.export_checks import verify_export
+    from embpipe.core.deploy.onnx_export import export_onnx
     from embpipe.core.embedding import load_model
     from embpipe.resources.io_managers import stored_model_path
 

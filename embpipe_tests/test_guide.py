@@ -179,6 +179,8 @@ def test_the_guide_is_a_training_setting_the_optimiser_never_sees():
     assert config.params().distill_weight == 0.5
     assert not hasattr(config.params(), "guide_model")
     assert TrainingConfig().guide_model == ""  # off unless asked for: the guide is never a silent default
+    guide_only = TrainingConfig(guide_model="embeddinggemma-300m")  # a guide distils by default, no soft labels
+    assert (guide_only.guide_distill_epochs, guide_only.params().distill_weight) == (2, 0.0)
     guided = TrainingConfig(guide_model="embeddinggemma-300m", guide_scale=10.0, guide_mask=True).params()
     assert (guided.guide_scale, guided.guide_mask) == (10.0, True)
     with pytest.raises(ValueError, match="set embedding_model.guide_model"):

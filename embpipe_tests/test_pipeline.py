@@ -98,9 +98,15 @@ def test_full_run_then_rerun_pays_nothing(pipeline, data_dir):
     assert event.asset_materialization.metadata["queries"].value == len(queries)
 
     guide = packaged_base_model()  # any sentence-transformers model can guide; the base stands in for one
-    guided_config = {"ops": {**changed["ops"], "embedding_model": {"config": {"epochs": 1, "guide_model": guide}}}}
+    guided = {"epochs": 1, "guide_model": guide, "guide_distill_epochs": 1, "distill_weight": 1.0}
+    guided_config = {"ops": {**changed["ops"], "embedding_model": {"config": guided}}}
     fourth = run_stale(all_assets, all_checks, resources, guided_config, instance)
     assert "embedding_model" in fourth.rebuilt and "synthetic_queries" not in fourth.rebuilt
     assert paid_tokens(resources, fourth) == 0  # the guide is an embedder: no teacher call
     trained = instance.get_latest_materialization_event(AssetKey("embedding_model")).asset_materialization.metadata
     assert 0.0 <= trained["guide_agrees_with_labels"].value <= 1.0
+    distillation = trained["guide_distillation"].value  # distilled from the guide's embeddings, then trained
+    assert distillation["texts"] > len(chunks) and len(distillation["epoch_losses"]) == 1
+    assert not (data_dir / "checkpoints" / "embedding_model").exists() or not any(
+        (data_dir / "checkpoints" / "embedding_model").iterdir()
+    )  # the distillation's work folder goes with the training's checkpoints

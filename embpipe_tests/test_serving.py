@@ -13,7 +13,8 @@ import httpx
 import numpy as np
 import pytest
 
-from embpipe.core.deploy.onnx_export import FP32_NODES, OnnxEncoder, export_onnx, verify_export
+from embpipe.core.deploy.export_checks import verify_export
+from embpipe.core.deploy.onnx_export import FP32_NODES, OnnxEncoder, export_onnx
 from embpipe.serving.app import ServerLimits, create_app
 from embpipe.serving.encoders import load_encoder
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from embpipe.core.deploy.onnx_export import OnnxEncoder, export_onnx, verify_export
+from embpipe.core.deploy.export_checks import verify_export
+from embpipe.core.deploy.onnx_export import OnnxEncoder, export_onnx
 from embpipe.serving.app import create_app
 from embpipe.serving.encoders import load_encoder
 
@@ -111,3 +112,22 @@ def test_the_server_requires_input_type_for_a_prompted_model_and_encodes_each_ro
     wrong = client.post("/v1/embeddings", json={"model": "tiny", "input": TEXTS, "input_type": "search_query"})
     assert wrong.status_code == 400 and wrong.json()["error"]["param"] == "input_type"
     assert client.get("/health").json()["input_type_required"] is True
+
+
+def test_a_normalisation_between_pooling_and_a_dense_layer_is_exported_in_its_place(tmp_path):
+    """A student distilled from a guide is its base (which normalises) with a layer to the guide's width on top."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+
+    tiny = tiny_prompted_model(tmp_path / "tiny", torch.nn.Identity())
+    projection = models.Dense(32, 48, activation_function=torch.nn.Identity())
+    with torch.no_grad():  # a bias large against the unit vectors: the layer's output depends on their scale
+        projection.linear.bias.fill_(0.5)
+    modules = [tiny[0], tiny[1], models.Normalize(), projection, models.Normalize()]
+    student = SentenceTransformer(modules=modules, device="cpu")
+    folder = export_onnx(student, tmp_path / "onnx_model")
+    encoder = OnnxEncoder(folder, "fp32")
+    assert [activation for _, _, activation in encoder.head] == ["Normalize", "Identity"] and encoder.dimension() == 48
+    reference = student.encode(TEXTS, normalize_embeddings=True)
+    assert np.min(np.sum(encoder.encode(TEXTS) * reference, axis=1)) > 0.999
+    assert verify_export(student, folder, TEXTS, TEXTS, min_cosine=0.99).variants["fp32"]["min_cosine"] > 0.999

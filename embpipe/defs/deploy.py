@@ -9,7 +9,8 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, Failure, MetadataValue, Output, asset
 from pydantic import Field
 
-from embpipe.core.deploy.onnx_export import export_onnx, verify_export
+from embpipe.core.deploy.export_checks import verify_export
+from embpipe.core.deploy.onnx_export import export_onnx
 from embpipe.core.training.examples import chunk_passages
 from embpipe.resources.embedder import EmbedderResource
 

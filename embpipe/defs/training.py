@@ -1,5 +1,6 @@
 """Training: contrastive fine-tuning of the base model on the mined training labels, tracked in MLflow."""
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -12,8 +13,10 @@ from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, O
 from pydantic import Field
 
 from embpipe.core.embedding import model_version
+from embpipe.core.evaluation.beir import passage_text
 from embpipe.core.tables import Split
-from embpipe.core.training.examples import labelled_examples, pair_examples, queries_in_split
+from embpipe.core.training.distillation import DistillationParams, distillation_texts, distilled_student
+from embpipe.core.training.examples import chunk_corpus, labelled_examples, pair_examples, queries_in_split
 from embpipe.core.training.guide import guide_agreement, load_guide, with_guide_scores
 from embpipe.core.training.trainer import NEGATIVES_PER_EXAMPLE, EpochRecord, TrainingParams, train_contrastive
 from embpipe.core.training.validation import (
@@ -63,12 +66,19 @@ class TrainingConfig(Config):
     resume: bool = Field(default=True, description="Resume an interrupted training from its last epoch checkpoint.")
     guide_model: str = Field(
         default="",
-        description="A stronger embedder whose scores of each example's positive and negatives the student also "
-        "learns (soft labels, KL): a fetched name (embeddinggemma-300m) or a sentence-transformers path; "
-        "empty = none.",
+        description="A stronger embedder the student learns from before and while it trains: a fetched name "
+        "(embeddinggemma-300m) or a sentence-transformers path; empty = none.",
+    )
+    guide_distill_epochs: int = Field(
+        default=DistillationParams.epochs,
+        description="With a guide: epochs of distilling its embeddings of the corpus' documents, chunks and "
+        "training queries into the student (a linear layer to its width, then end to end) before the contrastive "
+        "training; 0 = none.",
     )
     distill_weight: float = Field(
-        default=TrainingParams.distill_weight, description="Weight of the guide's soft labels in the loss."
+        default=0.0,
+        description="With a guide: weight of its soft labels (its scores of each example's positive and "
+        "negatives, KL) in the contrastive loss; 0 = none (on the teacher's labels they did not pay on techqa).",
     )
     guide_scale: float = Field(
         default=TrainingParams.guide_scale,
@@ -86,7 +96,10 @@ class TrainingConfig(Config):
                 "embedding_model.guide_mask and guide_scale act on a guide's scores: set embedding_model.guide_model "
                 "too (a fetched name such as embeddinggemma-300m, or a sentence-transformers path)"
             )
-        pipeline_only = {"negatives_per_example", "max_seq_length", "validation_corpus_size", "resume", "guide_model"}
+        pipeline_only = {
+            "negatives_per_example", "max_seq_length", "validation_corpus_size", "resume", "guide_model",
+            "guide_distill_epochs",
+        }  # fmt: skip
         settings = self.model_dump(exclude=pipeline_only)
         return TrainingParams(**{**settings, "tuned_shares": tuple(self.tuned_shares)})
 
@@ -101,20 +114,21 @@ def checkpoint_path(config: TrainingConfig, base_model: str, *data: pd.DataFrame
     return folder
 
 
-@asset(io_manager_key="model_io_manager", code_version="6", group_name="training")
+@asset(io_manager_key="model_io_manager", code_version="7", group_name="training")
 def embedding_model(
     context: AssetExecutionContext,
     config: TrainingConfig,
     embedder: EmbedderResource,
     mlflow: MlflowResource,
+    documents: pd.DataFrame,
     chunks: pd.DataFrame,
     synthetic_queries: pd.DataFrame,
     query_splits: pd.DataFrame,
     mining_rounds: pd.DataFrame,
     passage_pairs: pd.DataFrame,
 ):
-    """The domain-adapted embedding model: best validation checkpoint of contrastive fine-tuning (teacher labels
-    and teacher-free pairs)."""
+    """The domain-adapted embedding model: with a guide, the base distilled from it first; then the best
+    validation checkpoint of contrastive fine-tuning (teacher labels and teacher-free pairs)."""
     import mlflow as mlflow_api
 
     train, labels = queries_in_split(synthetic_queries, query_splits, Split.TRAIN), mining_rounds[mining_rounds["used"]]
@@ -122,10 +136,11 @@ def embedding_model(
         passage_pairs, chunks, config.negatives_per_example
     )
     validation = validation_target(synthetic_queries, query_splits, chunks, config.validation_corpus_size, config.seed)
-    model = embedder.load(config.max_seq_length or None)
-    if config.guide_model:
+    checkpoint = checkpoint_path(config, embedder.model_id(), documents, labels, train, passage_pairs)
+    texts = corpus_texts(documents, chunks, train, passage_pairs)
+    model, distilled = guided_start(context, config, embedder.load(config.max_seq_length or None), checkpoint, texts)
+    if config.guide_model and (config.distill_weight > 0 or config.guide_mask):
         examples = with_guide_scores(examples, load_guide(config.guide_model, model.max_seq_length, str(model.device)))
-    checkpoint = checkpoint_path(config, embedder.model_id(), labels, train, passage_pairs)
     with mlflow.start_run("embedding_model", tags={"dagster_run_id": context.run_id}) as run:
         mlflow_api.log_params(
             {**config.model_dump(), **training_parameters(embedder.model_id(), examples, validation, model)}
@@ -139,17 +154,44 @@ def embedding_model(
             model, model_card(config.model_dump(mode="json"), embedder.model_id(), len(examples), outcome), outcome
         )
     shutil.rmtree(checkpoint, ignore_errors=True)
-    return model_output(model, outcome, config, examples, len(passage_pairs), run.info.run_id)
+    return model_output(model, outcome, config, examples, len(passage_pairs), run.info.run_id, distilled)
 
 
-def model_output(model, outcome, config: TrainingConfig, examples: list, pairs: int, mlflow_run_id: str) -> Output:
+def corpus_texts(documents: pd.DataFrame, chunks: pd.DataFrame, train: pd.DataFrame, pairs: pd.DataFrame):
+    """What a guide is distilled on: every document and chunk as it is embedded (title and text), and the
+    training queries and teacher-free pairs' queries (never a validation or test query)."""
+    whole = [passage_text(t, x) for t, x in zip(documents["title"], documents["text"], strict=True)]
+    return distillation_texts(whole + list(chunk_corpus(chunks).values()), [*train["text"], *pairs["query"]])
+
+
+def guided_start(context: AssetExecutionContext, config: TrainingConfig, model, checkpoint: Path, texts):
+    """The model the contrastive training starts from: ``model`` itself, or with a guide (and distillation
+    epochs) ``model`` distilled from the guide's embeddings of ``texts``; with the distillation's metadata."""
+    if not (config.guide_model and config.guide_distill_epochs):
+        return model, {}
+    context.log.info(
+        f"distilling {config.guide_model} into the base: {len(texts.documents)} passages, {len(texts.queries)} "
+        f"queries, {config.guide_distill_epochs} epochs"
+    )
+    guide = lambda: load_guide(config.guide_model, model.max_seq_length, str(model.device))  # noqa: E731
+    params = DistillationParams(epochs=config.guide_distill_epochs, seed=config.seed)
+    student, outcome = distilled_student(model, guide, config.guide_model, texts, params, checkpoint / "guide")
+    context.log.info(f"distilled in {outcome.seconds:.0f} s (guide {outcome.guide_seconds:.0f} s), losses "
+                     f"{outcome.epoch_losses}")  # fmt: skip
+    return student, {"guide_distillation": MetadataValue.json(dataclasses.asdict(outcome))}
+
+
+def model_output(
+    model, outcome, config: TrainingConfig, examples: list, pairs: int, mlflow_run_id: str, distilled: dict
+) -> Output:
     """The trained model with its weights' hash as data version and the training summary as metadata."""
     summary = training_summary(outcome, len(examples), str(model.device))
     metadata = {
         **summary,
         "history": MetadataValue.md(summary["history"]),
         "teacher_free_examples": pairs,
-        **({"guide_agrees_with_labels": guide_agreement(examples)} if config.guide_model else {}),
+        **({"guide_agrees_with_labels": guide_agreement(examples)} if any(e.guide_scores for e in examples) else {}),
+        **distilled,
         "mlflow_run_id": mlflow_run_id,
         CONFIG_FINGERPRINT: config_fingerprint(config),
     }

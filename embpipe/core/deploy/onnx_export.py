@@ -1,4 +1,4 @@
-"""ONNX export of a sentence-transformers model (fp32 and dynamic int8), an ONNX encoder, parity and speed.
+"""ONNX export of a sentence-transformers model (fp32 and dynamic int8) and an ONNX encoder (checks: export_checks).
 
 The transformer is exported with ``torch.onnx.export`` (token ids → last hidden state, dynamic batch and
 sequence axes); pooling (mean or CLS, read from the model's pooling module), the ``Dense`` layers after it
@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +31,13 @@ from embpipe.core.embedding import Role, role_prompts
 SETTINGS_FILE = "embpipe_onnx.json"
 HEAD_FILE = "head.npz"  # the Dense layers after pooling: weight_<i>, bias_<i>
 VARIANT_FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx"}
-HEAD_ACTIVATIONS = {"Identity": lambda x: x, "Tanh": np.tanh}
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
+
+
+HEAD_ACTIVATIONS = {"Identity": lambda x: x, "Tanh": np.tanh, "Normalize": unit_rows}  # Normalize: no weights
 OPSET = 17
 FP32_NODES = re.compile(r"/layer\.\d+/output/dense/")  # BERT-style names of the FFN down-projection
 
@@ -75,17 +79,22 @@ def tensor_array(tensor) -> np.ndarray:
     return tensor.detach().cpu().float().numpy()
 
 
-HeadLayer = tuple[np.ndarray, np.ndarray | None, str]  # weight (out × in), bias, activation name
+HeadLayer = tuple[np.ndarray | None, np.ndarray | None, str]  # weight (out × in) or none, bias, activation name
 
 
 def head_layers(model) -> list[HeadLayer]:
-    """The ``Dense`` layers after pooling; a ``ValueError`` naming any other module there but ``Normalize``
-    (the encoder always normalises)."""
+    """The ``Dense`` layers after pooling, and any ``Normalize`` between them (a distilled student's: base,
+    normalisation, projection); a ``ValueError`` naming any other module there. The last ``Normalize`` is left
+    out: the encoder always normalises."""
     layers: list[HeadLayer] = []
-    for module in [m for m in list(model)[pooling_position(model) + 1 :] if type(m).__name__ != "Normalize"]:
+    modules = list(model)[pooling_position(model) + 1 :]
+    for module in modules[:-1] if modules and type(modules[-1]).__name__ == "Normalize" else modules:
+        if type(module).__name__ == "Normalize":
+            layers.append((None, None, "Normalize"))
+            continue
         activation = type(getattr(module, "activation_function", None)).__name__
         if not hasattr(module, "linear") or activation not in HEAD_ACTIVATIONS:
-            supported = ", ".join(HEAD_ACTIVATIONS)
+            supported = ", ".join(a for a in HEAD_ACTIVATIONS if a != "Normalize")
             raise ValueError(
                 f"ONNX export supports Dense layers ({supported}) after pooling, not {type(module).__name__}"
             )
@@ -137,9 +146,9 @@ def export_onnx(model, folder: Path) -> Path:
     )
     tokenizer.save_pretrained(str(folder))
     head = head_layers(model)
-    arrays = {f"weight_{i}": weight for i, (weight, _, _) in enumerate(head)}
+    arrays = {f"weight_{i}": weight for i, (weight, _, _) in enumerate(head) if weight is not None}
     arrays |= {f"bias_{i}": bias for i, (_, bias, _) in enumerate(head) if bias is not None}
-    if head:
+    if arrays:
         np.savez(folder / HEAD_FILE, **arrays)
     settings = {
         "pooling": pooling_mode(model),
@@ -174,14 +183,12 @@ class OnnxEncoder:
     def load_head(self, folder: Path) -> list[HeadLayer]:
         """The Dense layers after pooling recorded by the export (none for an export without them)."""
         activations = self.settings.get("head", [])
-        if not activations:
-            return []
-        with np.load(folder / HEAD_FILE) as arrays:
-            return [(arrays[f"weight_{i}"], arrays.get(f"bias_{i}"), name) for i, name in enumerate(activations)]
+        arrays = dict(np.load(folder / HEAD_FILE)) if (folder / HEAD_FILE).is_file() else {}
+        return [(arrays.get(f"weight_{i}"), arrays.get(f"bias_{i}"), name) for i, name in enumerate(activations)]
 
     def dimension(self) -> int:
-        if self.head:
-            return int(self.head[-1][0].shape[0])
+        if weights := [weight for weight, _, _ in self.head if weight is not None]:
+            return int(weights[-1].shape[0])
         return int(self.session.get_outputs()[0].shape[-1])
 
     def encode(self, texts: Sequence[str], batch_size: int = 32, role: Role | None = None) -> np.ndarray:
@@ -212,86 +219,6 @@ class OnnxEncoder:
             mask = batch["attention_mask"][..., None].astype(np.float32)
             pooled = (states * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
         for weight, bias, activation in self.head:
-            pooled = HEAD_ACTIVATIONS[activation](pooled @ weight.T + (0.0 if bias is None else bias))
-        return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
-
-
-def parity(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
-    """Row-wise cosine between two sets of normalised embeddings: minimum and mean."""
-    cosines = np.sum(reference * candidate, axis=1)
-    return {"min_cosine": float(cosines.min()), "mean_cosine": float(cosines.mean())}
-
-
-@dataclass(frozen=True)
-class Throughput:
-    """Texts per second of one encoder, and the wall time it was measured over."""
-
-    texts_per_s: float
-    seconds: float
-
-
-def throughput(encode: Callable[[list[str]], np.ndarray], texts: list[str], repeats: int = 1) -> Throughput:
-    """Texts per second of ``encode`` over ``texts`` (after one warm-up call)."""
-    encode(texts[:2])
-    started = time.perf_counter()
-    for _ in range(repeats):
-        encode(texts)
-    seconds = time.perf_counter() - started
-    return Throughput(len(texts) * repeats / seconds, seconds)
-
-
-@dataclass
-class ExportReport:
-    """Parity and speed of each exported variant against PyTorch, and the variant chosen for serving."""
-
-    pytorch_texts_per_s: float
-    variants: dict[str, dict[str, float]]
-    served: str
-
-    def rows(self) -> list[dict[str, float | str]]:
-        """One row per encoder: texts/s, speed-up over PyTorch and the parity cosines."""
-        rows: list[dict[str, float | str]] = [
-            {"encoder": "pytorch", "texts_per_s": self.pytorch_texts_per_s, "speedup": 1.0, "min_cosine": 1.0}
-        ]
-        for name, values in self.variants.items():
-            rows.append({"encoder": f"onnx-{name}", **values})
-        return rows
-
-
-def verify_export(
-    model,
-    folder: Path,
-    parity_texts: list[str],
-    speed_texts: list[str],
-    min_cosine: float,
-    batch_size: int = 32,
-) -> ExportReport:
-    """Parity (cosine to PyTorch on ``parity_texts``) and throughput of each variant in ``folder``.
-
-    Serving uses int8 when it passes ``min_cosine``, else fp32; the choice is recorded in the export.
-    ``ValueError`` when even fp32 disagrees with PyTorch (a broken export).
-    """
-    reference = model.encode(parity_texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
-    torch_speed = throughput(
-        lambda t: model.encode(t, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False),
-        speed_texts,
-    )
-    variants = {}
-    for variant in VARIANT_FILES:
-        encoder = OnnxEncoder(folder, variant)
-        scores = parity(reference, encoder.encode(parity_texts, batch_size))
-        speed = throughput(lambda t, e=encoder: e.encode(t, batch_size), speed_texts)
-        variants[variant] = {
-            "texts_per_s": speed.texts_per_s,
-            "speedup": speed.texts_per_s / torch_speed.texts_per_s,
-            **scores,
-        }
-    if variants["fp32"]["min_cosine"] < min_cosine:
-        raise ValueError(
-            f"ONNX fp32 export disagrees with PyTorch (min cosine {variants['fp32']['min_cosine']:.4f} < "
-            f"{min_cosine}): the export is broken"
-        )
-    served = "int8" if variants["int8"]["min_cosine"] >= min_cosine else "fp32"
-    settings = json.loads((folder / SETTINGS_FILE).read_text())
-    (folder / SETTINGS_FILE).write_text(json.dumps({**settings, "served_variant": served}, indent=2))
-    return ExportReport(torch_speed.texts_per_s, variants, served)
+            linear = pooled if weight is None else pooled @ weight.T + (0.0 if bias is None else bias)
+            pooled = HEAD_ACTIVATIONS[activation](linear)
+        return unit_rows(pooled)
