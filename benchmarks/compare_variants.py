@@ -8,9 +8,10 @@ two results files cannot give. This script loads both variants' trained models f
     python benchmarks/compare_variants.py --dataset techqa --before quick-tie --after quick-pairs
     python benchmarks/compare_variants.py --dataset techqa --before base --after no-mining --on pubmedqa
 
-``base`` names the packaged base model; ``--on`` scores the models on another BEIR dataset than the one they were
-adapted to (the forgetting check). Writes ``benchmarks/results/compare-<dataset>-<before>-vs-<after>.json``
-(``…-on-<dataset>.json`` with ``--on``); ``benchmarks/ledger.py`` lists it.
+``base`` names the packaged base model, and a fetched model's name (``embeddinggemma-300m``) that model as it
+ships; ``--on`` scores the models on another BEIR dataset than the one they were adapted to (the forgetting check).
+Writes ``benchmarks/results/compare-<dataset>-<before>-vs-<after>.json`` (``…-on-<dataset>.json`` with ``--on``);
+``benchmarks/ledger.py`` lists it.
 """
 
 from __future__ import annotations
@@ -26,11 +27,16 @@ METRICS = ("ndcg@10", "recall@100", "mrr@5")
 
 
 def model_folder(dataset: str, variant: str) -> Path:
-    """A variant's trained model, or the packaged base model for ``base``."""
+    """A variant's trained model, the packaged base model for ``base``, or a fetched model by its name (the guide
+    ``embeddinggemma-300m``, ``all-mpnet-base-v2``)."""
+    from embpipe.core.base_models import BASE_MODELS, base_model_path
+
     if variant == "base":
         from embpipe.core.embedding import packaged_base_model
 
         return Path(packaged_base_model())
+    if variant in BASE_MODELS:
+        return Path(base_model_path(variant))
     folder = REPO / "data" / "benchmarks" / f"{dataset}-{variant}" / "models" / "embedding_model"
     if not folder.is_dir():
         raise SystemExit(f"{folder} is missing: run benchmarks/run_benchmark.py --variant {variant} first")

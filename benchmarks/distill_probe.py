@@ -6,7 +6,9 @@ gives the small model far more signal per text: the guide's whole embedding of e
 pseudo-query of the corpus (no test query is read), learnt with a mean-squared error as sentence-transformers'
 multilingual distillation does. The student is the base with one linear layer on top (its width to the
 guide's), the layer first fitted in closed form (ridge least squares on the frozen base's embeddings), then
-the whole student tuned end to end:
+the whole student tuned end to end. (The pipeline now does the same on the trainer when
+``embedding_model.guide_model`` is set: ``embpipe/core/training/distillation.py``; this probe keeps the
+hand-written loop its committed figures came from.)
 
     python benchmarks/distill_probe.py --inputs .sweep --data data/benchmarks/techqa \\
         --guide embeddinggemma-300m --out /tmp/distill --epochs 2 --save-model --teacher-epochs 3
