@@ -8,7 +8,8 @@ multilingual distillation does. The student is the base with one linear layer on
 guide's), the layer first fitted in closed form (ridge least squares on the frozen base's embeddings), then
 the whole student tuned end to end. (The pipeline now does the same on the trainer when
 ``embedding_model.guide_model`` is set: ``embpipe/core/training/distillation.py``; this probe keeps the
-hand-written loop its committed figures came from.)
+hand-written loop its committed figures came from; its layer fit and batching are the pipeline's, the fit now in
+float64 where the committed runs solved in float32.)
 
     python benchmarks/distill_probe.py --inputs .sweep --data data/benchmarks/techqa \\
         --guide embeddinggemma-300m --out /tmp/distill --epochs 2 --save-model --teacher-epochs 3
@@ -84,34 +85,10 @@ def guide_targets(guide_path: str, texts: dict[str, list[str]], cache: Path) -> 
 
 def with_projection(base, sources: np.ndarray, targets: np.ndarray):
     """``base`` followed by a linear layer to the guide's width, fitted by ridge least squares from the base's
-    embeddings ``sources`` to ``targets``, and a normalisation."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.models import Dense, Normalize
+    embeddings ``sources`` to ``targets``, and a normalisation (the pipeline's own layer and head)."""
+    from embpipe.core.training.distillation import least_squares_head, with_head
 
-    ones = np.hstack([sources, np.ones((len(sources), 1), dtype=np.float32)])
-    gram = ones.T @ ones + RIDGE * np.eye(ones.shape[1], dtype=np.float32)
-    weights = np.linalg.solve(gram, ones.T @ targets)  # (width + 1) × guide width
-    dense = Dense(sources.shape[1], targets.shape[1], activation_function=torch.nn.Identity())
-    with torch.no_grad():
-        dense.linear.weight.copy_(torch.from_numpy(weights[:-1].T.copy()))
-        dense.linear.bias.copy_(torch.from_numpy(weights[-1].copy()))
-    student = SentenceTransformer(modules=[*base, dense, Normalize()], device="cpu")
-    student.max_seq_length = SEQ_LENGTH
-    return student
-
-
-def length_batches(texts: list[str], batch_size: int, rng: random.Random) -> list[list[int]]:
-    """Shuffled batches of similar-length texts (little padding): sorted within shuffled blocks of 50 batches."""
-    order = list(range(len(texts)))
-    rng.shuffle(order)
-    block = batch_size * 50
-    batches = []
-    for start in range(0, len(order), block):
-        part = sorted(order[start : start + block], key=lambda i: len(texts[i]))
-        batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
-    rng.shuffle(batches)
-    return batches
+    return with_head(base, least_squares_head(sources, targets, RIDGE))
 
 
 def distil(student, texts: list[str], targets: np.ndarray, epochs: int, learning_rate: float, seed: int) -> list[float]:
@@ -121,7 +98,10 @@ def distil(student, texts: list[str], targets: np.ndarray, epochs: int, learning
 
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    plan = [length_batches(texts, 32, rng) for _ in range(epochs)]
+    from embpipe.core.training.distillation import length_grouped_batches
+
+    lengths = [len(text) for text in texts]
+    plan = [length_grouped_batches(lengths, 32, rng) for _ in range(epochs)]
     steps = sum(len(p) for p in plan)
     optimizer = torch.optim.AdamW(student.parameters(), lr=learning_rate, weight_decay=0.01)
     warm = max(1, steps // 10)

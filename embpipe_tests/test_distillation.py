@@ -115,4 +115,4 @@ def test_the_guide_s_embeddings_are_reused_while_guide_and_texts_stay_the_same(b
 
 def test_distillation_texts_are_distinct_and_never_blank():
     texts = distillation_texts(["a", "", "b", "a"], ["q", "  ", "q", "r"])
-    assert texts.documents == ("a", "b") and texts.queries == ("q", "r") and texts.all() == ["a", "b", "q", "r"]
+    assert texts.documents == ("a", "b") and texts.queries == ("q", "r")

@@ -1,6 +1,7 @@
 """Training: contrastive fine-tuning of the base model on the mined training labels, tracked in MLflow."""
 
 import dataclasses
+import functools
 import hashlib
 import json
 import shutil
@@ -137,10 +138,13 @@ def embedding_model(
     )
     validation = validation_target(synthetic_queries, query_splits, chunks, config.validation_corpus_size, config.seed)
     checkpoint = checkpoint_path(config, embedder.model_id(), documents, labels, train, passage_pairs)
-    texts = corpus_texts(documents, chunks, train, passage_pairs)
-    model, distilled = guided_start(context, config, embedder.load(config.max_seq_length or None), checkpoint, texts)
+    model = embedder.load(config.max_seq_length or None)
+    guide = functools.cache(functools.partial(load_guide, config.guide_model, model.max_seq_length, str(model.device)))
+    distilled, frames = {}, (documents, chunks, train, passage_pairs)
+    if config.guide_model and config.guide_distill_epochs:
+        model, distilled = distilled_start(context, config, model, guide, checkpoint, frames)
     if config.guide_model and (config.distill_weight > 0 or config.guide_mask):
-        examples = with_guide_scores(examples, load_guide(config.guide_model, model.max_seq_length, str(model.device)))
+        examples = with_guide_scores(examples, guide())  # loaded once, whichever use comes first
     with mlflow.start_run("embedding_model", tags={"dagster_run_id": context.run_id}) as run:
         mlflow_api.log_params(
             {**config.model_dump(), **training_parameters(embedder.model_id(), examples, validation, model)}
@@ -164,16 +168,14 @@ def corpus_texts(documents: pd.DataFrame, chunks: pd.DataFrame, train: pd.DataFr
     return distillation_texts(whole + list(chunk_corpus(chunks).values()), [*train["text"], *pairs["query"]])
 
 
-def guided_start(context: AssetExecutionContext, config: TrainingConfig, model, checkpoint: Path, texts):
-    """The model the contrastive training starts from: ``model`` itself, or with a guide (and distillation
-    epochs) ``model`` distilled from the guide's embeddings of ``texts``; with the distillation's metadata."""
-    if not (config.guide_model and config.guide_distill_epochs):
-        return model, {}
+def distilled_start(context: AssetExecutionContext, config: TrainingConfig, model, guide, checkpoint: Path, frames):
+    """``model`` distilled from the guide's embeddings of the corpus (``frames``: documents, chunks, training
+    queries, teacher-free pairs), where the contrastive training starts; with the distillation's metadata."""
+    texts = corpus_texts(*frames)
     context.log.info(
         f"distilling {config.guide_model} into the base: {len(texts.documents)} passages, {len(texts.queries)} "
         f"queries, {config.guide_distill_epochs} epochs"
     )
-    guide = lambda: load_guide(config.guide_model, model.max_seq_length, str(model.device))  # noqa: E731
     params = DistillationParams(epochs=config.guide_distill_epochs, seed=config.seed)
     student, outcome = distilled_student(model, guide, config.guide_model, texts, params, checkpoint / "guide")
     context.log.info(f"distilled in {outcome.seconds:.0f} s (guide {outcome.guide_seconds:.0f} s), losses "

@@ -60,9 +60,6 @@ class DistillationTexts:
     documents: tuple[str, ...]
     queries: tuple[str, ...]
 
-    def all(self) -> list[str]:
-        return [*self.documents, *self.queries]
-
 
 @dataclass
 class DistillationOutcome:
@@ -90,33 +87,41 @@ def texts_key(texts: DistillationTexts, guide_id: str, max_seq_length: int) -> s
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def guide_targets(guide, texts: DistillationTexts, cache: Path, key: str, batch_size: int = 16) -> np.ndarray:
+def guide_targets(load_guide: Callable[[], object], texts: DistillationTexts, cache: Path, key: str) -> np.ndarray:
     """The guide's normalised embeddings of the documents (document prompt) then the queries (query prompt);
-    read from ``cache`` when it holds them for ``key``."""
+    read from ``cache`` when it holds them for ``key`` (the guide is then never loaded)."""
     if cache.is_file():
         stored = np.load(cache)
         if str(stored["key"]) == key:
             return stored["targets"]
-    log = lambda message: logger.info("guide: %s", message)  # noqa: E731
+    guide, log = load_guide(), lambda message: logger.info("guide: %s", message)
     parts = [
-        encode_with_progress(guide, list(rows), batch_size, log, 512, role) if rows else np.zeros((0, 0), np.float32)
+        encode_with_progress(guide, list(rows), 16, log, 512, role)
         for role, rows in (("document", texts.documents), ("query", texts.queries))
+        if rows
     ]
-    targets = np.vstack([p for p in parts if len(p)]).astype(np.float32)
+    targets = np.vstack(parts).astype(np.float32)
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, key=np.array(key), targets=targets)
     return targets
 
 
+def projection(width: int, guide_width: int):
+    """A linear layer (with bias, no activation) from the student's width to the guide's."""
+    import torch
+    from sentence_transformers.sentence_transformer.modules import Dense
+
+    return Dense(width, guide_width, activation_function=torch.nn.Identity())
+
+
 def least_squares_head(sources: np.ndarray, targets: np.ndarray, ridge: float):
     """A linear layer from the student's width to the guide's, fitted by ridge least squares (with a bias)."""
     import torch
-    from sentence_transformers.sentence_transformer.modules import Dense
 
     ones = np.hstack([sources, np.ones((len(sources), 1), dtype=np.float32)]).astype(np.float64)
     gram = ones.T @ ones + ridge * np.eye(ones.shape[1])
     weights = np.linalg.solve(gram, ones.T @ targets.astype(np.float64)).astype(np.float32)
-    dense = Dense(sources.shape[1], targets.shape[1], activation_function=torch.nn.Identity())
+    dense = projection(sources.shape[1], targets.shape[1])
     with torch.no_grad():
         dense.linear.weight.copy_(torch.from_numpy(weights[:-1].T.copy()))
         dense.linear.bias.copy_(torch.from_numpy(weights[-1].copy()))
@@ -226,15 +231,14 @@ def distilled_student(
         outcome = DistillationOutcome(**json.loads((done / "outcome.json").read_text()))
         return load_model(str(done), model.max_seq_length, str(model.device)), outcome
     started = time.perf_counter()
-    cache, key = folder / TARGETS_FILE, texts_key(texts, guide_id, model.max_seq_length)
-    cached = cache.is_file() and str(np.load(cache)["key"]) == key
-    targets = guide_targets(None if cached else load_guide(), texts, cache, key)
+    key = texts_key(texts, guide_id, model.max_seq_length)
+    targets = guide_targets(load_guide, texts, folder / TARGETS_FILE, key)
     guide_seconds = round(time.perf_counter() - started, 1)
     student_texts = prompted(model, texts)
     if last_checkpoint(folder / "trainer") is None:
         head = least_squares_head(encode(model, student_texts, 64), targets, params.ridge)
     else:  # the checkpoint holds the layer's weights
-        head = least_squares_head(np.zeros((1, embedding_dimension(model)), np.float32), targets[:1], params.ridge)
+        head = projection(embedding_dimension(model), targets.shape[1])
     student = with_head(model, head)
     losses = distil_into(student, student_texts, targets, params, folder / "trainer")
     outcome = DistillationOutcome(len(targets), guide_seconds, round(time.perf_counter() - started, 1), losses)
