@@ -12,7 +12,7 @@ from embpipe.core.evaluation.beir import BeirDataset
 from embpipe.core.evaluation.metrics import paired_test
 from embpipe.core.evaluation.report import compare_models, per_query_values
 from embpipe.core.evaluation.report_render import markdown_report, save_report
-from embpipe.core.evaluation.significance import bootstrap_interval, sign_flip_p_value, win_loss
+from embpipe.core.evaluation.significance import bootstrap_interval, clearly_worse, sign_flip_p_value, win_loss
 from embpipe.core.training.examples import subsample_corpus
 
 
@@ -36,6 +36,14 @@ def test_the_sign_flip_test_finds_a_consistent_gain_and_not_a_mixed_one():
     assert sign_flip_p_value(np.zeros(30), np.full(30, 0.1)) < 0.001
     assert sign_flip_p_value(np.zeros(4), np.array([0.5, -0.5, 0.5, -0.5])) == 1.0
     assert sign_flip_p_value(np.ones(4), np.ones(4)) == 1.0
+
+
+def test_only_a_drop_that_chance_does_not_explain_is_clearly_worse():
+    base = np.ones(30)
+    assert clearly_worse(base, np.full(30, 0.9))  # every query lower
+    assert not clearly_worse(base, np.r_[np.ones(28), [0.5, 0.5]])  # two queries lower: within chance
+    assert not clearly_worse(base, np.full(30, 1.0)) and not clearly_worse(np.zeros(30), np.full(30, 0.1))
+    assert not clearly_worse(np.zeros(0), np.zeros(0))
 
 
 def test_a_gain_on_two_of_sixty_queries_is_not_called_significant():

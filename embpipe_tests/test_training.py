@@ -12,14 +12,17 @@ import torch
 import torch.nn.functional as F
 
 from embpipe.core.embedding import encode
+from embpipe.core.training.base_comparison import BaseValidation, comparison_with_base
 from embpipe.core.training.examples import document_examples, labelled_examples
 from embpipe.core.training.interpolation import mix_with_base
 from embpipe.core.training.losses import present_documents, weighted_info_nce
 from embpipe.core.training.rows import TrainingExample, padded_negatives, training_dataset
 from embpipe.core.training.trainer import (
+    BASE_SCORE_FILE,
     TrainingParams,
     batch_loss,
     distinct_query_and_positive_batches,
+    saved_base_validation,
     train_contrastive,
 )
 from embpipe.core.training.validation import chunk_documents, validation_scorer, validation_target
@@ -255,6 +258,51 @@ def test_an_epoch_that_ties_the_base_on_validation_is_kept_and_one_below_it_is_n
     kept = train_contrastive(worse, examples, lambda model: next(scores), params)
     assert kept.best_epoch == 0 and kept.best_score == 1.0
     assert all(torch.equal(t, worse.state_dict()[n]) for n, t in base_model.state_dict().items())
+
+
+class PerQueryFigures:
+    """A stand-in validation scorer with per-query figures: the base, each epoch, then the kept weights, in turn."""
+
+    def __init__(self, *calls: list[float]) -> None:
+        self.calls = iter(calls)
+
+    def per_query(self, model) -> np.ndarray:
+        return np.array(next(self.calls))
+
+    def __call__(self, model) -> float:
+        return float(self.per_query(model).mean())
+
+
+def test_trained_weights_are_kept_unless_a_paired_test_finds_them_clearly_worse_than_the_base(base_model):
+    examples = [TrainingExample(q, p) for q, p in PAIRS]
+    params = TrainingParams(epochs=2, batch_size=3, learning_rate=2e-4, scale=20.0, patience=2)
+    base, slightly = [1.0] * 20, [1.0] * 18 + [0.9, 0.9]  # two of twenty queries a little lower: chance
+    noisy = copy.deepcopy(base_model)
+    kept = train_contrastive(noisy, examples, PerQueryFigures(base, slightly, slightly, slightly), params)
+    assert kept.best_epoch == 2 and kept.best_score == pytest.approx(0.99) and kept.base_score == 1.0
+    assert any(not torch.equal(t, noisy.state_dict()[n]) for n, t in base_model.state_dict().items())
+
+    lower = [0.8] * 20  # every query lower
+    worse = copy.deepcopy(base_model)
+    held_back = train_contrastive(worse, examples, PerQueryFigures(base, lower, lower, lower), params)
+    assert held_back.best_epoch == 0 and held_back.best_score == 1.0
+    assert all(torch.equal(t, worse.state_dict()[n]) for n, t in base_model.state_dict().items())
+
+
+def test_the_check_s_comparison_reports_the_paired_difference_and_blocks_only_a_clear_drop():
+    worse, figures = comparison_with_base(np.ones(20), np.r_[np.ones(19), [0.5]])
+    assert not worse and figures["base_val_ndcg@10"] == 1.0 and figures["tuned_val_ndcg@10"] == 0.975
+    assert figures["delta_95_interval"].startswith("-0.0250") and figures["p_value"] > 0.5
+    worse, figures = comparison_with_base(np.ones(20), np.full(20, 0.5))
+    assert worse and figures["p_value"] < 0.001
+
+
+def test_a_resumed_training_reads_the_base_s_figures_in_either_saved_form(tmp_path):
+    assert saved_base_validation(tmp_path) is None
+    (tmp_path / BASE_SCORE_FILE).write_text("0.75")  # as trainings before per-query figures saved it
+    assert saved_base_validation(tmp_path) == BaseValidation(0.75)
+    (tmp_path / BASE_SCORE_FILE).write_text('{"score": 0.5, "per_query": [1.0, 0.0]}')
+    assert saved_base_validation(tmp_path) == BaseValidation(0.5, [1.0, 0.0])
 
 
 def test_validation_credits_a_question_whose_positive_s_own_document_ranks_first_through_another_chunk(base_model):

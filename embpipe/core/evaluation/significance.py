@@ -56,6 +56,17 @@ def sign_flip_p_value(before: np.ndarray, after: np.ndarray, samples: int = 1000
     return float((extreme.sum() + 1) / (samples + 1))
 
 
+WORSE_P_VALUE = 0.05  # a lower score counts as worse only when a paired test this strict says the drop is real
+
+
+def clearly_worse(before: np.ndarray, after: np.ndarray, p_value: float = WORSE_P_VALUE) -> bool:
+    """Whether ``after`` scores lower than ``before`` on the same queries by more than chance explains: a lower
+    mean and a paired sign-flip p-value below ``p_value``. On a few dozen queries a drop of a point or two is
+    noise, and a rule that takes any drop as a loss keeps or blocks models by coin flip."""
+    deltas = np.asarray(after, dtype=np.float64) - np.asarray(before, dtype=np.float64)
+    return bool(len(deltas)) and deltas.mean() < 0 and sign_flip_p_value(before, after) < p_value
+
+
 def win_loss(before: np.ndarray, after: np.ndarray, tolerance: float = 1e-9) -> WinLoss:
     """Count queries improved, worsened and unchanged."""
     deltas = np.asarray(after, dtype=np.float64) - np.asarray(before, dtype=np.float64)

@@ -8,10 +8,12 @@ positive. After each epoch the trainer scores the model on validation (nDCG@10 t
 best checkpoint and stops early after ``patience`` epochs without a gain over the best so far, the base model
 included. The best epoch's weights are then mixed back towards the base's, ``w`` × tuned + (1 − ``w``) × base,
 with ``w`` the one of ``tuned_shares`` that scores best on validation (one share: a fixed mix; 1.0: the epoch as
-trained); when that mix scores below the base model, the base weights are kept (``best_epoch`` 0). An epoch
-that ties the base is kept: the teacher's validation questions often copy their passage's words, so both
-models score 1.0 on them, and a tie says nothing against the model that learned the domain (the blocking
-``model_not_worse_than_base`` check holds back a model that scores lower on a fresh validation sample).
+trained); the base weights are kept (``best_epoch`` 0) only when that mix is clearly worse than the base: a
+lower score and, where the scorer gives per-query figures (``per_query``), a paired test that says the drop is
+not chance (``clearly_worse``). The teacher's validation questions often copy their passage's words, so the base
+scores high on them and a drop of a point on a few dozen of them is noise; a rule that took any drop as a loss
+kept the base by coin flip while the hand-written questions preferred the trained model. The blocking
+``model_not_worse_than_base`` check applies the same test on a fresh validation sample.
 
 With a ``checkpoint`` folder, the trainer writes a checkpoint there after every epoch (weights, optimizer,
 scheduler, random states, log history); a later call with the same folder resumes after the last finished
@@ -41,6 +43,7 @@ from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 from transformers import PrinterCallback, TrainerCallback
 
 from embpipe.core.embedding import column_prompts
+from embpipe.core.training.base_comparison import BaseValidation, base_validation, worse_than_base
 from embpipe.core.training.interpolation import mix_with_base
 from embpipe.core.training.losses import WeightedMultipleNegativesRankingLoss, embed_texts, weighted_info_nce
 from embpipe.core.training.rows import TrainingExample, training_dataset
@@ -205,11 +208,12 @@ def train_contrastive(
         folder.mkdir(parents=True, exist_ok=True)
         resume_from = last_checkpoint(folder)
         base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        base_score = saved_base_score(folder) if resume_from else None
-        if base_score is None:
+        base = saved_base_validation(folder) if resume_from else None
+        if base is None:
             model.eval()
-            base_score = float(score(model))
-            (folder / BASE_SCORE_FILE).write_text(json.dumps(base_score))
+            base = base_validation(model, score)
+            (folder / BASE_SCORE_FILE).write_text(json.dumps(vars(base)))
+        base_score = base.score
         if resume_from:
             logger.info("resuming training from %s", resume_from)
         dataset = training_dataset(examples)
@@ -246,7 +250,7 @@ def train_contrastive(
     held = held_epoch(history, reached_base)
     if held is not None:
         share, mixed_score = mix_with_base(model, base_state, score, params.tuned_shares, held.score)
-        if mixed_score >= base_score:
+        if not worse_than_base(model, score, base, mixed_score):
             return TrainingOutcome(base_score, mixed_score, held.epoch, history, share)
     model.load_state_dict(base_state)
     return TrainingOutcome(base_score, base_score, 0, history)
@@ -263,7 +267,10 @@ def held_epoch(history: list[EpochRecord], reached_base: bool) -> EpochRecord | 
     return next(r for r in history if r.score == top)
 
 
-def saved_base_score(folder: Path) -> float | None:
-    """The base model's validation score stored when this training started (for a resumed training)."""
+def saved_base_validation(folder: Path) -> BaseValidation | None:
+    """The base model's validation scores stored when this training started (for a resumed training)."""
     path = folder / BASE_SCORE_FILE
-    return float(json.loads(path.read_text())) if path.is_file() else None
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    return BaseValidation(**saved) if isinstance(saved, dict) else BaseValidation(float(saved))

@@ -15,13 +15,14 @@ the sample corpus' validation fell in all four probed runs while the hand-writte
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from embpipe.core.embedding import role_encoder
 from embpipe.core.evaluation.beir import BeirDataset, Qrels
-from embpipe.core.evaluation.metrics import Run, evaluate
+from embpipe.core.evaluation.metrics import Run, per_query
 from embpipe.core.evaluation.report import dense_run
 from embpipe.core.tables import Split
 from embpipe.core.training.examples import queries_in_split, retrieval_target, subsample_corpus
@@ -67,19 +68,32 @@ def document_qrels(qrels: Qrels, document_of: Mapping[str, str]) -> Qrels:
     return {query: {document_of[c]: grade for c, grade in relevant.items()} for query, relevant in qrels.items()}
 
 
+class ValidationScorer:
+    """Scores a model on validation: ``scorer(model)`` is its nDCG@10 by document (0 without validation queries),
+    ``scorer.per_query(model)`` the same figure per query (in a fixed query order), for paired comparisons."""
+
+    def __init__(self, validation: BeirDataset, document_of: Mapping[str, str], batch_size: int = 32) -> None:
+        self.validation, self.document_of, self.batch_size = validation, document_of, batch_size
+        self.qrels = document_qrels(validation.qrels, document_of)
+        self.query_ids = sorted(self.qrels)
+
+    def per_query(self, model) -> np.ndarray:
+        if not self.query_ids:
+            return np.zeros(0)
+        run = dense_run(role_encoder(model, self.batch_size), self.validation.corpus, self.validation.queries)
+        values = per_query(self.qrels, by_document(run, self.document_of), VALIDATION_METRIC)
+        return np.array([values.get(q, 0.0) for q in self.query_ids])
+
+    def __call__(self, model) -> float:
+        values = self.per_query(model)
+        return float(values.mean()) if len(values) else 0.0
+
+
 def validation_scorer(
     validation: BeirDataset, document_of: Mapping[str, str], batch_size: int = 32
-) -> Callable[[object], float]:
-    """A function model → validation nDCG@10 by document (0 when there are no validation queries)."""
-    qrels = document_qrels(validation.qrels, document_of)
-
-    def score(model) -> float:
-        if not validation.queries:
-            return 0.0
-        run = dense_run(role_encoder(model, batch_size), validation.corpus, validation.queries)
-        return evaluate(qrels, by_document(run, document_of), [VALIDATION_METRIC])[VALIDATION_METRIC]
-
-    return score
+) -> ValidationScorer:
+    """A scorer model → validation nDCG@10 by document, with per-query figures (see ``ValidationScorer``)."""
+    return ValidationScorer(validation, document_of, batch_size)
 
 
 def model_card(settings: dict, base_model: str, examples: int, outcome) -> str:
