@@ -116,3 +116,37 @@ def test_the_guide_s_embeddings_are_reused_while_guide_and_texts_stay_the_same(b
 def test_distillation_texts_are_distinct_and_never_blank():
     texts = distillation_texts(["a", "", "b", "a"], ["q", "  ", "q", "r"])
     assert texts.documents == ("a", "b") and texts.queries == ("q", "r")
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_distillation_resumes_from_its_epoch_checkpoint_and_ends_as_an_uninterrupted_one(
+    base_model, tmp_path, monkeypatch
+):
+    from embpipe.core.training.distillation import StepProgress
+
+    guide = guide_like(base_model)
+    params = DistillationParams(epochs=2, batch_size=4, learning_rate=3e-4, ridge=10.0, seed=7)
+    whole, _ = distilled_student(copy.deepcopy(base_model), lambda: guide, "stand-in", TEXTS, params, tmp_path / "a")
+
+    def stop_after_the_first_checkpoint(self, args, state, control, **kwargs):
+        raise Interrupted
+
+    with monkeypatch.context() as patch:
+        patch.setattr(StepProgress, "on_save", stop_after_the_first_checkpoint, raising=False)
+        with pytest.raises(Interrupted):
+            distilled_student(copy.deepcopy(base_model), lambda: guide, "stand-in", TEXTS, params, tmp_path / "b")
+    assert (tmp_path / "b" / "trainer").is_dir() and not (tmp_path / "b" / "distilled").exists()
+    steps = []
+    step_end = StepProgress.on_step_end
+    with monkeypatch.context() as patch:
+        patch.setattr(StepProgress, "on_step_end", lambda self, *a, **k: steps.append(1) or step_end(self, *a, **k))
+        resumed, outcome = distilled_student(
+            copy.deepcopy(base_model), lambda: guide, "stand-in", TEXTS, params, tmp_path / "b"
+        )
+    assert len(steps) == 3  # only the second epoch's 3 batches of 4 ran again
+    assert len(outcome.epoch_losses) == 2  # the first epoch's loss comes back with the checkpoint's log
+    probe = ["pool is read-only", TEXTS.documents[0]]
+    assert encode(resumed, probe) == pytest.approx(encode(whole, probe), abs=1e-5)
