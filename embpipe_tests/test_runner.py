@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pytest
 from dagster import AssetCheckResult, DagsterInstance, Output, asset, asset_check
 
+from embpipe.orchestration.instance import prepare_dagster_home
 from embpipe.orchestration.runner import run_stale
 from embpipe.resources.methods import MethodsResource
 
 UPSTREAM_VALUE = {"value": 1}
+PROJECT = Path(__file__).resolve().parents[1]
 
 
 @asset
@@ -102,3 +107,20 @@ def test_a_deleted_or_damaged_output_is_rebuilt_on_the_next_run(tmp_path, damage
         path.write_bytes(path.read_bytes()[:20])
     assert "stored_table" in run_stale(graph, [], resources, {}, instance).rebuilt
     assert path.is_file() and run_stale(graph, [], resources, {}, instance).rebuilt == []
+
+
+@asset
+def logs_through_python_logging() -> int:
+    logging.getLogger("embpipe.core.training.distillation").info("distillation step 50/100, 12 s")
+    return 1
+
+
+@pytest.mark.parametrize("beside_the_project", [True, False])
+def test_embpipe_s_own_log_lines_reach_the_run_s_event_log(tmp_path, monkeypatch, beside_the_project):
+    monkeypatch.setenv("EMBPIPE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(PROJECT if beside_the_project else tmp_path)  # else the fallback settings
+    home = prepare_dagster_home()
+    instance = DagsterInstance.from_config(str(home))
+    run_stale([logs_through_python_logging], [], {}, {}, instance)
+    messages = [record.user_message for record in instance.all_logs(instance.get_runs(limit=1)[0].run_id)]
+    assert "distillation step 50/100, 12 s" in messages

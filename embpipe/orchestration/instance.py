@@ -8,7 +8,10 @@ from embpipe.locks import file_lock
 from embpipe.paths import data_dir
 
 DAGSTER_YAML = "dagster.yaml"
-FALLBACK_DAGSTER_YAML = "telemetry:\n  enabled: false\n"
+FALLBACK_DAGSTER_YAML = (
+    "telemetry:\n  enabled: false\n"
+    "python_logs:\n  managed_python_loggers:\n    - embpipe\n  python_log_level: INFO\n"
+)  # when run outside the project folder: the same settings that matter
 
 
 def prepare_dagster_home(project_dir: Path | None = None) -> Path:
