@@ -5,9 +5,16 @@ from __future__ import annotations
 import dataclasses
 
 import pandas as pd
+import pytest
 
 from embpipe.cli import main
-from embpipe.cli_plan import PLAN_TAG, plan_settings, plan_versus_spent
+from embpipe.cli_plan import (
+    DISTIL_SECONDS_PER_TEXT_EPOCH,
+    GUIDE_SECONDS_PER_TEXT,
+    PLAN_TAG,
+    plan_settings,
+    plan_versus_spent,
+)
 from embpipe.core.plan import StageSettings, plan_calls, plan_run, question_calls
 from embpipe.core.synthesis.question_prompts import SYSTEM_PROMPTS
 from embpipe.core.synthesis.questions import generate_single_chunk_questions, select_chunks
@@ -83,6 +90,23 @@ def test_embpipe_plan_prints_every_teacher_stage_and_calls_nothing(data_dir, cap
     assert "entity_descriptions" not in out  # EmbGen is off by default
     assert "48 documents" in out and "total" in out
     assert not (data_dir / "teacher").exists() or not make_teacher(data_dir / "teacher").store.usage()
+
+
+def test_the_plan_of_a_guided_run_counts_the_guide_s_texts_and_minutes(data_dir, capsys):
+    assert main(["plan", "--teacher", "fake/teacher", "--token-budget", "30000"]) == 0
+    assert "Guide" not in capsys.readouterr().out
+    guided = [
+        "--set",
+        "embedding_model.guide_model=embeddinggemma-300m",
+        "--set",
+        "embedding_model.guide_distill_epochs=4",
+    ]
+    assert main(["plan", "--teacher", "fake/teacher", "--token-budget", "30000", *guided]) == 0
+    guide_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("Guide"))
+    texts = int(guide_line.split("embeds up to ")[1].split()[0])
+    minutes = float(guide_line.split("about ")[1].split()[0])
+    assert "embeddinggemma-300m" in guide_line and "over 4 epoch(s)" in guide_line and texts > 48
+    assert minutes == pytest.approx(texts * (GUIDE_SECONDS_PER_TEXT + 4 * DISTIL_SECONDS_PER_TEXT_EPOCH) / 60, abs=0.05)
 
 
 def test_a_run_prints_its_plan_beside_what_it_counted():
