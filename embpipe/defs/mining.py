@@ -169,7 +169,7 @@ def margin_labels_output(config: MiningConfig, train: pd.DataFrame, hard_negativ
     return table_output(frame, config, {**mining_summary(frame, outcome, 0, 0, 0), "mining": False}, LABEL_COLUMNS)
 
 
-@asset(dagster_type=TrainingLabelsFrame, code_version="6", group_name="training")
+@asset(dagster_type=TrainingLabelsFrame, code_version="7", group_name="training")
 def mining_rounds(
     context: AssetExecutionContext,
     config: MiningConfig,

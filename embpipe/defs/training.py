@@ -115,7 +115,7 @@ def checkpoint_path(config: TrainingConfig, base_model: str, *data: pd.DataFrame
     return folder
 
 
-@asset(io_manager_key="model_io_manager", code_version="8", group_name="training")
+@asset(io_manager_key="model_io_manager", code_version="9", group_name="training")
 def embedding_model(
     context: AssetExecutionContext,
     config: TrainingConfig,

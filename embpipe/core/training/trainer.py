@@ -5,8 +5,8 @@ negative_1…n, label = weight) for ``WeightedMultipleNegativesRankingLoss``: ev
 positive and negative of its batch at ``scale`` = 1 / temperature (50 ↔ 0.02). The library's no-duplicates
 batch sampler keeps any text from appearing twice in a batch, so an in-batch negative is never a copy of the
 positive. After each epoch the trainer scores the model on validation (nDCG@10 through ``score``), keeps the
-best checkpoint and stops early after ``patience`` epochs without a gain over the best so far, the base model
-included. The best epoch's weights are then mixed back towards the base's, ``w`` × tuned + (1 − ``w``) × base,
+best epoch's checkpoint and stops early after ``patience`` epochs without a gain over the best epoch so far. The
+best epoch's weights are then mixed back towards the base's, ``w`` × tuned + (1 − ``w``) × base,
 with ``w`` the one of ``tuned_shares`` that scores best on validation (one share: a fixed mix; 1.0: the epoch as
 trained); the base weights are kept (``best_epoch`` 0) only when that mix is clearly worse than the base: a
 lower score and, where the scorer gives per-query figures (``per_query``), a paired test that says the drop is
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -125,15 +124,11 @@ class ValidationEvaluator(BaseEvaluator):
 
 
 class EpochLog(TrainerCallback):
-    """Starts each epoch at the base score as the best so far; records each epoch's seconds in the trainer's
-    log history (so a resumed training keeps them); hands each finished, checkpointed epoch to ``on_epoch``."""
+    """Records each epoch's seconds in the trainer's log history (so a resumed training keeps them); hands each
+    finished, checkpointed epoch to ``on_epoch``."""
 
-    def __init__(self, base_score: float, on_epoch: Callable[[EpochRecord], None] | None):
-        self.base_score, self.on_epoch, self.started = base_score, on_epoch, time.perf_counter()
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        if state.best_metric is None:  # the base model's score, to be matched (early stopping and best model)
-            state.best_metric = math.nextafter(self.base_score, -math.inf)
+    def __init__(self, on_epoch: Callable[[EpochRecord], None] | None):
+        self.on_epoch, self.started = on_epoch, time.perf_counter()
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.started = time.perf_counter()
@@ -240,14 +235,13 @@ def train_contrastive(
                 model, params.scale, params.distill_weight, params.guide_scale, params.guide_mask
             ),
             evaluator=ValidationEvaluator(score),
-            callbacks=[EarlyStoppingCallback(early_stopping_patience=params.patience), EpochLog(base_score, on_epoch)],
+            callbacks=[EarlyStoppingCallback(early_stopping_patience=params.patience), EpochLog(on_epoch)],
         )
         trainer.remove_callback(PrinterCallback)  # epochs are reported through EpochLog, not printed
         trainer.train(resume_from_checkpoint=resume_from)
         history = epoch_records(trainer.state.log_history)
-        reached_base = trainer.state.best_model_checkpoint is not None  # else no best checkpoint was loaded
     model.eval()
-    held = held_epoch(history, reached_base)
+    held = best_epoch(history)  # the trainer loaded its weights at the end
     if held is not None:
         share, mixed_score = mix_with_base(model, base_state, score, params.tuned_shares, held.score)
         if not worse_than_base(model, score, base, mixed_score):
@@ -256,13 +250,10 @@ def train_contrastive(
     return TrainingOutcome(base_score, base_score, 0, history)
 
 
-def held_epoch(history: list[EpochRecord], reached_base: bool) -> EpochRecord | None:
-    """The epoch whose weights the trained model holds: the first best one when an epoch matched the base (the
-    trainer loads it at the end), else the last one."""
+def best_epoch(history: list[EpochRecord]) -> EpochRecord | None:
+    """The first epoch with the best validation score (the one the trainer keeps as its best model)."""
     if not history:
         return None
-    if not reached_base:
-        return history[-1]
     top = max(r.score for r in history)
     return next(r for r in history if r.score == top)
 
