@@ -42,11 +42,16 @@ class BaseValidation:
     per_query: list[float] | None = None
 
 
+def mean_score(values: np.ndarray) -> float:
+    """The mean of per-query figures (0 when there are no queries)."""
+    return float(np.mean(values)) if len(values) else 0.0
+
+
 def base_validation(model, score: Callable[[object], float]) -> BaseValidation:
     """``model``'s validation score, with its per-query figures when ``score`` gives them."""
     if isinstance(score, PerQueryScorer):
         values = score.per_query(model)
-        return BaseValidation(float(values.mean()) if len(values) else 0.0, [float(v) for v in values])
+        return BaseValidation(mean_score(values), [float(v) for v in values])
     return BaseValidation(float(score(model)))
 
 
@@ -71,8 +76,8 @@ def comparison_with_base(base: np.ndarray, tuned: np.ndarray) -> tuple[bool, dic
     say so (both means, the paired difference with its 95% interval, the p-value) for a check's metadata."""
     delta = bootstrap_interval(base, tuned)
     return clearly_worse(base, tuned), {
-        "base_val_ndcg@10": float(np.mean(base)) if len(base) else 0.0,
-        "tuned_val_ndcg@10": float(np.mean(tuned)) if len(tuned) else 0.0,
+        "base_val_ndcg@10": mean_score(base),
+        "tuned_val_ndcg@10": mean_score(tuned),
         "delta_95_interval": f"{delta.mean:+.4f} ({delta.low:+.4f}…{delta.high:+.4f})",
         "p_value": sign_flip_p_value(base, tuned),
         "blocks_when": f"tuned lower and p < {WORSE_P_VALUE}",

@@ -25,6 +25,7 @@ from embpipe.core.evaluation.beir import BeirDataset, Qrels
 from embpipe.core.evaluation.metrics import Run, per_query
 from embpipe.core.evaluation.report import dense_run
 from embpipe.core.tables import Split
+from embpipe.core.training.base_comparison import mean_score
 from embpipe.core.training.examples import queries_in_split, retrieval_target, subsample_corpus
 from embpipe.core.training.trainer import EpochRecord, TrainingExample, TrainingOutcome
 
@@ -85,8 +86,7 @@ class ValidationScorer:
         return np.array([values.get(q, 0.0) for q in self.query_ids])
 
     def __call__(self, model) -> float:
-        values = self.per_query(model)
-        return float(values.mean()) if len(values) else 0.0
+        return mean_score(self.per_query(model))
 
 
 def validation_scorer(
