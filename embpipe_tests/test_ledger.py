@@ -149,3 +149,41 @@ def test_the_validation_probe_section_shows_each_epoch_beside_the_hand_set(tmp_p
     tuned = "| `teacher-seed42` (59 examples) | 1 | 0.7800 | 0.9000 | 0.9400, +0.0400 (+0.0300, +0.0500), p 0.03 |"
     assert tuned in text
     assert "16 validation questions against 141 chunks" in text and "60 human-labelled questions of `toy-eval`" in text
+
+
+def test_the_lever_account_reads_each_figure_from_its_results_file(ledger, tmp_path):
+    from levers import Measure, figure
+
+    def test(value: float, delta: float) -> dict:
+        return {"value": value, "delta": delta, "ci_low": delta - 0.01, "ci_high": delta + 0.01, "p_value": 0.004}
+
+    benchmark = result(0.03, 0.02, 0.04, 0.004)
+    benchmark["metrics"]["tuned"]["ndcg@10"] = 0.77
+    guide = {"model": "guide", "metric": "ndcg@10"}
+    sweep = {
+        "variants": {},
+        "metrics": {"toy": [{**guide, **test(0.78, 0.04)}], "other": [{**guide, **test(0.97, -0.01)}]},
+    }
+    compare = {"dataset": "toy", "before": "a", "after": "b", "scored_on": "other",
+               "metrics": {"ndcg@10": {"before": 0.98, "after": 0.99, **test(0.0, 0.01)}}}  # fmt: skip
+    rows = {"rows": [{"parallel_sequences": 1, "questions_per_hour": 900, "round_trip_pass_rate": 0.7},
+                     {"parallel_sequences": 8, "questions_per_hour": 2400, "round_trip_pass_rate": 0.68}]}  # fmt: skip
+    for name, content in {
+        "toy-v.json": benchmark,
+        "sweep.json": sweep,
+        "compare.json": compare,
+        "yield.json": rows,
+    }.items():
+        (tmp_path / name).write_text(json.dumps(content))
+    assert figure(tmp_path, Measure("toy-v.json", "x")) == "toy 0.7700, +0.0300 (+0.0200, +0.0400), p 0.004"
+    assert figure(tmp_path, Measure("sweep.json", "x", "guide")) == (
+        "toy 0.7800, +0.0400 (+0.0300, +0.0500), p 0.004; other 0.9700, -0.0100 (-0.0200, +0.0000), p 0.004"
+    )
+    assert (
+        figure(tmp_path, Measure("compare.json", "x")) == "other 0.9800 → 0.9900, +0.0100 (+0.0000, +0.0200), p 0.004"
+    )
+    assert figure(tmp_path, Measure("yield.json", "x", {"parallel_sequences": 8})) == (
+        "2,400 questions/hour, round trip 68%"
+    )
+    with pytest.raises(FileNotFoundError):  # a lever naming a file that is not committed fails the ledger
+        figure(tmp_path, Measure("missing.json", "x"))
