@@ -175,7 +175,9 @@ def test_the_lever_account_reads_each_figure_from_its_results_file(ledger, tmp_p
         "yield.json": rows,
     }.items():
         (tmp_path / name).write_text(json.dumps(content))
-    assert figure(tmp_path, Measure("toy-v.json", "x")) == "toy 0.7700, +0.0300 (+0.0200, +0.0400), p 0.004"
+    assert figure(tmp_path, Measure("toy-v.json", "x")) == (
+        "toy 0.7700, +0.0300 (+0.0200, +0.0400), p 0.004; Recall@100 +0.0000, p 0.5"
+    )
     assert figure(tmp_path, Measure("sweep.json", "x", "guide")) == (
         "toy 0.7800, +0.0400 (+0.0300, +0.0500), p 0.004; other 0.9700, -0.0100 (-0.0200, +0.0000), p 0.004"
     )
