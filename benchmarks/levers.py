@@ -124,7 +124,7 @@ LEVERS = (
         ),
         "no (opt-in `embedding_model.guide_model`; Gemma licence, fetched on request)",
         "The one lever past 0.77 with MiniLM, through `embpipe run` too (Recall@100 up), but pubmedqa falls "
-        "(forgetting); the probe's halfway mix kept pubmedqa and is not in the pipeline yet. It cannot be a silent "
+        "(forgetting); the probe's halfway mix kept pubmedqa: `guide_distill_share=0.5` now, unmeasured on techqa. It cannot be a silent "
         "default (licence; about 2 hours of CPU on techqa).",
     ),
     Lever(

@@ -150,3 +150,32 @@ def test_an_interrupted_distillation_resumes_from_its_epoch_checkpoint_and_ends_
     assert len(outcome.epoch_losses) == 2  # the first epoch's loss comes back with the checkpoint's log
     probe = ["pool is read-only", TEXTS.documents[0]]
     assert encode(resumed, probe) == pytest.approx(encode(whole, probe), abs=1e-5)
+
+
+def test_a_share_below_one_mixes_the_distilled_student_back_towards_its_least_squares_start_even_when_resumed(
+    base_model, tmp_path, monkeypatch
+):
+    from embpipe.core.training.distillation import HEAD_FILE, StepProgress, projection, with_head
+    from embpipe.core.training.interpolation import mixed_weights
+
+    guide = guide_like(base_model)
+    params = DistillationParams(epochs=2, batch_size=4, learning_rate=3e-4, ridge=10.0, seed=7)
+    whole, _ = distilled_student(copy.deepcopy(base_model), lambda: guide, "stand-in", TEXTS, params, tmp_path / "a")
+    head = projection(384, 48)
+    head.load_state_dict(torch.load(tmp_path / "a" / HEAD_FILE))  # the fitted start, kept in the work folder
+    start = with_head(copy.deepcopy(base_model), head)
+    expected = copy.deepcopy(whole)
+    expected.load_state_dict(mixed_weights(start.state_dict(), whole.state_dict(), 0.5))
+
+    def stop_after_the_first_checkpoint(self, args, state, control, **kwargs):
+        raise Interrupted
+
+    halfway = DistillationParams(**{**params.__dict__, "share": 0.5})
+    with monkeypatch.context() as patch:
+        patch.setattr(StepProgress, "on_save", stop_after_the_first_checkpoint, raising=False)
+        with pytest.raises(Interrupted):
+            distilled_student(copy.deepcopy(base_model), lambda: guide, "stand-in", TEXTS, halfway, tmp_path / "h")
+    mixed, _ = distilled_student(copy.deepcopy(base_model), lambda: guide, "stand-in", TEXTS, halfway, tmp_path / "h")
+    probe = ["pool is read-only", TEXTS.documents[0]]
+    assert encode(mixed, probe) == pytest.approx(encode(expected, probe), abs=1e-5)
+    assert encode(mixed, probe) != pytest.approx(encode(whole, probe), abs=1e-3)  # the mix moved it

@@ -34,11 +34,13 @@ from sentence_transformers.base.sampler import DefaultBatchSampler
 from transformers import PrinterCallback, TrainerCallback
 
 from embpipe.core.embedding import embedding_dimension, encode, encode_with_progress, load_model, role_prompt
+from embpipe.core.training.interpolation import mixed_weights
 from embpipe.core.training.trainer import TrainingParams, last_checkpoint, trainer_arguments
 
 logger = logging.getLogger(__name__)
 DISTILLED_FOLDER = "distilled"  # the finished student, in the work folder
 TARGETS_FILE = "guide-targets.npz"
+HEAD_FILE = "least-squares-head.pt"  # the layer the distillation starts from
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class DistillationParams:
     warmup_ratio: float = 0.1
     ridge: float = 1e-2  # of the least-squares layer
     seed: int = 42
+    share: float = 1.0  # w in w × distilled + (1 − w) × the least-squares start (the probe's halfway mix: 0.5)
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,24 @@ def least_squares_head(sources: np.ndarray, targets: np.ndarray, ridge: float):
         dense.linear.weight.copy_(torch.from_numpy(weights[:-1].T.copy()))
         dense.linear.bias.copy_(torch.from_numpy(weights[-1].copy()))
     return dense
+
+
+def start_head(model, texts: list[str], targets: np.ndarray, params: DistillationParams, folder: Path):
+    """The least-squares layer the distillation starts from, fitted once and kept in ``folder``. A resumed run's
+    epoch checkpoint holds the trained layer, so it needs the fitted one only to mix back towards it."""
+    import torch
+
+    saved = folder / HEAD_FILE
+    head = projection(embedding_dimension(model), targets.shape[1])
+    if saved.is_file():
+        head.load_state_dict(torch.load(saved))
+        return head
+    if last_checkpoint(folder / "trainer") is not None and params.share == 1.0:
+        return head
+    head = least_squares_head(encode(model, texts, 64), targets, params.ridge)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(head.state_dict(), saved)
+    return head
 
 
 def with_head(model, head):
@@ -235,12 +256,11 @@ def distilled_student(
     targets = guide_targets(load_guide, texts, folder / TARGETS_FILE, key)
     guide_seconds = round(time.perf_counter() - started, 1)
     student_texts = prompted(model, texts)
-    if last_checkpoint(folder / "trainer") is None:
-        head = least_squares_head(encode(model, student_texts, 64), targets, params.ridge)
-    else:  # the checkpoint holds the layer's weights
-        head = projection(embedding_dimension(model), targets.shape[1])
-    student = with_head(model, head)
+    student = with_head(model, start_head(model, student_texts, targets, params, folder))
+    start = {k: v.detach().clone() for k, v in student.state_dict().items()}
     losses = distil_into(student, student_texts, targets, params, folder / "trainer")
+    if params.share != 1.0:  # part of the way back to the start: keeps more of what the base knew
+        student.load_state_dict(mixed_weights(start, student.state_dict(), params.share))
     outcome = DistillationOutcome(len(targets), guide_seconds, round(time.perf_counter() - started, 1), losses)
     student.save(str(done))
     (done / "outcome.json").write_text(json.dumps(outcome.__dict__))
