@@ -112,7 +112,8 @@ LEVERS = (
             Measure("recipe-sweep-techqa-soups.json", "halfway mix", "teacher-chunks-seed42-soup"),
         ),
         "no (`embedding_model.tuned_shares` [1.0])",
-        "Without a guide pubmedqa never fell, so the mix only cost techqa; with the guide it is what keeps pubmedqa.",
+        "Without a guide pubmedqa never fell, so the mix only cost techqa; with the guide, the mix that kept "
+        "pubmedqa is the distillation's (next row).",
     ),
     Lever(
         "A strong embedder as guide: EmbeddingGemma-300M distilled into MiniLM, then the teacher's labels",
@@ -124,17 +125,20 @@ LEVERS = (
         ),
         "no (opt-in `embedding_model.guide_model`; Gemma licence, fetched on request)",
         "The one lever past 0.77 with MiniLM, through `embpipe run` too (Recall@100 up), but pubmedqa falls "
-        "(forgetting); the probe's halfway mix kept pubmedqa: `guide_distill_share=0.5` now, unmeasured on techqa. It cannot be a silent "
-        "default (licence; about 2 hours of CPU on techqa).",
+        "(forgetting). The probe's halfway mix kept pubmedqa: now `guide_distill_share=0.5`, not yet measured on "
+        "techqa. It cannot be a silent default (licence; about 2 hours of CPU on techqa).",
     ),
     Lever(
-        "The guide's other uses: false-negative masking (GISTEmbed), soft labels (MarginMSE)",
+        "The guide's other uses: soft labels (MarginMSE-style KL), false-negative masking (GISTEmbed)",
         (
-            Measure("recipe-sweep-techqa-guide.json", "teacher labels, guide masking", "teacher-guide"),
-            Measure("recipe-sweep-techqa-guide-soft.json", "pairs, soft labels", "pairs-guide-soft20"),
+            Measure("recipe-sweep-techqa-guide.json", "teacher labels + its soft labels", "teacher-guide"),
+            Measure("recipe-sweep-techqa-guide.json", "1,000 teacher-free pairs, its soft labels alone", "pairs-guide"),
+            Measure("recipe-sweep-techqa-guide.json", "the same pairs, its mask", "pairs-guidemask"),
         ),
-        "no",
-        "No gain over the teacher's labels alone at this scale.",
+        "no (`distill_weight` 0, `guide_mask` off)",
+        "Soft labels added nothing to the teacher's labels; on teacher-free pairs they reach the teacher's figure "
+        "without a teacher token, but Recall@100 fell and the gain did not hold on a second preparation. The mask "
+        "alone leaves the pairs below the base.",
     ),
     Lever(
         "A stronger base: all-mpnet-base-v2 adapted by the default recipe",
