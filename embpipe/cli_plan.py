@@ -20,10 +20,11 @@ PLAN_TAG = "embpipe/plan"
 LOCAL_PROMPT_TPS = 71.5
 LOCAL_GENERATION_TPS = 9.44
 SERVED_SECONDS_PER_CALL = 1.0
-# The guide's CPU time per text on 2 cores (benchmarks/results/recipe-sweep-techqa-distil.json: EmbeddingGemma-300M
-# embedded 12,347 techqa texts in 1,445 s; MiniLM with its layer was distilled on them, 2 epochs, in 2,077 s).
+# The guide's CPU time per text on 2 cores: EmbeddingGemma-300M embedded 12,347 techqa texts in 1,445 s
+# (benchmarks/results/recipe-sweep-techqa-distil.json); the pipeline distilled MiniLM with its layer on 9,935 texts
+# at 1,665 s an epoch (benchmarks/results/techqa-guide.json, alone on an AMD EPYC; the probe's loop took half that).
 GUIDE_SECONDS_PER_TEXT = 0.117
-DISTIL_SECONDS_PER_TEXT_EPOCH = 0.084
+DISTIL_SECONDS_PER_TEXT_EPOCH = 0.168
 
 
 @dataclass(frozen=True)
