@@ -185,6 +185,8 @@ def test_the_guide_is_a_training_setting_the_optimiser_never_sees():
     assert (guided.guide_scale, guided.guide_mask) == (10.0, True)
     with pytest.raises(ValueError, match="set embedding_model.guide_model"):
         TrainingConfig(guide_mask=True).params()
+    with pytest.raises(ValueError, match="set embedding_model.guide_model"):
+        TrainingConfig(guide_distill_share=0.5).params()
 
 
 def test_a_guide_that_is_not_fetched_names_the_command_that_fetches_it(tmp_path, monkeypatch):

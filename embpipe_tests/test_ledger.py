@@ -151,7 +151,8 @@ def test_the_validation_probe_section_shows_each_epoch_beside_the_hand_set(tmp_p
     assert "16 validation questions against 141 chunks" in text and "60 human-labelled questions of `toy-eval`" in text
 
 
-def test_the_lever_account_reads_each_figure_from_its_results_file(ledger, tmp_path):
+def test_the_lever_account_reads_each_figure_from_its_results_file(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
     from levers import Measure, figure
 
     def test(value: float, delta: float) -> dict:

@@ -100,10 +100,11 @@ class TrainingConfig(Config):
     )
 
     def params(self) -> TrainingParams:
-        if (self.guide_mask or self.guide_scale) and not self.guide_model:
+        if (self.guide_mask or self.guide_scale or self.guide_distill_share != 1.0) and not self.guide_model:
             raise ValueError(
-                "embedding_model.guide_mask and guide_scale act on a guide's scores: set embedding_model.guide_model "
-                "too (a fetched name such as embeddinggemma-300m, or a sentence-transformers path)"
+                "embedding_model.guide_mask, guide_scale and guide_distill_share act on a guide: set "
+                "embedding_model.guide_model too (a fetched name such as embeddinggemma-300m, or a "
+                "sentence-transformers path)"
             )
         pipeline_only = {
             "negatives_per_example", "max_seq_length", "validation_corpus_size", "resume", "guide_model",

@@ -257,9 +257,10 @@ def distilled_student(
     guide_seconds = round(time.perf_counter() - started, 1)
     student_texts = prompted(model, texts)
     student = with_head(model, start_head(model, student_texts, targets, params, folder))
-    start = {k: v.detach().clone() for k, v in student.state_dict().items()}
+    mixing = params.share != 1.0  # part of the way back to the start: keeps more of what the base knew
+    start = {k: v.detach().clone() for k, v in student.state_dict().items()} if mixing else {}
     losses = distil_into(student, student_texts, targets, params, folder / "trainer")
-    if params.share != 1.0:  # part of the way back to the start: keeps more of what the base knew
+    if mixing:
         student.load_state_dict(mixed_weights(start, student.state_dict(), params.share))
     outcome = DistillationOutcome(len(targets), guide_seconds, round(time.perf_counter() - started, 1), losses)
     student.save(str(done))
